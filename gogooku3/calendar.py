@@ -1,0 +1,92 @@
+"""The JPX trading calendar and JST time helpers.
+
+Everything in the pipeline is scheduled and partitioned by JST (Asia/Tokyo) trading dates.
+The Tokyo Stock Exchange is closed on weekends, on Japanese national holidays (including
+substitute holidays, from ``jpholiday``) and over the year-end closure (31 December to
+3 January). This module is the one definition of that rule: the emulator's synthetic market,
+the Airflow timetable and the feature build all ask it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import jpholiday
+
+JST = ZoneInfo("Asia/Tokyo")
+
+#: (month, day) pairs on which the exchange is closed every year (year-end/new-year closure).
+YEAR_END_CLOSURE: frozenset[tuple[int, int]] = frozenset({(12, 31), (1, 1), (1, 2), (1, 3)})
+
+
+def holiday_division(day: dt.date) -> str:
+    """J-Quants ``HolidayDivision`` for ``day``: "1" business day, "0" non-business day.
+
+    (J-Quants also uses "2"/"3" for derivatives-only sessions; the cash market does not need them.)
+    """
+    return "1" if is_trading_day(day) else "0"
+
+
+def is_trading_day(day: dt.date) -> bool:
+    """True when the TSE cash market is open on ``day``."""
+    if day.weekday() >= 5:
+        return False
+    if (day.month, day.day) in YEAR_END_CLOSURE:
+        return False
+    return not jpholiday.is_holiday(day)
+
+
+@lru_cache(maxsize=256)
+def trading_days(start: dt.date, end: dt.date) -> tuple[dt.date, ...]:
+    """All trading days in the closed interval [start, end], ascending."""
+    if end < start:
+        return ()
+    out = []
+    day = start
+    one = dt.timedelta(days=1)
+    while day <= end:
+        if is_trading_day(day):
+            out.append(day)
+        day += one
+    return tuple(out)
+
+
+def next_trading_day(day: dt.date) -> dt.date:
+    """The first trading day strictly after ``day``."""
+    nxt = day + dt.timedelta(days=1)
+    while not is_trading_day(nxt):
+        nxt += dt.timedelta(days=1)
+    return nxt
+
+
+def previous_trading_day(day: dt.date) -> dt.date:
+    """The last trading day strictly before ``day``."""
+    prv = day - dt.timedelta(days=1)
+    while not is_trading_day(prv):
+        prv -= dt.timedelta(days=1)
+    return prv
+
+
+def on_or_after(day: dt.date) -> dt.date:
+    """``day`` itself when it is a trading day, else the next one."""
+    return day if is_trading_day(day) else next_trading_day(day)
+
+
+def to_jst_date(moment: dt.datetime) -> dt.date:
+    """The JST calendar date of an aware datetime (Airflow's logical dates are UTC)."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: pass an aware datetime (UTC or JST)")
+    return moment.astimezone(JST).date()
+
+
+def parse_date(text: str) -> dt.date:
+    """Parse ``YYYY-MM-DD`` (or J-Quants' ``YYYYMMDD``) into a date, naming the bad value on failure."""
+    raw = text.strip()
+    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return dt.datetime.strptime(raw, fmt).date()
+        except ValueError:
+            continue
+    raise ValueError(f"bad date {text!r}: expected YYYY-MM-DD")

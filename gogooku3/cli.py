@@ -1,0 +1,96 @@
+"""The ``gogooku3`` command line. Each command parses and validates its arguments, then calls the
+library; heavy imports happen inside the commands so ``gogooku3 --help`` stays instant."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="gogooku3: J-Quants -> lake -> features")
+trades_spec_app = typer.Typer(no_args_is_help=True, help="Weekly investor-type flows.")
+features_app = typer.Typer(no_args_is_help=True, help="Feature build.")
+app.add_typer(trades_spec_app, name="trades-spec")
+app.add_typer(features_app, name="features")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _date(value: str, option: str) -> dt.date:
+    from gogooku3.calendar import parse_date
+
+    try:
+        return parse_date(value)
+    except ValueError as exc:
+        _fail(f"{option}: {exc}")
+        raise  # unreachable
+
+
+@app.command()
+def fetch(
+    date: str = typer.Option(..., "--date", help="JST logical date, YYYY-MM-DD"),
+    endpoint: list[str] = typer.Option(
+        None, "--endpoint", help="listed_info daily_quotes statements trades_spec topix (repeatable; default all)"
+    ),
+    lake: str = typer.Option(None, "--lake", help="lake URI (default GOGOOKU3_LAKE_URI or ./data/lake)"),
+) -> None:
+    """Fetch one JST date of J-Quants data into the lake (credentials from JQUANTS_* env)."""
+    from gogooku3.config import ConfigError, Settings
+    from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
+
+    day = _date(date, "--date")
+    names = endpoint or list(DATASET_NAMES)
+    try:
+        datasets = [get_dataset(n) for n in names]
+        settings = Settings.from_env()
+        settings.jquants.check_credentials()
+    except (ValueError, ConfigError) as exc:
+        _fail(str(exc))
+    from gogooku3.fetch import fetch_to_lake_sync
+
+    results = fetch_to_lake_sync(settings, [d.name for d in datasets], day, lake_uri=lake or settings.lake_uri)
+    for r in results:
+        typer.echo(r.summary())
+
+
+@app.command()
+def emulator(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8765, "--port"),
+    seed: int = typer.Option(7, "--seed"),
+    codes: int = typer.Option(4000, "--codes"),
+    start: str = typer.Option("2019-01-01", "--start"),
+    end: str = typer.Option(None, "--end", help="default: today (JST)"),
+    plan: str = typer.Option("premium", "--plan", help="free|light|standard|premium (rate limit enforced)"),
+    signal: float = typer.Option(1.0, "--signal", help="planted-signal strength; 0 = pure noise"),
+    page_size: int = typer.Option(1000, "--page-size"),
+    latency_ms: float = typer.Option(0.0, "--latency-ms"),
+    fault_rate: float = typer.Option(0.0, "--fault-rate", help="probability of an injected fault per request"),
+    faults: str = typer.Option(
+        "429,5xx,drop,malformed,token_expiry", "--faults", help="comma-separated fault kinds to draw from"
+    ),
+) -> None:
+    """Serve the J-Quants-compatible emulator (v1 under /v1, v2 under /v2)."""
+    from gogooku3.emulator.server import EmulatorConfig, serve_forever
+
+    cfg = EmulatorConfig.build(
+        seed=seed,
+        codes=codes,
+        start=_date(start, "--start"),
+        end=_date(end, "--end") if end else None,
+        plan=plan,
+        signal=signal,
+        page_size=page_size,
+        latency_s=latency_ms / 1000.0,
+        fault_rate=fault_rate,
+        faults=[f.strip() for f in faults.split(",") if f.strip()],
+    )
+    serve_forever(cfg, host=host, port=port)
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,237 @@
+"""Typed settings: the one place configuration is read.
+
+Settings come from the environment (``GOGOOKU3_*`` for the pipeline, ``JQUANTS_*`` for the API as
+the official client names them, ``RMM_POOL_SIZE`` for the GPU pool). Airflow connections
+(``jquants``, ``slack_alerts``, ``s3_lake``) are resolved by the Airflow glue in ``dags/`` into the
+same dataclasses, so the library never imports Airflow. A missing or malformed setting raises
+:class:`ConfigError` naming the variable at start, never halfway through a run.
+
+Secrets are held in :class:`Secret`, whose ``repr``/``str`` never show the value, so a settings
+object can be logged safely.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+#: Requests per minute of each J-Quants plan.
+PLAN_RATE_PER_MINUTE: dict[str, int] = {"free": 5, "light": 60, "standard": 120, "premium": 500}
+
+DEFAULT_JQUANTS_BASE_URL = {"v1": "https://api.jquants.com/v1", "v2": "https://api.jquants.com/v2"}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Secret:
+    """A string that never prints itself (logs, reprs, rendered templates)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float | None, *, minimum: float = 0.0) -> float | None:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= minimum:
+        raise ConfigError(f"{name}={value} must be > {minimum}")
+    return value
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_size(text: str, *, name: str = "size") -> int:
+    """Parse ``70GB``, ``70GiB``, ``68719476736`` into bytes (``ki``/``mi``/``gi`` are powers of 2)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise ConfigError(f"{name}={text!r} is not a size (e.g. 70GB, 64GiB, 1000000)")
+    number, unit = float(m.group(1)), (m.group(2) or "").lower()
+    letter = unit[:1] if unit[:1] in ("k", "m", "g", "t") else ""
+    if letter and "i" in unit:
+        factor = 1024 ** ("kmgt".index(letter) + 1)
+    else:
+        factor = _UNITS[letter]
+    return int(number * factor)
+
+
+@dataclass(frozen=True)
+class JQuantsSettings:
+    """How to reach J-Quants (or the emulator): protocol, credentials, pacing."""
+
+    api_version: Literal["v1", "v2"] = "v2"
+    base_url: str = DEFAULT_JQUANTS_BASE_URL["v2"]
+    api_key: Secret = field(default_factory=lambda: Secret(""))
+    email: Secret = field(default_factory=lambda: Secret(""))
+    password: Secret = field(default_factory=lambda: Secret(""))
+    refresh_token: Secret = field(default_factory=lambda: Secret(""))
+    plan: str = "standard"
+    #: Requests per minute the pacer allows; defaults to the plan's limit.
+    rate_per_minute: float = PLAN_RATE_PER_MINUTE["standard"]
+    concurrency: int = 8
+    timeout_s: float = 30.0
+    max_retries: int = 6
+    #: Directory for the cross-process rate-limit state shared by parallel DAG runs.
+    pacer_dir: str = ""
+
+    def check_credentials(self) -> None:
+        """Fail fast naming the missing variable for the chosen protocol."""
+        if self.api_version == "v2" and not self.api_key:
+            raise ConfigError("JQUANTS_API_KEY is not set (needed for JQUANTS_API_VERSION=v2)")
+        if self.api_version == "v1" and not self.refresh_token and not (self.email and self.password):
+            raise ConfigError(
+                "JQUANTS_API_VERSION=v1 needs JQUANTS_REFRESH_TOKEN or both "
+                "JQUANTS_AUTH_EMAIL and JQUANTS_AUTH_PASSWORD"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> JQuantsSettings:
+        env = os.environ if env is None else env
+        version = (_get(env, "JQUANTS_API_VERSION", "v2") or "v2").lower()
+        if version not in ("v1", "v2"):
+            raise ConfigError(f"JQUANTS_API_VERSION={version!r} must be v1 or v2")
+        plan = (_get(env, "JQUANTS_PLAN", "standard") or "standard").lower()
+        if plan not in PLAN_RATE_PER_MINUTE:
+            raise ConfigError(f"JQUANTS_PLAN={plan!r} must be one of {', '.join(PLAN_RATE_PER_MINUTE)}")
+        rate = _float(env, "JQUANTS_RATE_PER_MINUTE", float(PLAN_RATE_PER_MINUTE[plan]))
+        base_url = _get(env, "JQUANTS_BASE_URL", DEFAULT_JQUANTS_BASE_URL[version]) or ""
+        if not re.match(r"^https?://", base_url):
+            raise ConfigError(f"JQUANTS_BASE_URL={base_url!r} must start with http:// or https://")
+        return cls(
+            api_version=version,  # type: ignore[arg-type]
+            base_url=base_url.rstrip("/"),
+            api_key=Secret(_get(env, "JQUANTS_API_KEY", "") or ""),
+            email=Secret(_get(env, "JQUANTS_AUTH_EMAIL", "") or ""),
+            password=Secret(_get(env, "JQUANTS_AUTH_PASSWORD", "") or ""),
+            refresh_token=Secret(_get(env, "JQUANTS_REFRESH_TOKEN", "") or ""),
+            plan=plan,
+            rate_per_minute=float(rate or PLAN_RATE_PER_MINUTE[plan]),
+            concurrency=_int(env, "GOGOOKU3_JQUANTS_CONCURRENCY", 8),
+            timeout_s=float(_float(env, "GOGOOKU3_JQUANTS_TIMEOUT_S", 30.0) or 30.0),
+            max_retries=_int(env, "GOGOOKU3_JQUANTS_MAX_RETRIES", 6, minimum=0),
+            pacer_dir=_get(env, "GOGOOKU3_PACER_DIR", "") or "",
+        )
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Credentials and endpoint for an ``s3://`` lake (the ``s3_lake`` connection or AWS_* env)."""
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: Secret = field(default_factory=lambda: Secret(""))
+    secret_access_key: Secret = field(default_factory=lambda: Secret(""))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> S3Settings:
+        env = os.environ if env is None else env
+        endpoint = _get(env, "GOGOOKU3_S3_ENDPOINT_URL") or _get(env, "AWS_ENDPOINT_URL")
+        if endpoint and not re.match(r"^https?://", endpoint):
+            raise ConfigError(f"GOGOOKU3_S3_ENDPOINT_URL={endpoint!r} must start with http:// or https://")
+        return cls(
+            endpoint_url=endpoint,
+            region=_get(env, "AWS_DEFAULT_REGION", "us-east-1") or "us-east-1",
+            access_key_id=Secret(_get(env, "AWS_ACCESS_KEY_ID", "") or ""),
+            secret_access_key=Secret(_get(env, "AWS_SECRET_ACCESS_KEY", "") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """Where alerts go: a bot token + channel (optionally a base_url for a capture server)."""
+
+    token: Secret = field(default_factory=lambda: Secret(""))
+    channel: str = "#gogooku3-alerts"
+    base_url: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.token)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SlackSettings:
+        env = os.environ if env is None else env
+        return cls(
+            token=Secret(_get(env, "GOGOOKU3_SLACK_TOKEN", "") or ""),
+            channel=_get(env, "GOGOOKU3_SLACK_CHANNEL", "#gogooku3-alerts") or "#gogooku3-alerts",
+            base_url=_get(env, "GOGOOKU3_SLACK_BASE_URL"),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline reads from its environment."""
+
+    lake_uri: str = "./data/lake"
+    jquants: JQuantsSettings = field(default_factory=JQuantsSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    #: RMM pool size in bytes for the GPU feature build; None = derive from the device's memory.
+    rmm_pool_size: int | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        lake = _get(env, "GOGOOKU3_LAKE_URI", "./data/lake") or "./data/lake"
+        if lake.startswith("s3://") and not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", lake):
+            raise ConfigError(f"GOGOOKU3_LAKE_URI={lake!r} is not a valid s3://bucket/prefix URI")
+        if "://" in lake and not lake.startswith(("s3://", "file://")):
+            raise ConfigError(f"GOGOOKU3_LAKE_URI={lake!r}: only local paths, file:// and s3:// are supported")
+        rmm = _get(env, "RMM_POOL_SIZE")
+        return cls(
+            lake_uri=lake,
+            jquants=JQuantsSettings.from_env(env),
+            s3=S3Settings.from_env(env),
+            slack=SlackSettings.from_env(env),
+            rmm_pool_size=parse_size(rmm, name="RMM_POOL_SIZE") if rmm else None,
+        )

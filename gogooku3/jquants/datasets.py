@@ -1,0 +1,325 @@
+"""The J-Quants datasets the pipeline uses: paths, answer keys and the one canonical lake schema.
+
+This module is the single place where J-Quants' two protocols meet the lake:
+
+* **v2** (current API, ``https://api.jquants.com/v2``): ``x-api-key`` auth, answers shaped
+  ``{"data": [...], "pagination_key": ...}``, short field names (``O``, ``AdjC``, ``PubDate`` ...).
+* **v1** (the origin system's protocol): id-token auth, answers keyed by dataset name
+  (``{"daily_quotes": [...]}``), long field names (``Open``, ``AdjustmentClose`` ...).
+
+The canonical lake schema uses the long, self-describing v1 names, whichever protocol fetched the
+rows. Field names follow the published specifications (jpx-jquants.com/spec, and the official
+``jquants-api-client`` column lists for v2). The emulator serves exactly these names, the client
+maps them back with :func:`to_canonical_name`, and :mod:`gogooku3.jquants.normalize` casts to the
+dtypes declared here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import polars as pl
+
+ApiVersion = Literal["v1", "v2"]
+API_VERSIONS: tuple[ApiVersion, ...] = ("v1", "v2")
+
+#: Canonical dataset names; also the CLI's ``--endpoint`` values and the lake's folder names.
+DATASET_NAMES = ("listed_info", "daily_quotes", "statements", "trades_spec", "topix")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of a dataset: canonical (v1, long) name, v2 short name, lake dtype."""
+
+    name: str
+    v2: str
+    dtype: pl.DataType
+    required: bool = False
+    #: v1 spelling where it differs from the canonical name (only statements' LocalCode).
+    v1: str | None = None
+
+    def source_name(self, version: ApiVersion) -> str:
+        if version == "v1":
+            return self.v1 or self.name
+        return self.v2
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A J-Quants dataset as the pipeline sees it.
+
+    ``partition_by`` is the canonical date column that the lake partitions the dataset on
+    (``raw/<name>/date=YYYY-MM-DD/``): the trading date for bars, the disclosure date for
+    statements, the publication date for trades_spec.
+    """
+
+    name: str
+    v1_path: str
+    v2_path: str
+    v1_key: str
+    fields: tuple[Field, ...]
+    partition_by: str
+    key: tuple[str, ...]
+    doc: str = ""
+    _by_source: dict[str, dict[str, Field]] = field(default_factory=dict, compare=False, repr=False)
+
+    def path(self, version: ApiVersion) -> str:
+        return self.v1_path if version == "v1" else self.v2_path
+
+    def data_key(self, version: ApiVersion) -> str:
+        """The JSON key holding the rows: ``data`` in v2, the dataset's own key in v1."""
+        return self.v1_key if version == "v1" else "data"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.required)
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        """Canonical column -> dtype for the declared columns (extras keep their inferred type)."""
+        return {f.name: f.dtype for f in self.fields}
+
+    def field_by_source(self, version: ApiVersion) -> dict[str, Field]:
+        """Map of the protocol's own field name -> Field."""
+        cached = self._by_source.get(version)
+        if cached is None:
+            cached = {f.source_name(version): f for f in self.fields}
+            self._by_source[version] = cached
+        return cached
+
+    def to_canonical_name(self, version: ApiVersion, source: str) -> str:
+        """Canonical name for a field as the protocol spells it; unknown fields keep their name."""
+        f = self.field_by_source(version).get(source)
+        return f.name if f is not None else source
+
+    def to_source_name(self, version: ApiVersion, canonical: str) -> str:
+        for f in self.fields:
+            if f.name == canonical:
+                return f.source_name(version)
+        raise KeyError(f"{self.name}: no field {canonical!r}")
+
+
+def _f(name: str, v2: str, dtype: pl.DataType, required: bool = False) -> Field:
+    return Field(name=name, v2=v2, dtype=dtype, required=required)
+
+
+DATE = pl.Date()
+STR = pl.String()
+F64 = pl.Float64()
+BOOL = pl.Boolean()
+
+LISTED_INFO = Dataset(
+    name="listed_info",
+    v1_path="/listed/info",
+    v2_path="/equities/master",
+    v1_key="info",
+    partition_by="Date",
+    key=("Date", "Code"),
+    doc="Listed issues as of a date: company, 17/33 sector codes, market segment.",
+    fields=(
+        _f("Date", "Date", DATE, True),
+        _f("Code", "Code", STR, True),
+        _f("CompanyName", "CoName", STR, True),
+        _f("CompanyNameEnglish", "CoNameEn", STR),
+        _f("Sector17Code", "S17", STR, True),
+        _f("Sector17CodeName", "S17Nm", STR),
+        _f("Sector33Code", "S33", STR, True),
+        _f("Sector33CodeName", "S33Nm", STR),
+        _f("ScaleCategory", "ScaleCat", STR),
+        _f("MarketCode", "Mkt", STR, True),
+        _f("MarketCodeName", "MktNm", STR),
+        _f("MarginCode", "Mrgn", STR),
+        _f("MarginCodeName", "MrgnNm", STR),
+    ),
+)
+
+DAILY_QUOTES = Dataset(
+    name="daily_quotes",
+    v1_path="/prices/daily_quotes",
+    v2_path="/equities/bars/daily",
+    v1_key="daily_quotes",
+    partition_by="Date",
+    key=("Date", "Code"),
+    doc="Daily OHLCV bars with split adjustment; OHLC null on days without trades.",
+    fields=(
+        _f("Date", "Date", DATE, True),
+        _f("Code", "Code", STR, True),
+        _f("Open", "O", F64, True),
+        _f("High", "H", F64, True),
+        _f("Low", "L", F64, True),
+        _f("Close", "C", F64, True),
+        _f("UpperLimit", "UL", BOOL),
+        _f("LowerLimit", "LL", BOOL),
+        _f("Volume", "Vo", F64, True),
+        _f("TurnoverValue", "Va", F64, True),
+        _f("AdjustmentFactor", "AdjFactor", F64, True),
+        _f("AdjustmentOpen", "AdjO", F64),
+        _f("AdjustmentHigh", "AdjH", F64),
+        _f("AdjustmentLow", "AdjL", F64),
+        _f("AdjustmentClose", "AdjC", F64, True),
+        _f("AdjustmentVolume", "AdjVo", F64),
+    ),
+)
+
+STATEMENTS = Dataset(
+    name="statements",
+    v1_path="/fins/statements",
+    v2_path="/fins/summary",
+    v1_key="statements",
+    partition_by="DisclosedDate",
+    key=("DisclosureNumber",),
+    doc=(
+        "Financial statement summaries (kessan tanshin). Values are cumulative from the fiscal "
+        "period start. DisclosedTime decides usability: after 15:00 JST counts as next trading day."
+    ),
+    fields=(
+        _f("DisclosedDate", "DiscDate", DATE, True),
+        _f("DisclosedTime", "DiscTime", STR, True),
+        # v1 calls the issue code LocalCode; the lake calls it Code like every other dataset.
+        Field("Code", "Code", STR, True, v1="LocalCode"),
+        _f("DisclosureNumber", "DiscNo", STR, True),
+        _f("TypeOfDocument", "DocType", STR, True),
+        _f("TypeOfCurrentPeriod", "CurPerType", STR),
+        _f("CurrentPeriodStartDate", "CurPerSt", DATE),
+        _f("CurrentPeriodEndDate", "CurPerEn", DATE),
+        _f("CurrentFiscalYearStartDate", "CurFYSt", DATE),
+        _f("CurrentFiscalYearEndDate", "CurFYEn", DATE),
+        _f("NetSales", "Sales", F64),
+        _f("OperatingProfit", "OP", F64),
+        _f("OrdinaryProfit", "OdP", F64),
+        _f("Profit", "NP", F64),
+        _f("EarningsPerShare", "EPS", F64),
+        _f("TotalAssets", "TA", F64),
+        _f("Equity", "Eq", F64),
+        _f("EquityToAssetRatio", "EqAR", F64),
+        _f("BookValuePerShare", "BPS", F64),
+        _f("CashFlowsFromOperatingActivities", "CFO", F64),
+        _f("ForecastNetSales", "FSales", F64),
+        _f("ForecastOperatingProfit", "FOP", F64),
+        _f("ForecastProfit", "FNP", F64),
+        _f("ForecastEarningsPerShare", "FEPS", F64),
+        _f("ResultDividendPerShareAnnual", "DivAnn", F64),
+        _f(
+            "NumberOfIssuedAndOutstandingSharesAtTheEndOfFiscalYearIncludingTreasuryStock",
+            "ShOutFY",
+            F64,
+        ),
+    ),
+)
+
+#: Investor types in trades_spec: (v1 prefix, v2 prefix).
+INVESTOR_TYPES: tuple[tuple[str, str], ...] = (
+    ("Proprietary", "Prop"),
+    ("Brokerage", "Brk"),
+    ("Total", "Tot"),
+    ("Individuals", "Ind"),
+    ("Foreigners", "Frgn"),
+    ("SecuritiesCos", "SecCo"),
+    ("InvestmentTrusts", "InvTr"),
+    ("BusinessCos", "BusCo"),
+    ("OtherCos", "OthCo"),
+    ("InsuranceCos", "InsCo"),
+    ("CityBKsRegionalBKsEtc", "Bank"),
+    ("TrustBanks", "TrstBnk"),
+    ("OtherFinancialInstitutions", "OthFin"),
+)
+#: Measures per investor type: (v1 suffix, v2 suffix). Values in thousands of yen.
+INVESTOR_MEASURES: tuple[tuple[str, str], ...] = (
+    ("Sales", "Sell"),
+    ("Purchases", "Buy"),
+    ("Total", "Tot"),
+    ("Balance", "Bal"),
+)
+
+TRADES_SPEC = Dataset(
+    name="trades_spec",
+    v1_path="/markets/trades_spec",
+    v2_path="/equities/investor-types",
+    v1_key="trades_spec",
+    partition_by="PublishedDate",
+    key=("PublishedDate", "Section", "StartDate"),
+    doc=(
+        "Weekly trading value by investor type per market Section, published after the week "
+        "(usually Thursday). Revisions arrive as extra records with a newer PublishedDate."
+    ),
+    fields=(
+        _f("PublishedDate", "PubDate", DATE, True),
+        _f("StartDate", "StDate", DATE, True),
+        _f("EndDate", "EnDate", DATE, True),
+        _f("Section", "Section", STR, True),
+        *(
+            _f(f"{v1}{m1}", f"{v2}{m2}", F64, True)
+            for v1, v2 in INVESTOR_TYPES
+            for m1, m2 in INVESTOR_MEASURES
+        ),
+    ),
+)
+
+TOPIX = Dataset(
+    name="topix",
+    v1_path="/indices/topix",
+    v2_path="/indices/bars/daily/topix",
+    v1_key="topix",
+    partition_by="Date",
+    key=("Date",),
+    doc="TOPIX daily OHLC.",
+    fields=(
+        _f("Date", "Date", DATE, True),
+        _f("Open", "O", F64, True),
+        _f("High", "H", F64, True),
+        _f("Low", "L", F64, True),
+        _f("Close", "C", F64, True),
+    ),
+)
+
+TRADING_CALENDAR = Dataset(
+    name="trading_calendar",
+    v1_path="/markets/trading_calendar",
+    v2_path="/markets/calendar",
+    v1_key="trading_calendar",
+    partition_by="Date",
+    key=("Date",),
+    doc="JPX trading calendar: HolidayDivision 1 = business day, 0 = non-business day.",
+    fields=(
+        _f("Date", "Date", DATE, True),
+        _f("HolidayDivision", "HolDiv", STR, True),
+    ),
+)
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d for d in (LISTED_INFO, DAILY_QUOTES, STATEMENTS, TRADES_SPEC, TOPIX, TRADING_CALENDAR)
+}
+
+#: trades_spec Section values (the same strings in v1 and v2). The 2022-04-04 market
+#: restructuring replaced TSE1st/TSE2nd/TSEMothers/TSEJASDAQ with TSEPrime/TSEStandard/TSEGrowth.
+SECTIONS_BEFORE_2022 = ("TSE1st", "TSE2nd", "TSEMothers", "TSEJASDAQ", "TokyoNagoya")
+SECTIONS_FROM_2022 = ("TSEPrime", "TSEStandard", "TSEGrowth", "TokyoNagoya")
+
+#: listed_info MarketCode values (J-Quants spec "marketcode").
+MARKET_CODES: dict[str, str] = {
+    "0101": "東証一部",
+    "0102": "東証二部",
+    "0104": "マザーズ",
+    "0105": "TOKYO PRO MARKET",
+    "0106": "JASDAQ スタンダード",
+    "0107": "JASDAQ グロース",
+    "0109": "その他",
+    "0111": "プライム",
+    "0112": "スタンダード",
+    "0113": "グロース",
+}
+
+
+def get_dataset(name: str) -> Dataset:
+    """Look a dataset up by canonical name, naming the valid ones on a miss."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown endpoint {name!r}: expected one of {', '.join(DATASET_NAMES)}"
+        ) from None
