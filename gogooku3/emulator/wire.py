@@ -1,0 +1,52 @@
+"""Canonical frames -> J-Quants wire records (field names and value formats per protocol).
+
+Wire formats, as J-Quants serves them: dates ``"YYYY-MM-DD"``; prices/volumes/values JSON
+numbers (``null`` when there were no trades); ``UpperLimit``/``LowerLimit`` ``"0"``/``"1"``;
+statements serve every value as a string (numbers like ``"1234"``/``"41.55"``, ``""`` when
+missing); HolidayDivision and all listed_info fields are strings.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from gogooku3.jquants.datasets import ApiVersion, Dataset
+
+
+def _number_text(col: str) -> pl.Expr:
+    c = pl.col(col)
+    return (
+        pl.when(c.is_null() | c.is_nan())
+        .then(pl.lit(""))
+        .when((c == c.round(0)) & (c.abs() < 1e15))
+        .then(c.cast(pl.Int64).cast(pl.String))
+        .otherwise(c.cast(pl.String))
+    )
+
+
+def to_wire(df: pl.DataFrame, ds: Dataset, version: ApiVersion) -> list[dict]:
+    """Rows of ``df`` (canonical schema) as the protocol's JSON records."""
+    as_text = ds.name == "statements"
+    exprs = []
+    for f in ds.fields:
+        c = pl.col(f.name)
+        if f.dtype == pl.Date:
+            e = c.dt.strftime("%Y-%m-%d")
+            if as_text:
+                e = e.fill_null("")
+        elif f.dtype == pl.Boolean:
+            e = (
+                pl.when(c.is_null())
+                .then(pl.lit(None, pl.String))
+                .when(c)
+                .then(pl.lit("1"))
+                .otherwise(pl.lit("0"))
+            )
+        elif f.dtype == pl.Float64 and as_text:
+            e = _number_text(f.name)
+        elif f.dtype == pl.String and as_text:
+            e = c.fill_null("")
+        else:
+            e = c
+        exprs.append(e.alias(f.source_name(version)))
+    return df.select(exprs).to_dicts()

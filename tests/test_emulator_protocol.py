@@ -1,0 +1,267 @@
+"""The emulator over real HTTP on 127.0.0.1: both protocols, paging, auth, params."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import aiohttp
+import polars as pl
+import pytest
+
+from gogooku3.emulator.testing import running_emulator, small_config
+from gogooku3.jquants.datasets import DATASETS
+
+pytestmark = pytest.mark.integration
+
+DAY = dt.date(2024, 2, 14)
+
+
+@pytest.fixture(scope="module")
+def emu():
+    with running_emulator(small_config(codes=80, page_size=17, start=dt.date(2023, 10, 1))) as handle:
+        yield handle
+
+
+async def _id_token(session: aiohttp.ClientSession, emu) -> str:
+    async with session.post(
+        f"{emu.base_url_v1}/token/auth_user", json={"mailaddress": emu.email, "password": emu.password}
+    ) as r:
+        assert r.status == 200
+        refresh = (await r.json())["refreshToken"]
+    async with session.post(f"{emu.base_url_v1}/token/auth_refresh", params={"refreshtoken": refresh}) as r:
+        assert r.status == 200
+        return (await r.json())["idToken"]
+
+
+async def _fetch_all(
+    session, emu, version: str, name: str, params: dict, headers: dict
+) -> tuple[list[dict], int]:
+    ds = DATASETS[name]
+    base = emu.base_url_v1 if version == "v1" else emu.base_url_v2
+    rows: list[dict] = []
+    pages = 0
+    query = dict(params)
+    while True:
+        async with session.get(base + ds.path(version), params=query, headers=headers) as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+        pages += 1
+        rows.extend(body[ds.data_key(version)])
+        if "pagination_key" not in body:
+            return rows, pages
+        query["pagination_key"] = body["pagination_key"]
+
+
+def _canonical(rows: list[dict], name: str, version: str) -> pl.DataFrame:
+    """Minimal wire -> canonical conversion, so the test does not depend on the client."""
+    ds = DATASETS[name]
+    cols = {}
+    for f in ds.fields:
+        values = [row[f.source_name(version)] for row in rows]
+        if f.dtype == pl.Date:
+            values = [dt.date.fromisoformat(v) if v else None for v in values]
+        elif f.dtype == pl.Boolean:
+            values = [None if v is None else v == "1" for v in values]
+        elif f.dtype == pl.Float64:
+            values = [None if v in ("", None) else float(v) for v in values]
+        cols[f.name] = pl.Series(f.name, values, dtype=f.dtype)
+    return pl.DataFrame(cols)
+
+
+CASES = [
+    ("listed_info", {"date": "2024-02-14"}, lambda m: m.frame("listed_info", DAY)),
+    ("daily_quotes", {"date": "20240214"}, lambda m: m.frame("daily_quotes", DAY)),
+    ("statements", {"date": "2024-02-14"}, lambda m: m.frame("statements", DAY)),
+    (
+        "trades_spec",
+        {"from": "2023-10-01", "to": "2024-03-31"},
+        lambda m: m.trades_spec(dt.date(2023, 10, 1)),
+    ),
+    ("topix", {"from": "2024-01-01", "to": "2024-02-14"}, lambda m: m.topix(dt.date(2024, 1, 1), DAY)),
+    (
+        "trading_calendar",
+        {"from": "2024-01-01", "to": "2024-02-14"},
+        lambda m: m.trading_calendar(dt.date(2024, 1, 1), DAY),
+    ),
+]
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize(("name", "params", "truth"), CASES, ids=[c[0] for c in CASES])
+async def test_paged_answers_concatenate_to_the_ground_truth(emu, version, name, params, truth):
+    expected = truth(emu.market)
+    assert expected.height > 0
+    async with aiohttp.ClientSession() as session:
+        if version == "v1":
+            headers = {"Authorization": f"Bearer {await _id_token(session, emu)}"}
+        else:
+            headers = {"x-api-key": emu.api_key}
+        rows, pages = await _fetch_all(session, emu, version, name, params, headers)
+    ds = DATASETS[name]
+    assert set(rows[0]) == {f.source_name(version) for f in ds.fields}
+    got = _canonical(rows, name, version)
+    assert got.equals(expected)
+    assert pages == -(-expected.height // emu.config.page_size)
+
+
+async def test_wire_formats(emu):
+    async with aiohttp.ClientSession() as session:
+        headers = {"x-api-key": emu.api_key}
+        quotes, _ = await _fetch_all(session, emu, "v2", "daily_quotes", {"date": "2024-02-14"}, headers)
+        statements, _ = await _fetch_all(session, emu, "v2", "statements", {"date": "2024-02-14"}, headers)
+        cal, _ = await _fetch_all(
+            session, emu, "v2", "trading_calendar", {"from": "2024-02-10", "to": "20240212"}, headers
+        )
+        v1_statements, _ = await _fetch_all(
+            session,
+            emu,
+            "v1",
+            "statements",
+            {"date": "2024-02-14"},
+            {"Authorization": f"Bearer {await _id_token(session, emu)}"},
+        )
+    q = quotes[0]
+    assert q["Date"] == "2024-02-14" and isinstance(q["Code"], str) and len(q["Code"]) == 5
+    assert q["UL"] in ("0", "1") and q["LL"] in ("0", "1")
+    assert all(isinstance(r["Vo"], float | int) for r in quotes)
+    assert all(r["O"] is None or isinstance(r["O"], float | int) for r in quotes)
+    assert all(isinstance(v, str) for row in statements for v in row.values())
+    assert statements[0]["DiscDate"] == "2024-02-14"
+    assert "LocalCode" in v1_statements[0] and "Code" not in v1_statements[0]
+    assert [(c["Date"], c["HolDiv"]) for c in cal] == [
+        ("2024-02-10", "0"),
+        ("2024-02-11", "0"),
+        ("2024-02-12", "0"),
+    ]
+
+
+async def test_daily_quotes_by_code_with_range_and_four_digit_code(emu):
+    code = emu.market.codes[3]
+    start, end = dt.date(2024, 1, 10), dt.date(2024, 2, 20)
+    expected = emu.market.daily_quotes(code, start, end)
+    async with aiohttp.ClientSession() as session:
+        headers = {"x-api-key": emu.api_key}
+        rows, _ = await _fetch_all(
+            session,
+            emu,
+            "v2",
+            "daily_quotes",
+            {"code": code[:4], "from": "20240110", "to": "2024-02-20"},
+            headers,
+        )
+        one, _ = await _fetch_all(
+            session, emu, "v2", "daily_quotes", {"code": code, "date": "2024-02-14"}, headers
+        )
+    assert _canonical(rows, "daily_quotes", "v2").equals(expected)
+    assert [r["Date"] for r in one] == ["2024-02-14"]
+
+
+async def test_trades_spec_section_filter(emu):
+    async with aiohttp.ClientSession() as session:
+        rows, _ = await _fetch_all(
+            session, emu, "v2", "trades_spec", {"section": "TSEPrime"}, {"x-api-key": emu.api_key}
+        )
+    assert rows and {r["Section"] for r in rows} == {"TSEPrime"}
+    assert len(rows) == emu.market.trades_spec(section="TSEPrime").height
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "needle"),
+    [
+        ("/equities/bars/daily", {}, "'date','code'"),
+        ("/equities/bars/daily", {"date": "2024-13-01"}, "date"),
+        ("/equities/bars/daily", {"date": "2024-02-14", "colour": "red"}, "colour"),
+        ("/equities/bars/daily", {"code": "12"}, "code"),
+        ("/equities/investor-types", {"section": "TSE9th"}, "section"),
+        ("/indices/bars/daily/topix", {"from": "2024-02-01", "to": "2024-01-01"}, "from"),
+        ("/markets/calendar", {"hol_div": "7"}, "hol_div"),
+        ("/equities/bars/daily", {"date": "2024-02-14", "pagination_key": "bogus"}, "pagination_key"),
+    ],
+)
+async def test_bad_params_are_400_naming_the_problem(emu, path, params, needle):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(
+            emu.base_url_v2 + path, params=params, headers={"x-api-key": emu.api_key}
+        ) as r:
+            assert r.status == 400
+            assert needle in (await r.json())["message"]
+
+
+async def test_pagination_key_of_another_query_is_rejected(emu):
+    headers = {"x-api-key": emu.api_key}
+    async with aiohttp.ClientSession() as session:
+        url = emu.base_url_v2 + "/equities/bars/daily"
+        async with session.get(url, params={"date": "2024-02-14"}, headers=headers) as r:
+            key = (await r.json())["pagination_key"]
+        async with session.get(url, params={"date": "2024-02-14"}, headers=headers) as r:
+            assert (await r.json())["pagination_key"] == key  # deterministic
+        async with session.get(
+            url, params={"date": "2024-02-15", "pagination_key": key}, headers=headers
+        ) as r:
+            assert r.status == 400
+
+
+async def test_v2_auth_errors(emu):
+    async with aiohttp.ClientSession() as session:
+        url = emu.base_url_v2 + "/equities/bars/daily"
+        async with session.get(url, params={"date": "2024-02-14"}) as r:
+            assert r.status == 401 and "message" in await r.json()
+        async with session.get(url, params={"date": "2024-02-14"}, headers={"x-api-key": "wrong"}) as r:
+            assert r.status == 401 and "message" in await r.json()
+
+
+async def test_v1_token_flow_and_errors(emu):
+    async with aiohttp.ClientSession() as session:
+        url = emu.base_url_v1 + "/prices/daily_quotes"
+        async with session.post(
+            f"{emu.base_url_v1}/token/auth_user", json={"mailaddress": emu.email, "password": "nope"}
+        ) as r:
+            assert r.status == 400 and "incorrect" in (await r.json())["message"]
+        async with session.post(
+            f"{emu.base_url_v1}/token/auth_refresh", params={"refreshtoken": "nope"}
+        ) as r:
+            assert r.status == 400
+        async with session.get(
+            url, params={"date": "2024-02-14"}, headers={"Authorization": "Bearer nope"}
+        ) as r:
+            assert r.status == 401
+            assert (await r.json())["message"] == "The incoming token is invalid or expired."
+        token = await _id_token(session, emu)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with session.get(url, params={"date": "2024-02-14"}, headers=headers) as r:
+            assert r.status == 200 and "daily_quotes" in await r.json()
+        emu.expire_id_tokens()
+        async with session.get(url, params={"date": "2024-02-14"}, headers=headers) as r:
+            assert r.status == 401
+        # the api key is no credential for v1
+        async with session.get(url, params={"date": "2024-02-14"}, headers={"x-api-key": emu.api_key}) as r:
+            assert r.status == 401
+
+
+async def test_id_token_lifetime_is_configurable():
+    cfg = small_config(codes=10, id_token_ttl_s=0.05)
+    with running_emulator(cfg) as short:
+        async with aiohttp.ClientSession() as session:
+            token = await _id_token(session, short)
+            import asyncio
+
+            await asyncio.sleep(0.1)
+            async with session.get(
+                short.base_url_v1 + "/indices/topix", headers={"Authorization": f"Bearer {token}"}
+            ) as r:
+                assert r.status == 401
+
+
+async def test_health_and_stats_endpoints(emu):
+    emu.reset_stats()
+    async with aiohttp.ClientSession() as session:
+        await _fetch_all(session, emu, "v2", "topix", {}, {"x-api-key": emu.api_key})
+        async with session.get(emu.base_url + "/health") as r:
+            assert r.status == 200 and (await r.json())["status"] == "ok"
+        async with session.get(emu.base_url + "/_stats") as r:
+            stats = await r.json()
+    pages = -(-emu.market.topix().height // emu.config.page_size)
+    assert stats["requests"]["/v2/indices/bars/daily/topix"] == pages
+    assert stats["pages_served"] == pages
+    assert stats["rows_served"] == emu.market.topix().height
+    assert emu.stats["pages_served"] == pages
