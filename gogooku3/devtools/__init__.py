@@ -1,0 +1,1 @@
+"""Development and test tools (local stand-ins for production services). Not used by the pipeline."""

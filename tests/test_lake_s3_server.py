@@ -1,0 +1,103 @@
+"""The local S3-compatible dev server: in-process context manager and the standalone command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gogooku3.devtools.s3_server import S3Server, running_s3_server
+
+pytestmark = pytest.mark.integration
+
+
+def test_context_manager_serves_s3_over_http_and_stops() -> None:
+    with running_s3_server() as server:
+        assert server.endpoint_url.startswith("http://127.0.0.1:")
+        client = server.client()
+        client.put_object(Bucket=server.bucket, Key="k/one.txt", Body=b"hello")
+        assert client.get_object(Bucket=server.bucket, Key="k/one.txt")["Body"].read() == b"hello"
+        assert server.lake_uri("lake") == f"s3://{server.bucket}/lake"
+        env = server.env()
+        assert env["GOGOOKU3_S3_ENDPOINT_URL"] == server.endpoint_url
+        port = server.port
+    assert server.port is None
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = server.endpoint_url
+    import socket
+
+    with pytest.raises(ConnectionRefusedError):  # nothing listens there any more
+        socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def test_two_servers_get_their_own_ports_and_buckets() -> None:
+    with S3Server() as a, S3Server() as b:
+        assert a.port != b.port and a.bucket != b.bucket
+        names = {x["Name"] for x in b.client().list_buckets()["Buckets"]}
+        assert {a.bucket, b.bucket} <= names
+
+
+def test_standalone_command_serves_until_terminated(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gogooku3.devtools.s3_server",
+            "--port",
+            "0",
+            "--bucket",
+            "demo-lake",
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() or not ready.read_text().endswith("\n"):
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.05)
+        endpoint = ready.read_text().strip()
+        from gogooku3.config import S3Settings, Secret
+        from gogooku3.lake import open_lake
+
+        settings = S3Settings(endpoint_url=endpoint, access_key_id=Secret("a"), secret_access_key=Secret("b"))
+        lake = open_lake("s3://demo-lake/lake", settings)
+        import datetime as dt
+
+        import polars as pl
+
+        lake.write_partition("raw", "topix", dt.date(2024, 1, 4), pl.DataFrame({"x": [1.0]}), source="t")
+        assert lake.list_partitions("raw", "topix") == [dt.date(2024, 1, 4)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert f"serving {endpoint} bucket=demo-lake" in out and "stopped" in out
+
+
+def test_standalone_command_reports_a_busy_port() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gogooku3.devtools.s3_server", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
