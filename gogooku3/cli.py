@@ -57,6 +57,25 @@ def fetch(
         typer.echo(r.summary())
 
 
+@trades_spec_app.command("expand")
+def trades_spec_expand(
+    start: str = typer.Option(..., "--start", help="first JST trading date, YYYY-MM-DD"),
+    end: str = typer.Option(..., "--end", help="last JST trading date, YYYY-MM-DD"),
+    lake: str = typer.Option(None, "--lake", help="lake URI (default GOGOOKU3_LAKE_URI or ./data/lake)"),
+) -> None:
+    """Expand raw/trades_spec into point-in-time daily rows in interim/trades_spec_daily."""
+    from gogooku3.config import ConfigError, Settings
+    from gogooku3.flows.cli import expand_command, summarize
+
+    first, last = _date(start, "--start"), _date(end, "--end")
+    try:
+        settings = Settings.from_env()
+        manifests = expand_command(first, last, lake, settings)
+    except (ValueError, ConfigError) as exc:
+        _fail(str(exc))
+    typer.echo(summarize(manifests))
+
+
 @app.command()
 def emulator(
     host: str = typer.Option("127.0.0.1", "--host"),

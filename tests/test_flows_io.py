@@ -58,8 +58,10 @@ def test_rerun_is_idempotent_and_backfill_equals_one_run(lake_with_raw, tmp_path
 
 def test_empty_lake_and_empty_range(tmp_path: Path) -> None:
     lake = open_lake(tmp_path / "empty")
-    manifests = expand_to_lake(lake, D(2024, 1, 4), D(2024, 1, 5))
-    assert [(m.date, m.rows) for m in manifests] == [(D(2024, 1, 4), 0), (D(2024, 1, 5), 0)]
+    # Nothing fetched is an error naming the raw table, not a run of empty days.
+    with pytest.raises(ValueError, match=r"raw/trades_spec has no records published before 2024-01-05"):
+        expand_to_lake(lake, D(2024, 1, 4), D(2024, 1, 5))
+    assert not lake.list_partitions("interim", "trades_spec_daily")
     assert expand_to_lake(lake, D(2024, 1, 6), D(2024, 1, 7)) == []  # a weekend
     with pytest.raises(ValueError, match="after end"):
         expand_to_lake(lake, D(2024, 1, 7), D(2024, 1, 6))

@@ -75,6 +75,12 @@ def expand_to_lake(
         log.info("trades_spec expand: no trading day in %s..%s, nothing to write", start, end)
         return []
     raw = read_raw_trades_spec(lake, end)
+    if raw.height == 0:
+        # Writing empty days here would pass an unfetched lake off as "no usable week yet".
+        raise ValueError(
+            f"trades_spec expand: {lake.uri_for(RAW_LAYER, RAW_DATASET)} has no records published before "
+            f"{end}; fetch them first (gogooku3 fetch --date YYYY-MM-DD --endpoint trades_spec)"
+        )
     daily = expand_trades_spec(raw, start, end, history=history)
     by_day = daily.partition_by("Date", as_dict=True, maintain_order=True) if daily.height else {}
     manifests = []
