@@ -1,0 +1,459 @@
+"""Expectation suites of the quality gates, kept as GX 1.x suite JSON in ``include/expectations/``.
+
+The files are the source of truth the gate loads (:func:`load_suite`); this module is how they are
+generated from the schemas they guard, so that a schema change and its suite change together
+(regenerate with ``python -m gogooku3.quality.suites``; a test fails when a file has drifted).
+Pure: no Great Expectations import here, only plain dicts in GX's serialised suite format.
+
+Suites and what they check
+--------------------------
+``daily_quotes`` (``raw/daily_quotes``, schema :data:`gogooku3.jquants.datasets.DAILY_QUOTES`),
+``trades_spec_daily`` (``interim/trades_spec_daily``, :data:`gogooku3.flows.OUTPUT_SCHEMA`) and
+``features`` (``features/features``, ``include/features/catalogue.json`` plus the key columns):
+
+* the exact column set and each column's dtype (Polars dtype -> the pandas dtype GX sees, see
+  :data:`GX_TYPES`; the gate converts Polars to pandas nullable dtypes so widths survive);
+* the key is unique (``expect_compound_columns_to_be_unique``) and never null;
+* no row dated after the logical date (``max(Date) <= $logical_date``) and the set of dates is
+  exactly ``$expected_dates`` (by default the JPX trading days the frame spans: a missing trading
+  day inside a multi-day frame or a non-trading date fails);
+* row count in ``[$min_rows, $max_rows]`` (the gate derives them from the expected universe and
+  :data:`ROW_COUNT_TOLERANCE`);
+* coverage: every value column non-null on at least :data:`COVERAGE` (98%) of its mature rows
+  (``mostly``); maturity is a row condition stored with the expectation (features: the
+  ``is_mature_<N>d`` flag covering the feature's whole lookback chain; flows: enough weeks for a
+  z-score); documented exceptions are in :data:`FEATURE_COVERAGE_EXCEPTIONS`;
+* value ranges: returns (``ret_*d``, ``target_ret_*``) within [-1, 10], prices positive, flow
+  net ratios within [-1, 1] ...
+
+``$NAME`` values are GX suite parameters, supplied by the gate at validation time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+SUITES_DIR = Path(__file__).resolve().parents[2] / "include" / "expectations"
+SUITE_NAMES: tuple[str, ...] = ("daily_quotes", "trades_spec_daily", "features")
+
+#: Minimum share of non-null values per column once mature.
+COVERAGE = 0.98
+#: Allowed relative deviation of the row count from the expected universe.
+ROW_COUNT_TOLERANCE = 0.02
+#: Returns (simple, not log) must lie in this closed interval.
+RETURN_BOUNDS = (-1.0, 10.0)
+
+#: Polars dtype name -> ``type_`` of ``expect_column_values_to_be_of_type`` as GX checks it on the
+#: pandas frame the gate builds (nullable pandas dtypes; dates as ``datetime64[ms]``).
+GX_TYPES: dict[str, str] = {
+    "Float64": "float64",
+    "Float32": "float32",
+    "Int8": "int8",
+    "Int16": "int16",
+    "Int32": "int32",
+    "Int64": "int64",
+    "UInt8": "uint8",
+    "UInt16": "uint16",
+    "UInt32": "uint32",
+    "UInt64": "uint64",
+    "Boolean": "bool",
+    "String": "str",
+    "Date": "datetime64",
+}
+
+#: The suite parameters every suite takes (injected by :func:`gogooku3.quality.gate.run_gate`).
+PARAMETERS: dict[str, str] = {
+    "logical_date": "the run's logical date (ISO); no row may be dated after it",
+    "expected_dates": "ISO dates the frame must cover exactly (default: trading days it spans)",
+    "min_rows": "lower bound of the row count",
+    "max_rows": "upper bound of the row count (null: unbounded)",
+}
+
+#: Features whose nulls are legitimate absence of data rather than immaturity: name ->
+#: (``mostly`` or None for no coverage check, why). Kept explicit so a loosened rule is visible.
+FEATURE_COVERAGE_EXCEPTIONS: dict[str, tuple[float | None, str]] = {
+    "fin_dividend_yield": (None, "most statements carry no dividend figure; null is 'not disclosed'"),
+    "fin_sales_growth": (0.90, "needs the statement of a year earlier (new listings have none)"),
+    "fin_op_growth": (0.90, "needs the statement of a year earlier (new listings have none)"),
+    "fin_profit_growth": (0.90, "needs the statement of a year earlier (new listings have none)"),
+    "fin_eps_surprise": (0.90, "needs a forecast outstanding before the disclosure"),
+    "fin_forecast_op_revision": (0.90, "needs the previous disclosure's forecast"),
+    "fin_op_progress": (0.90, "needs a full-year forecast"),
+    "amihud_20d": (0.85, "undefined while the 20-day window holds a day without turnover"),
+}
+
+_MATURITY_TIERS = (5, 20, 60, 200)
+_PRICE_COLUMNS = (
+    "Open",
+    "High",
+    "Low",
+    "Close",
+    "AdjustmentOpen",
+    "AdjustmentHigh",
+    "AdjustmentLow",
+    "AdjustmentClose",
+)
+_FLOW_MIN_WEEKS = 8  # gogooku3.flows.FlowHistory.min_weeks default
+
+
+def _col(name: str) -> dict[str, Any]:
+    return {"name": name}
+
+
+def _cmp(column: str, op: str, value: Any) -> dict[str, Any]:
+    """A GX 1.x row condition (``Column(column) <op> value``) in its serialised form."""
+    return {"type": "comparison", "column": _col(column), "operator": op, "parameter": value}
+
+
+def _and(*conditions: dict[str, Any]) -> dict[str, Any]:
+    return conditions[0] if len(conditions) == 1 else {"type": "and", "conditions": list(conditions)}
+
+
+def _exp(gx_expectation: str, meta: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    return {"type": gx_expectation, "kwargs": kwargs, "meta": dict(meta or {})}
+
+
+def gx_type(polars_dtype: str | pl.DataType) -> str:
+    """The GX ``type_`` for a Polars dtype (name or instance); ValueError when unsupported."""
+    name = polars_dtype if isinstance(polars_dtype, str) else polars_dtype.base_type().__name__
+    try:
+        return GX_TYPES[name]
+    except KeyError:
+        raise ValueError(
+            f"no GX type for Polars dtype {polars_dtype!r} (known: {', '.join(GX_TYPES)})"
+        ) from None
+
+
+def _common(
+    columns: Mapping[str, str], key: tuple[str, ...], *, date_column: str = "Date"
+) -> list[dict[str, Any]]:
+    """Schema, key, date and row-count expectations shared by every suite."""
+    out = [_exp("expect_table_columns_to_match_set", column_set=list(columns), exact_match=True)]
+    out += [
+        _exp("expect_column_values_to_be_of_type", {"polars_dtype": dtype}, column=name, type_=gx_type(dtype))
+        for name, dtype in columns.items()
+    ]
+    out.append(_exp("expect_compound_columns_to_be_unique", column_list=list(key)))
+    out += [_exp("expect_column_values_to_not_be_null", {"why": "key column"}, column=k) for k in key]
+    out.append(
+        _exp(
+            "expect_column_max_to_be_between",
+            {"why": "nothing dated after the run's logical date"},
+            column=date_column,
+            max_value={"$PARAMETER": "logical_date"},
+        )
+    )
+    out.append(
+        _exp(
+            "expect_column_distinct_values_to_equal_set",
+            {"why": "every expected trading day present, no other date"},
+            column=date_column,
+            value_set={"$PARAMETER": "expected_dates"},
+        )
+    )
+    out.append(
+        _exp(
+            "expect_table_row_count_to_be_between",
+            {"why": f"within {ROW_COUNT_TOLERANCE:.0%} of the expected universe"},
+            min_value={"$PARAMETER": "min_rows"},
+            max_value={"$PARAMETER": "max_rows"},
+        )
+    )
+    return out
+
+
+def _coverage(column: str, mostly: float = COVERAGE, condition: dict | None = None, why: str = "") -> dict:
+    kwargs: dict[str, Any] = {"column": column, "mostly": mostly}
+    if condition is not None:
+        kwargs["row_condition"] = condition
+    return _exp("expect_column_values_to_not_be_null", {"why": why or f"coverage >= {mostly:.0%}"}, **kwargs)
+
+
+def _between(column: str, lo: float | None, hi: float | None, why: str, **extra: Any) -> dict:
+    return _exp(
+        "expect_column_values_to_be_between", {"why": why}, column=column, min_value=lo, max_value=hi, **extra
+    )
+
+
+def _suite(name: str, expectations: list[dict], meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "expectations": expectations,
+        "meta": {
+            "gogooku3": {
+                **meta,
+                "parameters": PARAMETERS,
+                "coverage": COVERAGE,
+                "row_count_tolerance": ROW_COUNT_TOLERANCE,
+            }
+        },
+        "notes": meta.get("notes"),
+    }
+
+
+def _names(schema: Mapping[str, pl.DataType]) -> dict[str, str]:
+    return {c: dt.base_type().__name__ for c, dt in schema.items()}
+
+
+# ------------------------------------------------------------------------------ daily_quotes
+
+
+def daily_quotes_suite() -> dict[str, Any]:
+    from gogooku3.jquants.datasets import DAILY_QUOTES
+
+    columns = _names(DAILY_QUOTES.schema)
+    key = tuple(DAILY_QUOTES.key)
+    exps = _common(columns, key)
+    traded = _cmp("Volume", ">", 0)
+    for c in columns:
+        if c in key:
+            continue
+        if c in _PRICE_COLUMNS:
+            # Prices are null on days without trades (J-Quants): coverage counts traded rows only.
+            exps.append(_coverage(c, condition=traded, why="prices present whenever the stock traded"))
+        else:
+            exps.append(_coverage(c))
+    exps.append(
+        _exp(
+            "expect_column_value_lengths_to_equal",
+            {"why": "J-Quants codes have 5 characters"},
+            column="Code",
+            value=5,
+        )
+    )
+    for c in (*_PRICE_COLUMNS, "AdjustmentFactor"):
+        exps.append(_between(c, 0.0, None, "prices and factors are positive", strict_min=True))
+    for c in ("Volume", "TurnoverValue", "AdjustmentVolume"):
+        exps.append(_between(c, 0.0, None, "volumes are not negative"))
+    exps.append(
+        _exp(
+            "expect_column_pair_values_a_to_be_greater_than_b",
+            {"why": "High >= Low"},
+            column_A="High",
+            column_B="Low",
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+        )
+    )
+    return _suite(
+        "daily_quotes",
+        exps,
+        {
+            "layer": "raw",
+            "dataset": "daily_quotes",
+            "key": list(key),
+            "default_min_rows": 1,
+            "notes": "raw daily bars of one trading day",
+        },
+    )
+
+
+# ------------------------------------------------------------------------------ trades_spec_daily
+
+
+def trades_spec_daily_suite() -> dict[str, Any]:
+    from gogooku3.flows.expand import (
+        INVESTOR_COLUMNS,
+        NET_RATIO_COLUMNS,
+        OUTPUT_SCHEMA,
+        SMART_MONEY,
+        SMART_MONEY_EXTREME,
+        SMART_MONEY_WOW,
+        Z_COLUMNS,
+        Z_WEEKS,
+    )
+
+    columns = _names(OUTPUT_SCHEMA)
+    key = ("Date", "Section")
+    exps = _common(columns, key)
+    enough = _cmp(Z_WEEKS, ">=", _FLOW_MIN_WEEKS)
+    two = _cmp(Z_WEEKS, ">=", 2)
+    for c in columns:
+        if c in key:
+            continue
+        if c in Z_COLUMNS or c == SMART_MONEY_EXTREME:
+            exps.append(_coverage(c, condition=enough, why=f"z-scores exist once >= {_FLOW_MIN_WEEKS} weeks"))
+        elif c == SMART_MONEY_WOW:
+            exps.append(_coverage(c, condition=two, why="needs a previous week"))
+        else:
+            exps.append(_coverage(c))
+    for c in NET_RATIO_COLUMNS:
+        exps.append(_between(c, -1.0, 1.0, "net buying / gross trading value"))
+    exps.append(_between(SMART_MONEY, -2.0, 2.0, "difference of two net ratios"))
+    exps.append(_between("days_since_published", 1, None, "1 on the first usable day"))
+    for c in INVESTOR_COLUMNS:
+        if c.endswith(("Sales", "Purchases", "Total")):
+            exps.append(_between(c, 0.0, None, "gross trading values are not negative"))
+    exps.append(
+        _exp(
+            "expect_column_pair_values_a_to_be_greater_than_b",
+            {"why": "published strictly before use"},
+            column_A="Date",
+            column_B="PublishedDate",
+            or_equal=False,
+            ignore_row_if="either_value_is_missing",
+        )
+    )
+    return _suite(
+        "trades_spec_daily",
+        exps,
+        {
+            "layer": "interim",
+            "dataset": "trades_spec_daily",
+            "key": list(key),
+            "default_min_rows": 0,
+            "notes": "weekly investor flows expanded to trading days",
+        },
+    )
+
+
+# ------------------------------------------------------------------------------ features
+
+
+def feature_lookbacks() -> dict[str, int]:
+    """Rows of a code's history each output feature reads, through its whole input chain.
+
+    ``include/features/catalogue.json`` lists each feature's own window only; the maturity a
+    coverage check needs is the longest chain (e.g. a 5-day change of a 20-day volatility of
+    1-day returns reads 26 rows), so it is computed from :mod:`gogooku3.features.catalogue`.
+    """
+    from gogooku3.features.catalogue import FEATURES
+
+    by_name = {f.name: f for f in FEATURES}
+    memo: dict[str, int] = {}
+
+    def chain(name: str) -> int:
+        if name not in by_name:
+            return 0  # base column
+        if name not in memo:
+            f = by_name[name]
+            memo[name] = f.lookback + max((chain(i) for i in f.inputs), default=0)
+        return memo[name]
+
+    return {f.name: chain(f.name) for f in FEATURES if f.output}
+
+
+def maturity_flag(lookback: int) -> str | None:
+    """The ``is_mature_<N>d`` flag whose rows have the whole lookback (N > lookback), if any is needed."""
+    if lookback <= 0:
+        return None
+    for tier in _MATURITY_TIERS:
+        if tier > lookback:
+            return f"is_mature_{tier}d"
+    return f"is_mature_{_MATURITY_TIERS[-1]}d"
+
+
+def features_suite(
+    catalogue: Iterable[Mapping[str, Any]] | None = None, lookbacks: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """The features suite from catalogue records (``include/features/catalogue.json``'s ``features``).
+
+    Minimal interface: each record needs ``name``, ``kind`` (``feature``/``target``), ``group`` and
+    ``dtype``; ``lookbacks`` maps a feature to the rows of history it reads (default: computed by
+    :func:`feature_lookbacks`, else the record's ``window``).
+    """
+    if catalogue is None:
+        from gogooku3.features.catalogue import CATALOGUE_PATH
+
+        catalogue = json.loads(CATALOGUE_PATH.read_text(encoding="utf-8"))["features"]
+        lookbacks = feature_lookbacks() if lookbacks is None else lookbacks
+    records = list(catalogue)
+    lookbacks = dict(lookbacks or {})
+    keys = {"Date": "Date", "Code": "String", "Sector33Code": "String", "MarketCode": "String"}
+    columns = {**keys, **{r["name"]: r["dtype"] for r in records}}
+    key = ("Code", "Date")
+    exps = _common(columns, key)
+    exps.append(
+        _exp(
+            "expect_column_value_lengths_to_equal",
+            {"why": "J-Quants codes have 5 characters"},
+            column="Code",
+            value=5,
+        )
+    )
+    names = {r["name"] for r in records}
+    for r in records:
+        name = r["name"]
+        if r["kind"] == "target":
+            # Targets read future rows: null for the last h days by construction, so no coverage.
+            if name.startswith("target_ret_"):
+                exps.append(_between(name, *RETURN_BOUNDS, "returns within [-1, 10]"))
+            continue
+        lookback = lookbacks.get(name, r.get("window") or 0)
+        conds = []
+        flag = maturity_flag(lookback)
+        if flag is not None and flag in names:
+            conds.append(_cmp(flag, "==", 1))
+        if r["group"] == "fundamentals" and name != "fin_available" and "fin_available" in names:
+            conds.append(_cmp("fin_available", "==", 1))
+        mostly, why = COVERAGE, f"coverage >= {COVERAGE:.0%} once mature (lookback {lookback} rows)"
+        if name in FEATURE_COVERAGE_EXCEPTIONS:
+            mostly, reason = FEATURE_COVERAGE_EXCEPTIONS[name]
+            why = f"exception: {reason}"
+        if mostly is not None:
+            exps.append(_coverage(name, mostly, _and(*conds) if conds else None, why))
+        if name.startswith("ret_") and name.endswith("d") and name[4:-1].isdigit():
+            exps.append(_between(name, *RETURN_BOUNDS, "returns within [-1, 10]"))
+    return _suite(
+        "features",
+        exps,
+        {
+            "layer": "features",
+            "dataset": "features",
+            "key": list(key),
+            "default_min_rows": 1,
+            "notes": "generated from include/features/catalogue.json",
+        },
+    )
+
+
+BUILDERS = {
+    "daily_quotes": daily_quotes_suite,
+    "trades_spec_daily": trades_spec_daily_suite,
+    "features": features_suite,
+}
+
+
+def suite_json(suite: Mapping[str, Any]) -> str:
+    return json.dumps(suite, indent=1, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+def suite_path(name: str, directory: Path = SUITES_DIR) -> Path:
+    if name not in SUITE_NAMES:
+        raise KeyError(f"unknown expectation suite {name!r}; known: {', '.join(SUITE_NAMES)}")
+    return directory / f"{name}.json"
+
+
+def load_suite(name: str, directory: Path = SUITES_DIR) -> dict[str, Any]:
+    """The suite dict as stored in ``include/expectations/<name>.json`` (the source of truth)."""
+    path = suite_path(name, directory)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"expectation suite file {path} is missing; regenerate with python -m gogooku3.quality.suites"
+        ) from None
+
+
+def write_suites(directory: Path = SUITES_DIR) -> list[Path]:
+    """Regenerate every suite file (atomically per file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in SUITE_NAMES:
+        path = suite_path(name, directory)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(suite_json(BUILDERS[name]()), encoding="utf-8")
+        tmp.replace(path)
+        out.append(path)
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m gogooku3.quality.suites [DIR]
+    for p in write_suites(Path(sys.argv[1]) if len(sys.argv) > 1 else SUITES_DIR):
+        print(p)
