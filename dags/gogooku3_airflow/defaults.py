@@ -1,0 +1,33 @@
+"""Conventions every gogooku3 DAG shares: owner, retries with exponential backoff, the Slack
+failure callback, and a JST start date."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pendulum
+
+from gogooku3_airflow import OWNER
+from gogooku3_airflow.callbacks import on_task_failure
+
+#: First day the fetch DAGs may backfill (the origin system's history starts here).
+START_DATE = pendulum.datetime(2019, 1, 1, tz="Asia/Tokyo")
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    """Task defaults: 4 retries after 2, 4, 8, 16 minutes (capped at 1 h), Slack alert on failure.
+
+    The backoff rides out a late publication or a J-Quants outage; errors that retrying cannot
+    fix (bad credentials, a bad ``dag_run.conf``) fail at once with AirflowFailException.
+    """
+    args: dict[str, Any] = {
+        "owner": OWNER,
+        "retries": 4,
+        "retry_delay": dt.timedelta(minutes=2),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": dt.timedelta(hours=1),
+        "on_failure_callback": on_task_failure,
+    }
+    args.update(overrides)
+    return args

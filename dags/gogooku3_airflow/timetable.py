@@ -1,0 +1,142 @@
+"""A timetable that runs once per JPX trading day, in JST.
+
+**When.** The run for trading day *D* is created at **19:00 JST on D** (10:00 UTC). J-Quants
+publishes the day's data on trading days at roughly these JST times: daily bars and TOPIX after
+the close (~16:30-17:00), listed info during the late afternoon, and financial statements in two
+batches, 18:00 and 24:30 (00:30 the next calendar day). 19:00 is after every same-day publication
+except the 24:30 statements batch, with an hour of slack for a late publication (a day that is
+still empty at 19:00 fails the fetch task, which retries with backoff). The 24:30 batch is picked
+up by the *next* trading day's run: the statements task of the run for D re-fetches every
+calendar day since the previous trading day, which completes (idempotently rewrites) that day's
+partition and also catches disclosures dated on the weekend or a holiday in between.
+
+**Data interval.** The run for D covers D's JST calendar day, ``[D 00:00 JST, D+1 00:00 JST)``, so
+its logical date (the interval start) is D at midnight JST, which is **15:00 UTC on the previous
+calendar day**. Tasks must therefore derive their date with ``to_jst_date(data_interval_start)``,
+never from the UTC date. The run starts at 19:00 JST, before its interval ends: the data for D is
+complete once published, and waiting for midnight would gain nothing.
+
+**Which days.** Only days where :func:`gogooku3.calendar.is_trading_day` is true (weekends,
+Japanese holidays and the 31 Dec-3 Jan closure get no run). ``start_date`` is the first day that
+may be fetched; with ``catchup=True`` every trading day since then gets a run (backfills), with
+``catchup=False`` only the latest due trading day and those after it.
+
+**Manual runs** (``airflow dags test <dag> <date>``, a trigger from the UI or CLI) cover the JST
+day of their logical date. That day may not be a trading day; the tasks then skip with that reason
+(see ``gogooku3_airflow.fetching.jst_day``, which reads the logical date because ``airflow dags
+trigger -l`` infers the data interval from the trigger time rather than from ``-l``).
+
+The class must be registered through an Airflow plugin (``include/airflow/plugins``) so the
+scheduler can deserialize DAGs that use it; ``AIRFLOW__CORE__PLUGINS_FOLDER`` points there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import pendulum
+from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
+
+from gogooku3.calendar import JST, is_trading_day, next_trading_day, on_or_after, to_jst_date
+
+if TYPE_CHECKING:
+    from airflow.timetables.base import TimeRestriction
+
+#: The default time of day (JST) at which a trading day's run starts; see the module docstring.
+DEFAULT_RUN_AT_JST = dt.time(19, 0)
+
+_UTC = pendulum.UTC
+
+
+def _latest_trading_day_on_or_before(day: dt.date) -> dt.date:
+    while not is_trading_day(day):
+        day -= dt.timedelta(days=1)
+    return day
+
+
+class JpxTradingDayTimetable(Timetable):
+    """One run per JPX trading day at ``run_at`` JST (default 19:00), covering that JST day."""
+
+    def __init__(self, run_at: dt.time = DEFAULT_RUN_AT_JST) -> None:
+        if run_at.tzinfo is not None:
+            raise ValueError(f"run_at={run_at!r} must be a naive time; it is read as JST")
+        self.run_at = run_at
+        self.description = f"JPX trading days at {run_at:%H:%M} JST (data interval = that JST day)"
+
+    # -- the one mapping between a trading day and its run -------------------------------------
+    def interval_for(self, day: dt.date) -> DataInterval:
+        """``[day 00:00 JST, day+1 00:00 JST)`` as aware UTC datetimes."""
+        start = pendulum.datetime(day.year, day.month, day.day, tz=JST).in_timezone(_UTC)
+        end = pendulum.datetime(day.year, day.month, day.day, tz=JST).add(days=1).in_timezone(_UTC)
+        return DataInterval(start=start, end=end)
+
+    def run_after_for(self, day: dt.date) -> pendulum.DateTime:
+        """When the run for ``day`` may start: ``day`` at ``run_at`` JST, as aware UTC."""
+        at = self.run_at
+        return pendulum.datetime(
+            day.year, day.month, day.day, at.hour, at.minute, at.second, tz=JST
+        ).in_timezone(_UTC)
+
+    def info_for(self, day: dt.date) -> DagRunInfo:
+        return DagRunInfo(run_after=self.run_after_for(day), data_interval=self.interval_for(day))
+
+    @staticmethod
+    def day_of(interval: DataInterval) -> dt.date:
+        """The JST trading day a data interval of this timetable covers."""
+        return to_jst_date(interval.start)
+
+    # -- Timetable protocol ------------------------------------------------------------------
+    @property
+    def summary(self) -> str:
+        return f"JPX trading days {self.run_at:%H:%M} JST"
+
+    def infer_manual_data_interval(self, *, run_after: dt.datetime) -> DataInterval:
+        return self.interval_for(to_jst_date(run_after))
+
+    def next_dagrun_info(
+        self,
+        *,
+        last_automated_data_interval: DataInterval | None,
+        restriction: TimeRestriction,
+    ) -> DagRunInfo | None:
+        if last_automated_data_interval is not None:
+            day = next_trading_day(self.day_of(last_automated_data_interval))
+        elif restriction.earliest is None:
+            return None  # no start_date: nothing to schedule
+        else:
+            day = on_or_after(to_jst_date(restriction.earliest))
+            if self.interval_for(day).start < restriction.earliest:
+                # start_date falls inside that JST day: the day is not wholly after it.
+                day = next_trading_day(day)
+        if not restriction.catchup:
+            # Skip missed days: start from the latest trading day whose run is already due.
+            latest_due = self._latest_due_day(pendulum.now(_UTC))
+            if latest_due > day:
+                day = latest_due
+        if restriction.latest is not None and self.interval_for(day).start > restriction.latest:
+            return None  # past end_date
+        return self.info_for(day)
+
+    def _latest_due_day(self, now: dt.datetime) -> dt.date:
+        day = _latest_trading_day_on_or_before(to_jst_date(now))
+        if self.run_after_for(day) > now:
+            day = _latest_trading_day_on_or_before(day - dt.timedelta(days=1))
+        return day
+
+    # -- (de)serialization: the scheduler rebuilds the timetable from this ----------------------
+    def serialize(self) -> dict[str, Any]:
+        return {"run_at": self.run_at.isoformat(timespec="seconds")}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> JpxTradingDayTimetable:
+        return cls(run_at=dt.time.fromisoformat(data.get("run_at", DEFAULT_RUN_AT_JST.isoformat())))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JpxTradingDayTimetable) and other.run_at == self.run_at
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.run_at))
+
+    def __repr__(self) -> str:
+        return f"JpxTradingDayTimetable(run_at={self.run_at!r})"

@@ -1,0 +1,72 @@
+"""Daily J-Quants fetch into the lake's raw layer, one run per JPX trading day.
+
+Schedule: :class:`~gogooku3_airflow.timetable.JpxTradingDayTimetable`, 19:00 JST on every trading day
+(after the day's bars, TOPIX, listed info and 18:00 statements are published; the 24:30 statements
+batch is picked up by the next run's statements task, see the timetable's docstring). The run for
+trading day D has the data interval [D 00:00 JST, D+1 00:00 JST); every task fetches the JST date D.
+``catchup=True``: unpausing, or ``airflow backfill create``, fetches every trading day since the
+start date; ``max_active_runs`` bounds parallel runs and the ``jquants_api`` pool bounds concurrent
+API tasks across them, while the client's cross-process pacer keeps the request *rate* under the
+plan's limit.
+
+Tasks: ``listed_info`` -> ``daily_quotes``, ``statements``, ``topix`` -> ``publish`` (asset events
+for the raw tables, see :mod:`gogooku3_airflow.assets`).
+
+``dag_run.conf`` (optional): ``{"endpoints": ["daily_quotes", ...]}`` fetches only those datasets;
+anything else fails the run at its first task with a message naming the bad key or name.
+
+Connections: ``jquants`` (base URL, credentials, plan), ``s3_lake`` (for an ``s3://`` lake),
+``slack_alerts`` (failure alerts); without them, ``GOGOOKU3_*``/``JQUANTS_*`` env vars are used.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+from gogooku3_airflow import JQUANTS_POOL
+from gogooku3_airflow.assets import JQUANTS_DAILY_RAW
+from gogooku3_airflow.defaults import START_DATE, default_args
+from gogooku3_airflow.fetching import fetch_task, publish_task
+from gogooku3_airflow.timetable import JpxTradingDayTimetable
+
+DATASETS = ("listed_info", "daily_quotes", "statements", "topix")
+
+
+@dag(
+    dag_id="jquants_daily",
+    schedule=JpxTradingDayTimetable(),
+    start_date=START_DATE,
+    catchup=True,
+    max_active_runs=4,
+    default_args=default_args(),
+    tags=["gogooku3", "jquants", "raw", "daily"],
+    doc_md=__doc__,
+)
+def jquants_daily():
+    @task(pool=JQUANTS_POOL)
+    def listed_info(**context):
+        return fetch_task("listed_info", context, DATASETS)
+
+    @task(pool=JQUANTS_POOL)
+    def daily_quotes(**context):
+        return fetch_task("daily_quotes", context, DATASETS)
+
+    @task(pool=JQUANTS_POOL)
+    def statements(**context):
+        return fetch_task("statements", context, DATASETS)
+
+    @task(pool=JQUANTS_POOL)
+    def topix(**context):
+        return fetch_task("topix", context, DATASETS)
+
+    # none_failed: a dataset skipped via dag_run.conf does not block publishing the others.
+    @task(outlets=[JQUANTS_DAILY_RAW], trigger_rule="none_failed")
+    def publish(**context):
+        return publish_task(context, DATASETS, JQUANTS_DAILY_RAW)
+
+    listed = listed_info()
+    fetched = [daily_quotes(), statements(), topix()]
+    listed >> fetched
+    fetched >> publish()
+
+
+jquants_daily()

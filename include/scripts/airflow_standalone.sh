@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# `make airflow`: Airflow standalone (api-server, scheduler, dag-processor, triggerer) on
+# http://127.0.0.1:8080 with the project's DAGs and plugin, its pools and connections created, and
+# local stand-ins for the outside world, all on 127.0.0.1:
+#
+#   J-Quants  the emulator (v2, Premium plan limits)   http://127.0.0.1:${EMULATOR_PORT:-8765}
+#   Slack     a capture server; alerts land in .airflow/slack.json  http://127.0.0.1:${SLACK_PORT:-8766}
+#   S3        a moto server (bucket gogooku3-lake) for the s3_lake connection  ${S3_PORT:-9000}
+#
+# State (SQLite DB, logs) lives in .airflow/ and survives restarts; the lake defaults to ./data/lake
+# (GOGOOKU3_LAKE_URI=s3://gogooku3-lake/lake uses the S3 server instead). The DAGs start paused:
+# jquants_daily has catchup=True, so unpausing it backfills every trading day since its start date.
+# Login is disabled (every visitor is admin): this is a local development instance bound to 127.0.0.1.
+# Ctrl-C (or TERM) stops every Airflow process and every helper process.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+export PATH="$ROOT/.venv/bin:$PATH"
+
+EMULATOR_PORT=${EMULATOR_PORT:-8765}
+SLACK_PORT=${SLACK_PORT:-8766}
+S3_PORT=${S3_PORT:-9000}
+EMULATOR_CODES=${GOGOOKU3_EMULATOR_CODES:-4000}
+EMULATOR_START=${GOGOOKU3_EMULATOR_START:-2019-01-01}
+
+export AIRFLOW_HOME="${GOGOOKU3_AIRFLOW_HOME:-$ROOT/.airflow}"
+RUN="$AIRFLOW_HOME/run"
+mkdir -p "$RUN"
+
+PIDS=()
+AIRFLOW_PGID=""
+cleanup() {
+  # Airflow standalone runs in its own process group (setsid below): stop the whole group -
+  # scheduler, executor workers, api-server, dag-processor, triggerer - not just its parent.
+  if [ -n "$AIRFLOW_PGID" ] && kill -0 -- "-$AIRFLOW_PGID" 2>/dev/null; then
+    log "stopping Airflow"
+    kill -TERM -- "-$AIRFLOW_PGID" 2>/dev/null || true
+    for _ in $(seq 1 40); do
+      kill -0 -- "-$AIRFLOW_PGID" 2>/dev/null || break
+      sleep 0.5
+    done
+    kill -KILL -- "-$AIRFLOW_PGID" 2>/dev/null || true
+  fi
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "airflow-standalone: $*"; }
+
+wait_http() {  # URL PID NAME LOGFILE
+  local url=$1 pid=$2 name=$3 logfile=$4
+  for _ in $(seq 1 240); do
+    kill -0 "$pid" 2>/dev/null || { log "$name exited:"; tail -n 30 "$logfile" >&2; return 1; }
+    python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url" 2>/dev/null && return 0
+    sleep 0.5
+  done
+  log "$name did not answer at $url"; tail -n 30 "$logfile" >&2; return 1
+}
+
+export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/include/airflow/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__DEFAULT_TIMEZONE=Asia/Tokyo
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
+export AIRFLOW__API__HOST=127.0.0.1
+export AIRFLOW__API__PORT=8080
+export AIRFLOW__API__BASE_URL=http://127.0.0.1:8080
+export GOGOOKU3_LAKE_URI=${GOGOOKU3_LAKE_URI:-$ROOT/data/lake}
+
+log "emulator: $EMULATOR_CODES codes from $EMULATOR_START, port $EMULATOR_PORT"
+gogooku3 emulator --port "$EMULATOR_PORT" --codes "$EMULATOR_CODES" --start "$EMULATOR_START" --plan premium \
+  >"$RUN/emulator.log" 2>&1 &
+EMU_PID=$!; PIDS+=("$EMU_PID")
+python -m gogooku3.devtools.slack_capture --port "$SLACK_PORT" --out "$AIRFLOW_HOME/slack.json" >"$RUN/slack.log" 2>&1 &
+SLACK_PID=$!; PIDS+=("$SLACK_PID")
+python -m gogooku3.devtools.s3_server --port "$S3_PORT" --bucket gogooku3-lake >"$RUN/s3.log" 2>&1 &
+S3_PID=$!; PIDS+=("$S3_PID")
+
+airflow db migrate >"$RUN/migrate.log" 2>&1 || { tail -n 40 "$RUN/migrate.log" >&2; exit 1; }
+airflow pools import "$ROOT/include/airflow/pools.json" >/dev/null
+
+# Connections in the metadata DB (visible and editable in the UI), pointing at the local servers.
+# The credentials are the emulator's and moto's public test values, not secrets.
+cat >"$RUN/connections.json" <<EOF
+{
+  "jquants": {"conn_type": "http", "host": "http://127.0.0.1:$EMULATOR_PORT/v2", "password": "emulator-api-key",
+              "extra_dejson": {"api_version": "v2", "plan": "premium"}},
+  "slack_alerts": {"conn_type": "slack", "password": "xoxb-local-capture",
+                   "extra_dejson": {"channel": "#gogooku3-alerts", "base_url": "http://127.0.0.1:$SLACK_PORT/api/"}},
+  "s3_lake": {"conn_type": "aws", "login": "testing", "password": "testing",
+              "extra_dejson": {"endpoint_url": "http://127.0.0.1:$S3_PORT", "region_name": "us-east-1"}}
+}
+EOF
+airflow connections import --overwrite "$RUN/connections.json" >/dev/null
+
+wait_http "http://127.0.0.1:$EMULATOR_PORT/health" "$EMU_PID" emulator "$RUN/emulator.log"
+wait_http "http://127.0.0.1:$SLACK_PORT/health" "$SLACK_PID" "slack capture" "$RUN/slack.log"
+kill -0 "$S3_PID" 2>/dev/null || { log "S3 server exited:"; tail -n 20 "$RUN/s3.log" >&2; exit 1; }
+
+log "Airflow UI on http://127.0.0.1:8080 (DAGs paused; alerts -> $AIRFLOW_HOME/slack.json; lake $GOGOOKU3_LAKE_URI)"
+# In the background, in its own session/process group, so that Ctrl-C (or a TERM to this script)
+# runs the cleanup above at once, which stops every Airflow process and then the helpers.
+setsid airflow standalone &
+AIRFLOW_PGID=$!
+wait "$AIRFLOW_PGID"

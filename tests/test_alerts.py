@@ -1,0 +1,172 @@
+"""Slack alerts: the message's fields, delivery to a real HTTP capture server through slack-sdk,
+logging instead of sending without a token, and never raising when Slack cannot be reached."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from gogooku3.alerts import AlertContext, error_head, format_alert, send_alert
+from gogooku3.config import Secret, SlackSettings
+from gogooku3.devtools.slack_capture import read_captures, running_slack_capture
+
+CTX = AlertContext(
+    dag_id="jquants_daily",
+    task_id="daily_quotes",
+    logical_date_jst="2024-06-14 00:00 JST",
+    try_number=3,
+    log_url="http://127.0.0.1:8080/dags/jquants_daily/runs/r1/tasks/daily_quotes?try_number=3",
+    error_head="RequestFailedError: 503 from /equities/bars/daily\nsecond line",
+    data_date="2024-06-14",
+    run_id="scheduled__2024-06-14T10:00:00+00:00",
+)
+TOKEN = "xoxb-test-token-123456"
+
+
+def _all_text(text: str, blocks: list[dict]) -> str:
+    return text + "\n" + json.dumps(blocks, ensure_ascii=False)
+
+
+def test_format_alert_carries_every_field() -> None:
+    text, blocks = format_alert(CTX)
+    everything = _all_text(text, blocks)
+    for value in (CTX.dag_id, CTX.task_id, CTX.logical_date_jst, CTX.log_url, CTX.data_date, CTX.run_id):
+        assert value in everything
+    assert "RequestFailedError: 503 from /equities/bars/daily" in everything
+    assert "*Try*\\n3" in json.dumps(blocks)
+    assert "jquants_daily.daily_quotes" in text and "try 3" in text
+    assert blocks[0]["type"] == "header"
+
+
+def test_format_alert_keeps_the_error_inside_its_code_block() -> None:
+    ctx = AlertContext("d", "t", "2024-06-14 00:00 JST", 1, "http://x", "boom ``` not code")
+    _, blocks = format_alert(ctx)
+    error_text = blocks[2]["text"]["text"]
+    assert error_text.count("```") == 2
+
+
+def test_error_head_takes_the_first_lines_and_chars() -> None:
+    exc = ValueError("\n".join(f"line {i}" for i in range(20)))
+    head = error_head(exc)
+    assert head.startswith("ValueError: line 0")
+    assert "line 4" in head and "line 5" not in head
+    assert head.endswith("…")
+    long = error_head("x" * 5000)
+    assert len(long) <= 1002 and long.endswith("…")
+    assert error_head("short") == "short"
+
+
+def test_error_head_redacts_secrets() -> None:
+    key = Secret("sk-live-abcdef123456")
+    exc = RuntimeError(f"401 for key sk-live-abcdef123456 and password hunter2-pass at {'x' * 30}")
+    head = error_head(exc, redact=[key, "hunter2-pass", ""])
+    assert "sk-live-abcdef123456" not in head and "hunter2-pass" not in head
+    assert head.count("***") == 2
+
+
+def test_send_alert_reaches_the_capture_server_over_http() -> None:
+    with running_slack_capture(expected_token=TOKEN) as cap:
+        slack = SlackSettings(token=Secret(TOKEN), channel="#alerts", base_url=cap.base_url)
+        assert send_alert(CTX, slack, logger=logging.getLogger("t")) is True
+        msgs = cap.messages()
+    assert len(msgs) == 1
+    body = msgs[0]["body"]
+    assert body["channel"] == "#alerts"
+    sent = _all_text(body["text"], body["blocks"])
+    for value in (CTX.dag_id, CTX.task_id, CTX.logical_date_jst, CTX.log_url, "RequestFailedError"):
+        assert value in sent
+    assert TOKEN not in json.dumps(msgs), "the capture must not store the token"
+
+
+def test_base_url_without_trailing_slash_works() -> None:
+    with running_slack_capture() as cap:
+        slack = SlackSettings(token=Secret(TOKEN), base_url=cap.base_url.rstrip("/"))
+        assert send_alert(CTX, slack) is True
+        assert len(cap.messages()) == 1
+
+
+def test_no_token_logs_the_alert_instead(caplog: pytest.LogCaptureFixture) -> None:
+    with running_slack_capture() as cap:
+        slack = SlackSettings(token=Secret(""), base_url=cap.base_url)
+        with caplog.at_level(logging.WARNING, logger="t"):
+            assert send_alert(CTX, slack, logger=logging.getLogger("t")) is False
+        assert cap.requests() == []  # nothing was sent
+    logged = caplog.text
+    assert "SLACK ALERT (not sent: no Slack token configured)" in logged
+    assert CTX.dag_id in logged and CTX.task_id in logged and CTX.log_url in logged
+    assert "RequestFailedError" in logged
+
+
+def test_refused_token_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    with running_slack_capture(expected_token="xoxb-the-right-one") as cap:
+        slack = SlackSettings(token=Secret(TOKEN), base_url=cap.base_url)
+        with caplog.at_level(logging.WARNING, logger="t"):
+            assert send_alert(CTX, slack, logger=logging.getLogger("t")) is False
+        assert [r["auth_ok"] for r in cap.requests()] == [False]
+    assert "could not be sent" in caplog.text and "invalid_auth" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_slack_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    slack = SlackSettings(token=Secret(TOKEN), base_url=f"http://127.0.0.1:{_closed_port()}/api/")
+    with caplog.at_level(logging.WARNING, logger="t"):
+        assert send_alert(CTX, slack, logger=logging.getLogger("t")) is False
+    assert "could not be sent" in caplog.text
+    assert CTX.task_id in caplog.text  # the alert itself is still in the log
+    assert TOKEN not in caplog.text
+
+
+def test_a_broken_context_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    broken = AlertContext("d", "t", "x", 1, "http://x", None)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="t"):
+        assert send_alert(broken, SlackSettings(token=Secret(TOKEN)), logger=logging.getLogger("t")) is False
+    assert "could not be formatted" in caplog.text
+
+
+def test_capture_refuses_a_request_without_token() -> None:
+    with running_slack_capture() as cap:
+        req = urllib.request.Request(
+            cap.base_url + "chat.postMessage",
+            data=json.dumps({"channel": "#c", "text": "hi"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        answer = json.loads(urllib.request.urlopen(req, timeout=5).read())
+        assert answer == {"ok": False, "error": "not_authed"}
+        assert cap.messages() == []
+
+
+def test_capture_cli_writes_the_out_file(tmp_path) -> None:
+    out = tmp_path / "slack.json"
+    port = _closed_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gogooku3.devtools.slack_capture", "--port", str(port), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "listening" in proc.stdout.readline()
+        assert read_captures(out) == []
+        slack = SlackSettings(token=Secret(TOKEN), channel="#ops", base_url=f"http://127.0.0.1:{port}/api/")
+        assert send_alert(CTX, slack) is True
+        deadline = time.monotonic() + 10
+        while not read_captures(out) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        captured = read_captures(out)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert [c["body"]["channel"] for c in captured] == ["#ops"]
+    assert CTX.log_url in json.dumps(captured)

@@ -1,0 +1,182 @@
+"""DAG integrity: every file in dags/ parses, fast, without heavy imports, and follows the conventions.
+
+Each check runs Airflow in a fresh subprocess (a throwaway AIRFLOW_HOME, the project's plugins
+folder), as the DAG processor would, so the test process's own imports cannot hide a problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGS = ROOT / "dags"
+PLUGINS = ROOT / "include" / "airflow" / "plugins"
+POOLS_FILE = ROOT / "include" / "airflow" / "pools.json"
+DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
+
+#: Modules a DAG file must not import at parse time (the DAG processor parses every file often).
+HEAVY = ("polars", "pandas", "torch", "aiohttp", "boto3", "botocore", "great_expectations", "cudf", "pyarrow")
+#: The issue's bound on one DAG file's import, beyond Airflow itself (which the processor has loaded).
+IMPORT_BUDGET_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(PLUGINS),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+def _run_json(code: str, env: dict[str, str]) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        cwd=str(DAGS),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_there_are_dag_files() -> None:
+    assert [p.name for p in DAG_FILES], "dags/ has no DAG files"
+    assert (DAGS / ".airflowignore").read_text().count("gogooku3_airflow/") == 1
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
+def test_dag_file_imports_fast_without_heavy_modules(dag_file: Path, airflow_env: dict[str, str]) -> None:
+    # Airflow itself is imported first (the DAG processor already has it); what is timed is the
+    # DAG file and everything it pulls in on top.
+    out = _run_json(
+        f"""
+        import importlib.util, json, sys, time
+        sys.path.insert(0, {str(DAGS)!r})
+        import airflow.sdk
+        import airflow.timetables.base
+        spec = importlib.util.spec_from_file_location("dag_under_test", {str(dag_file)!r})
+        module = importlib.util.module_from_spec(spec)
+        t0 = time.perf_counter()
+        spec.loader.exec_module(module)
+        elapsed = time.perf_counter() - t0
+        heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+        print(json.dumps({{"elapsed": elapsed, "heavy": heavy}}))
+        """,
+        airflow_env,
+    )
+    assert out["heavy"] == [], f"{dag_file.name} imports heavy modules at parse time: {out['heavy']}"
+    assert out["elapsed"] < IMPORT_BUDGET_S, f"{dag_file.name} took {out['elapsed']:.2f}s to import"
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_env: dict[str, str]) -> dict:
+    """What the DagBag sees: import errors and, per DAG, the attributes the conventions need."""
+    return _run_json(
+        f"""
+        import json
+        from pathlib import Path
+        from airflow.dag_processing.dagbag import BundleDagBag
+        from airflow.plugins_manager import get_timetables_plugins
+        from airflow.serialization.encoders import encode_timetable
+        from airflow.serialization.serialized_objects import DagSerialization
+
+        pools = set(json.loads(Path({str(POOLS_FILE)!r}).read_text())) | {{"default_pool"}}
+        bag = BundleDagBag(dag_folder={str(DAGS)!r}, bundle_path=Path({str(DAGS)!r}), known_pools=pools)
+        dags = {{}}
+        for dag_id, dag in bag.dags.items():
+            tasks = {{}}
+            for t in dag.tasks:
+                tasks[t.task_id] = {{
+                    "owner": t.owner,
+                    "retries": t.retries,
+                    "callbacks": len(t.on_failure_callback or []) if isinstance(t.on_failure_callback, list)
+                                 else int(t.on_failure_callback is not None),
+                    "backoff": float(t.retry_exponential_backoff or 0),
+                    "pool": t.pool,
+                    "upstream": sorted(t.upstream_task_ids),
+                }}
+            tt = dag.timetable
+            DagSerialization.serialize_dag(dag)  # raises if the timetable is not registered
+            dags[dag_id] = {{
+                "fileloc": dag.fileloc,
+                "tags": sorted(dag.tags or []),
+                "timezone": str(getattr(dag.timezone, "name", dag.timezone)),
+                # As the scheduler will see it (raises if a custom timetable is not registered).
+                "timetable": encode_timetable(tt)["__type"],
+                "timetable_tz": str(encode_timetable(tt)["__var"].get("timezone", "")),
+                "catchup": dag.catchup,
+                "max_active_runs": dag.max_active_runs,
+                "tasks": tasks,
+            }}
+        print(json.dumps({{
+            "import_errors": {{k: v[-2000:] for k, v in bag.import_errors.items()}},
+            "dags": dags,
+            "registered_timetables": sorted(get_timetables_plugins()),
+            "warnings": sorted(w.message for w in bag.dag_warnings),
+        }}))
+        """,
+        airflow_env,
+    )
+
+
+def test_dagbag_has_no_import_errors(dagbag: dict) -> None:
+    assert dagbag["import_errors"] == {}
+    assert dagbag["warnings"] == [], "a DAG uses a pool missing from include/airflow/pools.json"
+    loaded_files = {Path(d["fileloc"]).name for d in dagbag["dags"].values()}
+    assert loaded_files == {p.name for p in DAG_FILES}, "a DAG file defines no DAG"
+    assert "jquants_daily" in dagbag["dags"]
+
+
+def test_every_dag_follows_the_conventions(dagbag: dict) -> None:
+    for dag_id, d in dagbag["dags"].items():
+        assert d["tags"], f"{dag_id} has no tags"
+        # JST schedule: the DAG's timezone (from its start_date) and its timetable are JST.
+        assert d["timezone"] == "Asia/Tokyo", f"{dag_id} is scheduled in {d['timezone']}, not JST"
+        jst_timetable = d["timetable"].endswith("JpxTradingDayTimetable") or d["timetable_tz"] == "Asia/Tokyo"
+        assert jst_timetable, f"{dag_id}: timetable {d['timetable']} is not a JST schedule"
+        for task_id, t in d["tasks"].items():
+            where = f"{dag_id}.{task_id}"
+            assert t["owner"] and t["owner"] != "airflow", f"{where} has no owner"
+            assert t["retries"] >= 1, f"{where} has no retries"
+            assert t["backoff"] > 0, f"{where} retries without exponential backoff"
+            assert t["callbacks"] >= 1, f"{where} has no on_failure_callback"
+
+
+def test_jquants_daily_shape(dagbag: dict) -> None:
+    d = dagbag["dags"]["jquants_daily"]
+    assert d["timetable"] == "gogooku3_airflow.timetable.JpxTradingDayTimetable"
+    assert d["timetable"] in dagbag["registered_timetables"], "timetable not registered by the plugin"
+    assert d["catchup"] is True
+    assert 1 <= d["max_active_runs"] <= 8
+    assert set(d["tasks"]) == {"listed_info", "daily_quotes", "statements", "topix", "publish"}
+    for api_task in ("listed_info", "daily_quotes", "statements", "topix"):
+        assert d["tasks"][api_task]["pool"] == "jquants_api"
+    up = {task_id: t["upstream"] for task_id, t in d["tasks"].items()}
+    assert up["listed_info"] == []
+    assert up["daily_quotes"] == up["statements"] == up["topix"] == ["listed_info"]
+    assert up["publish"] == ["daily_quotes", "statements", "topix"]
+
+
+def test_trades_spec_weekly_shape(dagbag: dict) -> None:
+    d = dagbag["dags"]["trades_spec_weekly"]
+    assert d["timetable"] == "airflow.timetables.interval.CronDataIntervalTimetable"
+    assert d["timetable_tz"] == "Asia/Tokyo"
+    assert d["catchup"] is True
+    assert d["tasks"]["trades_spec"]["pool"] == "jquants_api"
+    assert d["tasks"]["publish"]["upstream"] == ["trades_spec"]
