@@ -51,8 +51,13 @@ def fetch(
     except (ValueError, ConfigError) as exc:
         _fail(str(exc))
     from gogooku3.fetch import fetch_to_lake_sync
+    from gogooku3.jquants.errors import JQuantsError
+    from gogooku3.lake import LakeError
 
-    results = fetch_to_lake_sync(settings, [d.name for d in datasets], day, lake_uri=lake or settings.lake_uri)
+    try:
+        results = fetch_to_lake_sync(settings, [d.name for d in datasets], day, lake_uri=lake or settings.lake_uri)
+    except (JQuantsError, LakeError) as exc:
+        _fail(str(exc), code=1)
     for r in results:
         typer.echo(r.summary())
 
@@ -73,6 +78,30 @@ def trades_spec_expand(
         manifests = expand_command(first, last, lake, settings)
     except (ValueError, ConfigError) as exc:
         _fail(str(exc))
+    typer.echo(summarize(manifests))
+
+
+@features_app.command("build")
+def features_build(
+    start: str = typer.Option(..., "--start", help="first JST trading date, YYYY-MM-DD"),
+    end: str = typer.Option(..., "--end", help="last JST trading date, YYYY-MM-DD"),
+    engine: str = typer.Option("cpu", "--engine", help="cpu (Polars) or gpu (cuDF + RMM pool)"),
+    lake: str = typer.Option(None, "--lake", help="lake URI (default GOGOOKU3_LAKE_URI or ./data/lake)"),
+) -> None:
+    """Build features/features/date=D/ partitions from the raw and interim lake tables."""
+    from gogooku3.config import ConfigError, Settings
+    from gogooku3.features.cli import build_command, summarize
+    from gogooku3.features.engine_gpu import GpuUnavailableError
+    from gogooku3.lake import LakeError
+
+    first, last = _date(start, "--start"), _date(end, "--end")
+    try:
+        settings = Settings.from_env()
+        manifests = build_command(first, last, engine, lake, settings)
+    except (ValueError, ConfigError, LakeError) as exc:
+        _fail(str(exc))
+    except GpuUnavailableError as exc:  # engine gpu on a machine without a GPU or RAPIDS
+        _fail(str(exc), code=3)
     typer.echo(summarize(manifests))
 
 

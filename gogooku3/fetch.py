@@ -1,0 +1,175 @@
+"""Fetch one JST logical date of J-Quants data into the lake's raw layer.
+
+What "the data of day D" means per dataset (D is a JST date on the JPX calendar):
+
+=============  =====================================  ===========================================
+dataset        query                                   partition ``raw/<name>/date=D``
+=============  =====================================  ===========================================
+listed_info    ``date=D``                              issues listed as of D
+daily_quotes   ``date=D`` (whole market, all pages)    bars of trading day D
+statements     ``date=D``                              statements *disclosed* on D
+trades_spec    ``from=D&to=D``                         weekly records *published* on D
+topix          ``from=D&to=D``                         TOPIX bar of D
+=============  =====================================  ===========================================
+
+Rows whose partition column (``Date``/``DisclosedDate``/``PublishedDate``) is not D are never written
+into D's partition: for the range queries they are dropped, for the ``date=`` queries they mean the
+server answered something else and the fetch fails.
+
+Empty answers: on a non-trading day nothing is written and the result says why (``skipped``). On a
+trading day an empty ``daily_quotes``/``topix``/``listed_info`` answer is an error - the data is not
+published yet or the source is broken - so the task fails and Airflow retries instead of recording
+a hole. ``statements`` and ``trades_spec`` legitimately have quiet days: an empty partition is
+written so "fetched, nothing disclosed" is distinguishable from "not fetched".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from gogooku3.calendar import is_trading_day
+from gogooku3.config import Settings
+from gogooku3.jquants.client import JQuantsClient, Query
+from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
+from gogooku3.jquants.errors import JQuantsError
+
+#: Datasets that have rows on every trading day; an empty answer then is a failure.
+DAILY_DATASETS = frozenset({"listed_info", "daily_quotes", "topix"})
+
+
+class EmptyAnswerError(JQuantsError):
+    """A dataset that must have rows on a trading day came back empty."""
+
+
+class PartitionMismatchError(JQuantsError):
+    """The server answered rows of another date than the one asked for."""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What happened to one dataset for one day."""
+
+    dataset: str
+    day: dt.date
+    rows: int
+    pages: int
+    requests: int
+    written: bool
+    uri: str | None = None
+    reason: str = ""
+
+    def summary(self) -> str:
+        head = f"{self.dataset} {self.day.isoformat()}:"
+        cost = f"{self.pages} page{'s' if self.pages != 1 else ''}, {self.requests} request{'s' if self.requests != 1 else ''}"
+        if self.written:
+            return f"{head} wrote {self.rows} rows ({cost}) -> {self.uri}"
+        return f"{head} skipped, {self.reason} ({cost})"
+
+
+def query_for(name: str, day: dt.date) -> Query:
+    """The query that returns dataset ``name``'s rows for JST date ``day``."""
+    get_dataset(name)  # names the valid datasets on a typo
+    if name in ("trades_spec", "topix"):
+        return Query(name, from_=day, to=day)
+    return Query(name, date=day)
+
+
+def select_day(name: str, day: dt.date, frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows of ``frame`` that belong to ``day``'s partition (see the module docstring)."""
+    column = get_dataset(name).partition_by
+    if frame.is_empty():
+        return frame
+    on_day = frame.filter(pl.col(column).eq_missing(day))
+    if on_day.height != frame.height and name not in ("trades_spec", "topix"):
+        others = frame.filter(pl.col(column).ne_missing(day)).get_column(column).unique().sort().to_list()[:3]
+        shown = ", ".join("null" if v is None else v.isoformat() for v in others)
+        raise PartitionMismatchError(
+            f"{name}: asked for date={day.isoformat()} but the answer has {column} {shown}"
+        )
+    return on_day
+
+
+def check_unique(name: str, day: dt.date, frame: pl.DataFrame) -> None:
+    """The dataset key must be unique within a partition: a duplicate means a paging/merge bug."""
+    key = list(get_dataset(name).key)
+    dupes = frame.filter(frame.select(key).is_duplicated())
+    if dupes.height:
+        sample = dupes.select(key).unique(maintain_order=True).head(3).rows()
+        raise PartitionMismatchError(
+            f"{name} {day.isoformat()}: {dupes.height} rows share a key {key}, e.g. {sample}"
+        )
+
+
+async def fetch_to_lake(
+    settings: Settings,
+    dataset_names: Sequence[str],
+    day: dt.date,
+    lake: Any,
+    *,
+    client: JQuantsClient | None = None,
+) -> list[FetchResult]:
+    """Fetch ``day`` of each dataset concurrently and write its raw partition; results in input order.
+
+    ``client`` may be an open client to reuse (backfills); otherwise one is opened and closed here.
+    Nothing is written until every dataset was fetched and validated, so a failed fetch writes nothing.
+    """
+    names = list(dict.fromkeys(dataset_names))
+    unknown = [n for n in names if n not in DATASET_NAMES]
+    if unknown:
+        raise ValueError(f"unknown endpoint {unknown[0]!r}: expected one of {', '.join(DATASET_NAMES)}")
+    queries = [query_for(n, day) for n in names]
+    if client is None:
+        async with JQuantsClient(settings.jquants) as own:
+            outcomes = await own.fetch_queries(queries)
+    else:
+        outcomes = await client.fetch_queries(queries)
+
+    version = settings.jquants.api_version
+    trading = is_trading_day(day)
+    frames = {n: select_day(n, day, o.frame) for n, o in zip(names, outcomes, strict=True)}
+    for name in names:  # validate everything before writing anything
+        check_unique(name, day, frames[name])
+        if frames[name].is_empty() and trading and name in DAILY_DATASETS:
+            raise EmptyAnswerError(
+                f"{name}: no rows for trading day {day.isoformat()} (not published yet, or the source is broken)"
+            )
+
+    results: list[FetchResult] = []
+    for name, outcome in zip(names, outcomes, strict=True):
+        frame = frames[name]
+        base = {"dataset": name, "day": day, "pages": outcome.pages, "requests": outcome.requests}
+        if frame.is_empty() and not trading:
+            reason = f"no rows: {day.isoformat()} ({day:%A}) is not a JPX trading day"
+            results.append(FetchResult(rows=0, written=False, reason=reason, **base))
+            continue
+        dataset = get_dataset(name)
+        await asyncio.to_thread(
+            lake.write_partition,
+            "raw",
+            name,
+            day,
+            frame,
+            source=f"jquants-{version}",
+            sort_by=dataset.key,
+            date_column=dataset.partition_by,
+        )
+        results.append(
+            FetchResult(rows=frame.height, written=True, uri=lake.uri_for("raw", name, day), **base)
+        )
+    return results
+
+
+def fetch_to_lake_sync(
+    settings: Settings, dataset_names: Sequence[str], day: dt.date, *, lake_uri: str | None = None
+) -> list[FetchResult]:
+    """Blocking wrapper for the CLI and Airflow tasks: opens the lake and runs :func:`fetch_to_lake`."""
+    from gogooku3.lake import open_lake
+
+    lake = open_lake(lake_uri or settings.lake_uri, settings.s3)
+    return asyncio.run(fetch_to_lake(settings, dataset_names, day, lake))

@@ -1,0 +1,74 @@
+"""Errors raised by the J-Quants client.
+
+Every message names what went wrong (dataset, endpoint, field, page) and never carries a secret:
+query parameters are passed through :func:`safe_params` before they reach a message, and
+credentials are only ever held in :class:`gogooku3.config.Secret`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+#: Parameter names whose values must never be shown (v1 passes the refresh token as a query param).
+SECRET_PARAMS = frozenset({"refreshtoken", "refresh_token", "password", "mailaddress", "apikey", "api_key"})
+
+
+def safe_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``params`` with secret values masked, for messages and logs."""
+    return {k: ("***" if k.lower() in SECRET_PARAMS else v) for k, v in (params or {}).items()}
+
+
+_SECRET_IN_TEXT = re.compile(
+    r"(?i)\b("
+    + "|".join(sorted(SECRET_PARAMS))
+    + r"|idtoken|refreshToken|x-api-key|Bearer)([=:\s\"']+)([^&\s\"',}]+)"
+)
+
+
+def redact(text: str) -> str:
+    """Mask ``name=value`` / ``"name": "value"`` / ``Bearer value`` secrets in free text (server
+    messages, library exception strings) before it reaches a log line or an exception."""
+    return _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
+class JQuantsError(RuntimeError):
+    """Base class for everything the client raises."""
+
+
+class AuthError(JQuantsError):
+    """Credentials were refused (bad API key, 403, refresh failure); retrying cannot help."""
+
+
+class SchemaError(JQuantsError, ValueError):
+    """An answer does not match the dataset's declared schema (missing required field, bad value)."""
+
+    def __init__(self, dataset: str, field: str, version: str, problem: str) -> None:
+        self.dataset, self.field, self.version = dataset, field, version
+        super().__init__(f"{dataset} ({version}): field {field!r} {problem}")
+
+
+class RequestFailedError(JQuantsError):
+    """A page could not be fetched after the allowed retries (or failed with a fatal status)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        params: Mapping[str, Any] | None,
+        page: int,
+        attempts: int,
+        status: int | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.params = safe_params(params)
+        self.page = page
+        self.attempts = attempts
+        self.status = status
+        super().__init__(
+            f"{message} [endpoint={endpoint} params={self.params} page={page} attempts={attempts}"
+            + (f" status={status}" if status is not None else "")
+            + "]"
+        )

@@ -1,0 +1,149 @@
+"""`gogooku3 fetch` as a user runs it: a subprocess with JQUANTS_* env against the emulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gogooku3.emulator.server import EmulatorConfig
+from gogooku3.emulator.testing import running_emulator
+from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
+from gogooku3.lake import open_lake
+
+GOGOOKU3 = str(Path(sys.executable).with_name("gogooku3"))
+DAY = dt.date(2024, 2, 15)  # a Thursday: trades_spec is published, statements are disclosed
+SATURDAY = dt.date(2024, 2, 17)
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    cfg = EmulatorConfig.build(
+        seed=21,
+        codes=80,
+        start=dt.date(2024, 1, 1),
+        end=dt.date(2024, 3, 29),
+        plan="premium",
+        page_size=30,
+        rate_per_minute=3000,
+    )
+    with running_emulator(cfg) as handle:
+        yield handle
+
+
+def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("JQUANTS_", "GOGOOKU3_"))}
+    full = clean | {"GOGOOKU3_PACER_DIR": str(tmp_path / "pacer"), "JQUANTS_PLAN": "premium"} | env
+    return subprocess.run([GOGOOKU3, *args], env=full, capture_output=True, text=True, timeout=120)
+
+
+def v2_env(handle) -> dict[str, str]:
+    return {
+        "JQUANTS_BASE_URL": handle.base_url_v2,
+        "JQUANTS_API_KEY": handle.api_key,
+        "JQUANTS_RATE_PER_MINUTE": "3000",
+    }
+
+
+def v1_env(handle) -> dict[str, str]:
+    return {
+        "JQUANTS_API_VERSION": "v1",
+        "JQUANTS_BASE_URL": handle.base_url_v1,
+        "JQUANTS_AUTH_EMAIL": handle.email,
+        "JQUANTS_AUTH_PASSWORD": handle.password,
+        "JQUANTS_RATE_PER_MINUTE": "3000",
+    }
+
+
+def assert_partition_is_truth(lake, handle, name: str, day: dt.date) -> None:
+    key = list(get_dataset(name).key)
+    got = lake.read_partition("raw", name, day)
+    truth = handle.market.frame(name, day)
+    assert got.schema == truth.schema, name
+    assert got.sort(key).equals(truth.sort(key)), name
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_fetch_writes_ground_truth_partitions(emulator, version, tmp_path):
+    lake_dir = tmp_path / "lake"
+    env = v1_env(emulator) if version == "v1" else v2_env(emulator)
+    assert all(emulator.market.frame(n, DAY).height for n in DATASET_NAMES), (
+        "test day must have every dataset"
+    )
+    proc = run_cli(["fetch", "--date", DAY.isoformat(), "--lake", str(lake_dir)], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lake = open_lake(str(lake_dir))
+    for name in DATASET_NAMES:
+        assert_partition_is_truth(lake, emulator, name, DAY)
+        assert f"{name} {DAY.isoformat()}: wrote" in proc.stdout
+        assert lake.read_manifest("raw", name, DAY).source == f"jquants-{version}"
+    secret = emulator.password if version == "v1" else emulator.api_key
+    assert secret not in proc.stdout + proc.stderr
+
+
+@pytest.mark.integration
+def test_fetch_selected_endpoints_and_rerun_is_identical(emulator, tmp_path):
+    lake_dir = tmp_path / "lake"
+    args = ["fetch", "--date", DAY.isoformat(), "--endpoint", "daily_quotes", "--endpoint", "topix"]
+    args += ["--lake", str(lake_dir)]
+    first = run_cli(args, v2_env(emulator), tmp_path)
+    assert first.returncode == 0, first.stderr
+    lake = open_lake(str(lake_dir))
+    assert lake.list_partitions("raw", "daily_quotes") == [DAY]
+    assert lake.list_partitions("raw", "statements") == []
+    m1 = lake.read_manifest("raw", "daily_quotes", DAY)
+    second = run_cli(args, v2_env(emulator), tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert lake.read_manifest("raw", "daily_quotes", DAY).same_content(m1)
+    assert_partition_is_truth(lake, emulator, "daily_quotes", DAY)
+
+
+@pytest.mark.integration
+def test_fetch_on_a_saturday_skips_with_a_reason(emulator, tmp_path):
+    lake_dir = tmp_path / "lake"
+    args = ["fetch", "--date", SATURDAY.isoformat(), "--endpoint", "daily_quotes", "--lake", str(lake_dir)]
+    proc = run_cli(args, v2_env(emulator), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped" in proc.stdout and "not a JPX trading day" in proc.stdout
+    assert open_lake(str(lake_dir)).list_partitions("raw", "daily_quotes") == []
+
+
+@pytest.mark.integration
+def test_fetch_with_a_wrong_api_key_fails_naming_the_cause(emulator, tmp_path):
+    env = v2_env(emulator) | {"JQUANTS_API_KEY": "definitely-wrong-key"}
+    proc = run_cli(
+        ["fetch", "--date", DAY.isoformat(), "--endpoint", "topix", "--lake", str(tmp_path)], env, tmp_path
+    )
+    assert proc.returncode != 0
+    assert "JQUANTS_API_KEY" in proc.stderr and "401" in proc.stderr
+    assert "definitely-wrong-key" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--date", "2024-02-30"], "2024-02-30"),
+        (["--date", "yesterday"], "yesterday"),
+        (["--date", "2024-02-15", "--endpoint", "quotes"], "'quotes'"),
+        (["--date", "2024-02-15", "--endpoint", "topix", "--endpoint", "prices_daily"], "'prices_daily'"),
+    ],
+)
+def test_bad_arguments_exit_non_zero_naming_them(args, named, tmp_path):
+    env = {"JQUANTS_API_KEY": "k", "JQUANTS_BASE_URL": "http://127.0.0.1:9"}
+    proc = run_cli(["fetch", *args, "--lake", str(tmp_path / "lake")], env, tmp_path)
+    assert proc.returncode != 0
+    assert named in proc.stderr
+    assert not (tmp_path / "lake").exists()
+
+
+def test_missing_credentials_are_named(tmp_path):
+    proc = run_cli(
+        ["fetch", "--date", "2024-02-15", "--lake", str(tmp_path)], {"JQUANTS_API_VERSION": "v1"}, tmp_path
+    )
+    assert proc.returncode != 0
+    assert "JQUANTS_AUTH_EMAIL" in proc.stderr
