@@ -1,0 +1,299 @@
+"""Benchmark: the feature build on the synthetic full market (``make bench``, ``make bench-gpu``).
+
+Data: ``generate_market`` with 4,000 codes over 2020-2024 (~1,225 trading days, ~4.9M
+daily_quotes rows incl. listings/delistings), with listed_info, TOPIX, statements and the
+expanded trades_spec flows; ``quick`` uses 300 codes over 2023-2024.
+
+Rows reported:
+
+1. **CPU engine, full catalogue**: ``build_features`` (prepare + every feature + targets):
+   wall time, rows/s, peak RSS of this process during the build (sampled every 20 ms), and the
+   time per stage.
+2. **Baseline subset, pandas vs CPU engine**: the subset of features listed in
+   :data:`BASELINE_FEATURES` (returns, EMA deviations, rolling volatility, volume ratio, RSI,
+   Bollinger %b, a cross-sectional z-score and rank) written in plain pandas
+   ``groupby().rolling()/ewm()/transform()`` - the approach the origin system replaced - and
+   the same subset compiled from the catalogue by the Polars engine, on the same panel, in the
+   same run. This is a *subset* (labelled so), not the full catalogue.
+3. **GPU engine vs CPU engine** (full catalogue, from the same prepared panel) where RAPIDS and a
+   GPU are present: a warm-up call (kernel compilation, RMM pool) then a timed call; otherwise
+   one row saying why it was skipped. ``FEATURES_BENCH_ENGINE=cpu`` skips the GPU rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+#: The origin-style baseline subset (name -> what the pandas code computes).
+BASELINE_FEATURES = (
+    "ret_1d",
+    "ret_5d",
+    "ret_20d",
+    "ema_5_dev",
+    "ema_20_dev",
+    "ema_60_dev",
+    "vol_20d",
+    "vol_60d",
+    "volume_ratio_20d",
+    "rsi_14",
+    "bb_pct_b",
+    "cs_z_ret_5d",
+    "cs_rank_ret_5d",
+)
+
+
+class _PeakRSS:
+    """Samples this process's resident memory in a thread; ``peak`` in bytes."""
+
+    def __init__(self, every_s: float = 0.02) -> None:
+        self._every = every_s
+        self._stop = threading.Event()
+        self.start_rss = self._rss()
+        self.peak = self.start_rss
+        self.cpu_s = 0.0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _rss() -> int:
+        # /proc/self/statm: resident pages are the second field (Linux, no psutil needed)
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self) -> _PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float, _PeakRSS]:
+    with _PeakRSS() as mem:
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        elapsed = time.perf_counter() - t0
+        mem.cpu_s = time.process_time() - c0
+    return out, elapsed, mem
+
+
+def _gb(n: float) -> float:
+    return round(n / 2**30, 2)
+
+
+def _subset_layers(names: tuple[str, ...]) -> list[list]:
+    """Catalogue layers restricted to ``names`` and everything they depend on."""
+    from gogooku3.features.catalogue import FEATURES, feature
+    from gogooku3.features.prepare import BASE_COLUMNS
+    from gogooku3.features.spec import Feature, validate
+
+    need: dict[str, Feature] = {}
+    stack = list(names)
+    while stack:
+        n = stack.pop()
+        if n in need or n in BASE_COLUMNS:
+            continue
+        f = feature(n)
+        need[n] = f
+        stack.extend(f.inputs)
+    ordered = tuple(f for f in FEATURES if f.name in need)
+    ordered = tuple(
+        Feature(f.name, f.op, f.inputs, f.group, f.description, f.window, f.params, f.name in names)
+        for f in ordered
+    )
+    return validate(ordered, frozenset(BASE_COLUMNS))
+
+
+def polars_subset(panel: pl.DataFrame) -> pl.DataFrame:
+    from gogooku3.features.engine_cpu import compute_features_lazy
+    from gogooku3.features.prepare import KEY_COLUMNS
+
+    return (
+        compute_features_lazy(panel.lazy(), _subset_layers(BASELINE_FEATURES))
+        .select(*KEY_COLUMNS, *BASELINE_FEATURES)
+        .collect()
+    )
+
+
+def pandas_subset(panel: pl.DataFrame) -> Any:
+    """The baseline subset in plain pandas groupby/rolling/ewm (origin style)."""
+    df = panel.select("Code", "Date", "px_close", "volume").to_pandas()
+    df = df.sort_values(["Code", "Date"]).reset_index(drop=True)
+    g = df.groupby("Code", sort=False)
+    px = df["px_close"]
+    for w in (1, 5, 20):
+        raw = g["px_close"].pct_change(w)
+        df[f"_r{w}"] = raw
+        mu = raw.groupby(df["Date"]).transform("mean")
+        sd = raw.groupby(df["Date"]).transform("std")
+        df[f"ret_{w}d"] = raw.clip(mu - 5 * sd, mu + 5 * sd)
+    for span in (5, 20, 60):
+        ema = g["px_close"].transform(lambda s, span=span: s.ewm(span=span, adjust=False).mean())
+        df[f"ema_{span}_dev"] = px / ema - 1
+    r1 = df["_r1"]
+    for w in (20, 60):
+        df[f"vol_{w}d"] = r1.groupby(df["Code"]).rolling(w, min_periods=w).std().reset_index(
+            level=0, drop=True
+        ) * np.sqrt(252)
+    vmean = g["volume"].rolling(20, min_periods=20).mean().reset_index(level=0, drop=True)
+    df["volume_ratio_20d"] = df["volume"] / vmean
+    delta = g["px_close"].diff()
+    up, down = delta.clip(lower=0), (-delta).clip(lower=0)
+    au = up.groupby(df["Code"]).transform(lambda s: s.ewm(alpha=1 / 14, adjust=False).mean())
+    ad = down.groupby(df["Code"]).transform(lambda s: s.ewm(alpha=1 / 14, adjust=False).mean())
+    df["rsi_14"] = 100 * au / (au + ad)
+    mid = g["px_close"].rolling(20, min_periods=20).mean().reset_index(level=0, drop=True)
+    sd = g["px_close"].rolling(20, min_periods=20).std().reset_index(level=0, drop=True)
+    df["bb_pct_b"] = (px - (mid - 2 * sd)) / (4 * sd)
+    r5 = df["ret_5d"]
+    by_day = r5.groupby(df["Date"])
+    df["cs_z_ret_5d"] = (r5 - by_day.transform("mean")) / by_day.transform("std")
+    df["cs_rank_ret_5d"] = by_day.rank(pct=True)
+    return df[["Code", "Date", *BASELINE_FEATURES]]
+
+
+def _gpu_reason() -> str | None:
+    if os.environ.get("FEATURES_BENCH_ENGINE", "").lower() == "cpu":
+        return "skipped: FEATURES_BENCH_ENGINE=cpu"
+    try:
+        import cudf  # noqa: F401
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "skipped: no CUDA device visible"
+    except Exception as e:  # noqa: BLE001 - any failure means no GPU engine here
+        return f"skipped: no NVIDIA GPU / RAPIDS here ({type(e).__name__}: {str(e)[:80]})"
+    return None
+
+
+def run(quick: bool) -> list[dict]:
+    from gogooku3.features import BuildTimings, build_features
+    from gogooku3.features.catalogue import OUTPUT_FEATURES
+    from gogooku3.features.engine_cpu import compute_features
+    from gogooku3.features.prepare import prepare_panel
+    from gogooku3.features.testing import market_inputs
+
+    n_codes = int(os.environ.get("FEATURES_BENCH_CODES", 300 if quick else 4000))
+    start, end = (
+        (dt.date(2023, 1, 1), dt.date(2024, 12, 31))
+        if quick
+        else (dt.date(2020, 1, 1), dt.date(2024, 12, 31))
+    )
+    t0 = time.perf_counter()
+    mi = market_inputs(n_codes, start, end)
+    gen_s = time.perf_counter() - t0
+    rows_in = mi.daily_quotes.height
+    n_days = mi.daily_quotes.get_column("Date").n_unique()
+    cpus = os.cpu_count()
+    size = f"{n_codes} codes x {n_days} days = {rows_in:,} rows (generated in {gen_s:.0f} s)"
+    out: list[dict] = []
+
+    timings = BuildTimings()
+    built, wall, mem = _timed(lambda: build_features(mi.daily_quotes, **mi.kwargs(), timings=timings))
+    out.append(
+        {
+            "case": "CPU engine (Polars), full build",
+            "features": len(OUTPUT_FEATURES),
+            "rows": built.height,
+            "wall_s": round(wall, 2),
+            "cpu_s": round(mem.cpu_s, 1),
+            "rows_per_s": int(built.height / wall),
+            "peak_rss_gb": _gb(mem.peak),
+            "rss_growth_gb": _gb(mem.peak - mem.start_rss),
+            "notes": f"prepare {timings.prepare_s:.1f} s, features {timings.features_s:.1f} s, "
+            f"targets {timings.targets_s:.1f} s; {cpus} CPUs, load average {os.getloadavg()[0]:.1f}; {size}",
+        }
+    )
+    del built
+    panel = prepare_panel(mi.daily_quotes, **mi.kwargs())
+
+    pl_sub, pl_s, pl_mem = _timed(lambda: polars_subset(panel))
+    pd_sub, pd_s, pd_mem = _timed(lambda: pandas_subset(panel))
+    # the two implementations must agree, or the comparison means nothing
+    check = pl.from_pandas(pd_sub).sort("Code", "Date")
+    worst = max(
+        float(
+            np.nanmax(
+                np.abs(
+                    check.get_column(c).to_numpy() - pl_sub.sort("Code", "Date").get_column(c).to_numpy(),
+                    dtype=float,
+                )
+            )
+            if check.height
+            else 0.0
+        )
+        for c in ("ret_1d", "ema_20_dev", "vol_20d", "rsi_14", "cs_z_ret_5d")
+    )
+    out.append(
+        {
+            "case": "baseline subset: pandas groupby/rolling",
+            "features": len(BASELINE_FEATURES),
+            "rows": panel.height,
+            "wall_s": round(pd_s, 2),
+            "cpu_s": round(pd_mem.cpu_s, 1),
+            "rows_per_s": int(panel.height / pd_s),
+            "peak_rss_gb": _gb(pd_mem.peak),
+            "rss_growth_gb": _gb(pd_mem.peak - pd_mem.start_rss),
+            "notes": "origin approach, same subset, same panel",
+        }
+    )
+    out.append(
+        {
+            "case": "baseline subset: CPU engine (Polars)",
+            "features": len(BASELINE_FEATURES),
+            "rows": panel.height,
+            "wall_s": round(pl_s, 2),
+            "cpu_s": round(pl_mem.cpu_s, 1),
+            "rows_per_s": int(panel.height / pl_s),
+            "peak_rss_gb": _gb(pl_mem.peak),
+            "rss_growth_gb": _gb(pl_mem.peak - pl_mem.start_rss),
+            "notes": f"{pd_s / pl_s:.1f}x pandas (wall); max |pandas - polars| over 5 checked columns {worst:.1e}",
+        }
+    )
+    del pd_sub, check
+
+    reason = _gpu_reason()
+    if reason is not None:
+        out.append({"case": "GPU engine (cuDF)", "notes": reason})
+        return out
+    from gogooku3.features.engine_gpu import compute_features_gpu, init_rmm_pool
+
+    pool = init_rmm_pool()
+    _, cpu_s, _ = _timed(lambda: compute_features(panel))
+    compute_features_gpu(panel)  # warm-up: NVRTC kernel build, pool first touch, cuDF JIT
+    _, gpu_s, gpu_mem = _timed(lambda: compute_features_gpu(panel))
+    out.append(
+        {
+            "case": "features only: CPU engine (Polars)",
+            "features": len(OUTPUT_FEATURES),
+            "rows": panel.height,
+            "wall_s": round(cpu_s, 2),
+            "rows_per_s": int(panel.height / cpu_s),
+            "notes": f"{cpus} CPUs, same panel",
+        }
+    )
+    out.append(
+        {
+            "case": "features only: GPU engine (cuDF)",
+            "features": len(OUTPUT_FEATURES),
+            "rows": panel.height,
+            "wall_s": round(gpu_s, 2),
+            "rows_per_s": int(panel.height / gpu_s),
+            "peak_rss_gb": _gb(gpu_mem.peak),
+            "notes": f"{cpu_s / gpu_s:.1f}x the CPU engine; RMM pool {pool / 1e9:.1f} GB; includes host<->device copies",
+        }
+    )
+    return out

@@ -1,0 +1,295 @@
+"""GPU engine: compile the catalogue to cuDF/CuPy operations (RAPIDS), imported only when called.
+
+Same contract as :mod:`gogooku3.features.engine_cpu` (the parity test compares every column):
+
+* per-code window ops run over the whole column of rows sorted by (Code, Date) and null the rows
+  whose window would reach into the previous code (``obs_count`` < window) - no groupby-rolling;
+* EMAs: cuDF has no grouped EWM (``NotImplementedError``), so :data:`_EMA_KERNEL` scans each
+  code's contiguous segment in one CUDA thread (``adjust=False``, nulls skipped, as Polars'
+  ``ewm_mean(adjust=False, ignore_nulls=True)``);
+* cross-sections use ``groupby(...).transform`` / ``groupby(...).rank``.
+
+Memory: :func:`init_rmm_pool` sizes an RMM pool from ``RMM_POOL_SIZE`` (``70GB``, ``64GiB`` ...)
+or, unset, from the device (87.5% of its memory: 70 GB on an 80 GB A100), and refuses a request
+larger than the free device memory before any work starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import polars as pl
+
+from gogooku3.config import parse_size
+from gogooku3.features.catalogue import FEATURES, LAYERS
+from gogooku3.features.prepare import KEY_COLUMNS
+from gogooku3.features.spec import COMPARE_TOL, Feature
+
+log = logging.getLogger(__name__)
+
+#: Share of device memory the pool takes when RMM_POOL_SIZE is unset (70 GB of 80 GB).
+DEFAULT_POOL_FRACTION = 0.875
+_POOL_ALIGN = 256 * 2**20
+
+_EMA_KERNEL_SRC = r"""
+extern "C" __global__ void ema_scan(const double* x, const unsigned char* valid, const long long* starts,
+                                    const long long* ends, const int nseg, const double alpha, double* out) {
+    int i = blockDim.x * blockIdx.x + threadIdx.x;
+    if (i >= nseg) return;
+    double y = 0.0;
+    bool have = false;
+    const double nan = __longlong_as_double(0x7ff8000000000000ULL);
+    for (long long t = starts[i]; t < ends[i]; ++t) {
+        if (valid[t]) {
+            y = have ? (1.0 - alpha) * y + alpha * x[t] : x[t];
+            have = true;
+            out[t] = y;
+        } else {
+            out[t] = nan;
+        }
+    }
+}
+"""
+
+
+class GpuUnavailableError(RuntimeError):
+    """engine='gpu' was asked for where RAPIDS (cuDF, CuPy, RMM) or an NVIDIA GPU is missing."""
+
+
+class GpuMemoryConfigError(ValueError):
+    """RMM_POOL_SIZE cannot be honoured (not a size, or more than the device has free)."""
+
+
+def _import_rapids() -> tuple[Any, Any]:
+    try:
+        import cudf
+        import cupy
+    except Exception as e:  # ImportError, or a CUDA driver error raised at import
+        raise GpuUnavailableError(
+            "engine='gpu' needs RAPIDS cuDF + CuPy (cudf-cu12/cu13) and an NVIDIA GPU with a working driver; "
+            f"import failed: {type(e).__name__}: {e}. Use engine='cpu' (Polars) on this machine."
+        ) from None
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise GpuUnavailableError("engine='gpu': no CUDA device is visible (CUDA_VISIBLE_DEVICES?)")
+    except cupy.cuda.runtime.CUDARuntimeError as e:
+        raise GpuUnavailableError(f"engine='gpu': CUDA runtime error: {e}") from None
+    return cudf, cupy
+
+
+def pool_size_bytes(
+    env: dict[str, str] | None = None, *, total: int, free: int, requested: int | None = None
+) -> int:
+    """Bytes for the RMM pool: ``requested`` (e.g. ``Settings.rmm_pool_size``), else ``RMM_POOL_SIZE``,
+    else 87.5% of ``total`` (aligned down to 256 MiB).
+
+    Raises :class:`GpuMemoryConfigError` if the request exceeds ``free`` device memory, so a bad
+    setting fails before any work instead of as an out-of-memory crash halfway.
+    """
+    env = os.environ if env is None else env
+    text = (env.get("RMM_POOL_SIZE") or "").strip()
+    if requested is not None:
+        size, origin = int(requested), f"requested {requested} bytes"
+    elif text:
+        try:
+            size = parse_size(text, name="RMM_POOL_SIZE")
+        except ValueError as e:
+            raise GpuMemoryConfigError(str(e)) from None
+        origin = f"RMM_POOL_SIZE={text}"
+    else:
+        size = int(total * DEFAULT_POOL_FRACTION)
+        origin = f"default {DEFAULT_POOL_FRACTION:.1%} of {total / 1e9:.1f} GB"
+    size = size // _POOL_ALIGN * _POOL_ALIGN
+    if size <= 0:
+        raise GpuMemoryConfigError(f"RMM pool size from {origin} is below 256 MiB")
+    if size > free:
+        raise GpuMemoryConfigError(
+            f"RMM pool of {size / 1e9:.1f} GB ({origin}) does not fit: the GPU has {free / 1e9:.1f} GB free "
+            f"of {total / 1e9:.1f} GB; set RMM_POOL_SIZE lower (e.g. {int(free * 0.9) // 10**9}GB)"
+        )
+    return size
+
+
+_POOL: int | None = None
+
+
+def init_rmm_pool(env: dict[str, str] | None = None, requested: int | None = None) -> int:
+    """Create the RMM pool once per process (and route CuPy through it); returns its size in bytes."""
+    global _POOL
+    if _POOL is not None:
+        return _POOL
+    _, cupy = _import_rapids()
+    import rmm
+
+    free, total = cupy.cuda.runtime.memGetInfo()
+    size = pool_size_bytes(env, total=total, free=free, requested=requested)
+    rmm.reinitialize(pool_allocator=True, initial_pool_size=size)
+    try:
+        from rmm.allocators.cupy import rmm_cupy_allocator
+    except ImportError:  # older RMM
+        rmm_cupy_allocator = rmm.rmm_cupy_allocator
+    cupy.cuda.set_allocator(rmm_cupy_allocator)
+    _POOL = size
+    log.info("features[gpu]: RMM pool %.1f GB (device total %.1f GB)", size / 1e9, total / 1e9)
+    return size
+
+
+class _Compiler:
+    """Evaluates catalogue features on a cudf.DataFrame sorted by (Code, Date)."""
+
+    def __init__(self, cudf: Any, cupy: Any, df: Any) -> None:
+        import numpy as np
+
+        self.cudf, self.cp, self.np, self.df = cudf, cupy, np, df
+        self.obs = df["obs_count"]
+        first = cupy.flatnonzero(self.obs.values == 1)
+        self.starts = first.astype(cupy.int64)
+        self.ends = cupy.concatenate([first[1:], cupy.asarray([len(df)])]).astype(cupy.int64)
+        self._kernel = cupy.RawKernel(_EMA_KERNEL_SRC, "ema_scan")
+        self.sector_ok = df["date_sector"].notna()
+
+    # helpers -------------------------------------------------------------
+    def finite(self, s: Any) -> Any:
+        s = s.nans_to_nulls()
+        return s.where((s.abs() != self.np.inf).fillna(False))
+
+    def keep(self, s: Any, cond: Any) -> Any:
+        return s.where(cond.fillna(False))
+
+    def flag(self, cond: Any) -> Any:
+        return cond.astype("int8")
+
+    def ema(self, s: Any, alpha: float) -> Any:
+        cp = self.cp
+        x = s.astype("float64").fillna(0.0).values
+        valid = s.notna().values.astype(cp.uint8)
+        out = cp.empty(len(s), dtype=cp.float64)
+        nseg = int(self.starts.size)
+        threads = 128
+        self._kernel(
+            ((nseg + threads - 1) // threads,),
+            (threads,),
+            (x, valid, self.starts, self.ends, cp.int32(nseg), cp.float64(alpha), out),
+        )
+        return self.cudf.Series(out, index=s.index).nans_to_nulls()
+
+    def col(self, name: str) -> Any:
+        return self.df[name]
+
+    # the op table ----------------------------------------------------------
+    def evaluate(self, f: Feature) -> Any:  # noqa: C901 - one branch per op, mirrors engine_cpu.expr
+        ins = [self.col(c) for c in f.inputs]
+        x = ins[0]
+        w = f.window or 0
+        op = f.op
+        obs = self.obs
+        if op == "shift":
+            return self.keep(x.shift(w), obs > w)
+        if op == "pct_change":
+            return self.keep(self.finite(x / x.shift(w) - 1.0), obs > w)
+        if op == "diff":
+            return self.keep(x - x.shift(w), obs > w)
+        if op in ("rmean", "rstd", "rsum"):
+            r = x.rolling(window=w, min_periods=w)
+            s = r.mean() if op == "rmean" else r.std(ddof=1) if op == "rstd" else r.sum()
+            return self.keep(s, obs >= w)
+        if op == "ema":
+            return self.ema(x, f.ema_alpha())
+        if op == "copy":
+            return x
+        if op == "add":
+            return x + ins[1]
+        if op == "sub":
+            return x - ins[1]
+        if op == "mul":
+            s = ins[0]
+            for other in ins[1:]:
+                s = s * other
+            return s.astype("float64") if f.dtype == "Float64" else s.astype("int8")
+        if op == "div":
+            return self.finite(x / ins[1])
+        if op == "ratio":
+            return self.finite(x / ins[1] - 1.0)
+        if op == "scale":
+            return x * f.param("k")
+        if op == "abs":
+            return x.abs()
+        if op == "log":
+            return self.finite(self.np.log(self.keep(x, x > 0)))
+        if op == "log1p_abs":
+            return self.np.sign(x) * self.np.log1p(x.abs())
+        if op == "sqrt":
+            return self.np.sqrt(self.keep(x, x >= 0))
+        if op == "square":
+            return x * x
+        if op == "pos":
+            return x.where((x > 0).fillna(False), 0.0).where(x.notna())
+        if op == "negpart":
+            return (-x).where((x < 0).fillna(False), 0.0).where(x.notna())
+        if op == "clip":
+            return x.clip(f.param("lo"), f.param("hi"))
+        if op in ("max", "min"):
+            s = ins[0]
+            present = ins[0].notna()
+            for other in ins[1:]:
+                pick = (other > s) if op == "max" else (other < s)
+                s = s.where(~pick.fillna(False), other)
+                present = present & other.notna()
+            return s.where(present)
+        if op in ("gt", "lt", "ge", "le"):
+            y = ins[1] if len(ins) > 1 else f.param("value")
+            tol = (y.abs() if len(ins) > 1 else abs(y)) * COMPARE_TOL
+            cond = {"gt": x > y + tol, "lt": x < y - tol, "ge": x >= y - tol, "le": x <= y + tol}[op]
+            return self.flag(cond)
+        if op == "notnull":
+            return self.flag(x.notna())
+        if op == "days_since":
+            return (self.df["Date"] - x).dt.days.astype("float64")
+        if op in ("cs_z", "cs_rank", "cs_winsor"):
+            return self.cross_section(f, x, ["Date"])
+        if op in ("sec_demean", "sec_z"):
+            return self.cross_section(f, x, ["date_sector"]).where(self.sector_ok)
+        raise ValueError(f"GPU engine: no compiler for op {op!r}")  # pragma: no cover
+
+    def cross_section(self, f: Feature, x: Any, by: list[str]) -> Any:
+        frame = self.df[by].copy(deep=False)
+        frame["_x"] = x
+        g = frame.groupby(by, sort=False, dropna=False)["_x"]
+        if f.op == "cs_rank":
+            return g.rank(method="average", pct=True, na_option="keep")
+        mu, sd = g.transform("mean"), g.transform("std")
+        if f.op in ("cs_z", "sec_z"):
+            return self.finite((x - mu) / sd)
+        if f.op == "sec_demean":
+            return x - mu
+        k = f.param("k")
+        hi, lo = mu + k * sd, mu - k * sd
+        s = x.where(~(x > hi).fillna(False), hi)
+        return s.where(~(x < lo).fillna(False), lo)
+
+
+def compute_features_gpu(panel: pl.DataFrame, *, rmm_pool_size: int | None = None) -> pl.DataFrame:
+    """Same output as :func:`gogooku3.features.engine_cpu.compute_features`, computed on the GPU."""
+    cudf, cupy = _import_rapids()
+    init_rmm_pool(requested=rmm_pool_size)
+    outputs = [f.name for f in FEATURES if f.output]
+    # Only numbers go to the device: the string keys stay on the host and are re-attached by row
+    # position (the GPU frame keeps the panel's row order). Dates travel as ms timestamps.
+    numeric = [c for c, t in panel.schema.items() if t != pl.String]
+    shipped = panel.select(
+        pl.col(c).cast(pl.Datetime("ms")) if panel.schema[c] == pl.Date else pl.col(c) for c in numeric
+    )
+    df = cudf.DataFrame.from_arrow(shipped.to_arrow())
+    comp = _Compiler(cudf, cupy, df)
+    for layer in LAYERS:
+        for f in layer:
+            s = comp.evaluate(f)
+            df[f.name] = s.astype("int8") if f.dtype == "Int8" else s.astype("float64")
+    result = pl.from_arrow(df[outputs].to_arrow())
+    del df, comp
+    result = result.with_columns(
+        pl.col(f.name).cast(pl.Int8 if f.dtype == "Int8" else pl.Float64) for f in FEATURES if f.output
+    )
+    return pl.concat([panel.select(KEY_COLUMNS), result], how="horizontal")

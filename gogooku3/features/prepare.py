@@ -1,0 +1,394 @@
+"""Input preparation: lake datasets -> one (Code, Date) panel of base columns, shared by both engines.
+
+Joins are cheap next to the windowed feature maths, so both engines start from this Polars panel
+(the GPU engine copies it to the device once). Every base column below is what the catalogue may
+read; all of them are known at the close of their row's Date (no later information).
+
+Statement timing (P0, no leakage), defined precisely:
+
+* The *effective disclosure day* E of a statement is its ``DisclosedDate`` when that is a trading
+  day and ``DisclosedTime`` is before 15:00:00 JST; a disclosure at or after 15:00:00 (or with no
+  time), or one on a non-trading day, counts as disclosed on the next trading day after
+  ``DisclosedDate``... more exactly: ``E = on_or_after(DisclosedDate)`` if before 15:00 else
+  ``next_trading_day(DisclosedDate)``.
+* The statement is *usable* from ``A = next_trading_day(E)`` (T+1): the panel row of date D sees
+  the latest statement with ``A <= D``.
+
+Examples: Mon 11:30 -> E Mon, usable Tue. Mon 15:00 -> E Tue, usable Wed. Sat 10:00 -> E Mon,
+usable Tue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from gogooku3.calendar import next_trading_day, on_or_after
+
+#: Base columns of the panel (besides Date, Code, Sector33Code, MarketCode) -> meaning.
+BASE_COLUMNS: dict[str, str] = {
+    "px_open": "split-adjusted open (AdjustmentOpen); the carried close on days without trades",
+    "px_high": "split-adjusted high; the carried close on days without trades",
+    "px_low": "split-adjusted low; the carried close on days without trades",
+    "px_close": "split-adjusted close (AdjustmentClose), carried forward over days without trades",
+    "raw_close": "unadjusted close, carried forward (for per-share statement ratios)",
+    "volume": "split-adjusted volume (AdjustmentVolume), 0 on days without trades",
+    "turnover": "turnover value in yen, 0 on days without trades",
+    "mkt_close": "TOPIX close of the same date",
+    "obs_count": "rows of this code so far, this one included (1 on its first row)",
+    "flow_foreigners_net_ratio_in": "foreigners' net buying ratio of the stock's Section (latest usable week)",
+    "flow_individuals_net_ratio_in": "individuals' net buying ratio of the stock's Section",
+    "flow_smart_money_in": "smart-money index (foreigners minus individuals net ratio) of the Section",
+    "flow_smart_money_wow_in": "smart-money index minus the previous week's",
+    "flow_smart_money_z_in": "smart-money index z-score over the Section's last 52 weeks",
+    "flow_days_since_published_in": "trading days since that trades_spec week became usable (1 on its first day)",
+    "flow_is_fresh_in": "1.0 on the first day a week's flows are usable, else 0.0",
+    "stmt_disclosed_date": "DisclosedDate of the statement in use (as of T+1 with the 15:00 cutoff)",
+    "stmt_net_sales": "NetSales (cumulative) of the statement in use",
+    "stmt_operating_profit": "OperatingProfit (cumulative)",
+    "stmt_profit": "Profit (cumulative)",
+    "stmt_eps": "EarningsPerShare (cumulative)",
+    "stmt_equity": "Equity",
+    "stmt_total_assets": "TotalAssets",
+    "stmt_bps": "BookValuePerShare",
+    "stmt_dividend": "ResultDividendPerShareAnnual (the last one reported, carried over quarterly statements)",
+    "stmt_forecast_operating_profit": "ForecastOperatingProfit (full year)",
+    "stmt_forecast_eps": "ForecastEarningsPerShare (full year)",
+    "stmt_annualize": "factor turning cumulative figures into a year: 1Q 4, 2Q 2, 3Q 4/3, FY 1",
+    "stmt_prev_net_sales": "NetSales of the same period type one fiscal year earlier (first version)",
+    "stmt_prev_operating_profit": "OperatingProfit of the same period one year earlier",
+    "stmt_prev_profit": "Profit of the same period one year earlier",
+    "stmt_prev_forecast_eps": "ForecastEarningsPerShare of the code's previous statement",
+    "stmt_prev_forecast_operating_profit": "ForecastOperatingProfit of the code's previous statement",
+}
+
+#: Non-feature columns of the panel: identity, sector/market, and two integer group keys the
+#: engines group by (integers hash faster than strings and a single key beats two):
+#: ``code_id`` (dense rank of Code) and ``date_sector`` (Date x Sector33Code, null without a sector).
+KEY_COLUMNS = ("Code", "Date", "Sector33Code", "MarketCode", "code_id", "date_sector")
+
+#: 15:00:00 JST: at or after it a disclosure counts as next trading day's.
+CUTOFF = dt.time(15, 0)
+
+_ANNUALIZE = {"1Q": 4.0, "2Q": 2.0, "3Q": 4.0 / 3.0, "4Q": 1.0, "FY": 1.0}
+
+#: Base column -> the helper FLOWS column (``interim/trades_spec_daily``) it is taken from.
+FLOW_SOURCES = {
+    "flow_foreigners_net_ratio_in": "flow_foreigners_net_ratio",
+    "flow_individuals_net_ratio_in": "flow_individuals_net_ratio",
+    "flow_smart_money_in": "flow_smart_money_idx",
+    "flow_smart_money_wow_in": "flow_smart_money_idx_wow",
+    "flow_smart_money_z_in": "flow_smart_money_idx_z",
+    "flow_days_since_published_in": "flow_days_since_published",
+    "flow_is_fresh_in": "flow_is_fresh",
+}
+
+
+class FeatureInputError(ValueError):
+    """An input frame cannot be used (missing column, duplicate key, wrong type); names the problem."""
+
+
+def _require(df: pl.DataFrame, name: str, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise FeatureInputError(f"{name} is missing column(s) {missing}; it has {df.columns}")
+
+
+def disclosure_after_cutoff(time_text: str | None) -> bool:
+    """True when ``DisclosedTime`` (``HH:MM[:SS]``) is at/after 15:00 or unknown (conservative)."""
+    if time_text is None or not str(time_text).strip():
+        return True
+    parts = str(time_text).strip().split(":")
+    try:
+        hh, mm = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+        ss = int(parts[2]) if len(parts) > 2 else 0
+    except ValueError:
+        raise FeatureInputError(f"statements: DisclosedTime {time_text!r} is not HH:MM[:SS]") from None
+    return dt.time(min(hh, 23), mm, ss) >= CUTOFF
+
+
+def effective_disclosure_day(disclosed: dt.date, time_text: str | None) -> dt.date:
+    """The trading day a disclosure counts for (see the module docstring)."""
+    return next_trading_day(disclosed) if disclosure_after_cutoff(time_text) else on_or_after(disclosed)
+
+
+def usable_from(disclosed: dt.date, time_text: str | None) -> dt.date:
+    """First trading date whose features may use the statement: the day after the effective day."""
+    return next_trading_day(effective_disclosure_day(disclosed, time_text))
+
+
+def statements_asof_table(statements: pl.DataFrame) -> pl.DataFrame:
+    """One row per (Code, usable date) with the stmt_* base columns, sorted by usable date.
+
+    Only statements with actual figures (NetSales or Profit present) are kept; forecast-only
+    revisions do not replace the figures in use. ``stmt_prev_*`` year-earlier values come from
+    the *first* version of that earlier period (always disclosed before the current one).
+    """
+    _require(statements, "statements", ("Code", "DisclosedDate", "DisclosedTime", "NetSales", "Profit"))
+    s = statements.with_columns(
+        [
+            pl.lit(None, dtype=pl.Float64).alias(c)
+            for c in (
+                "OperatingProfit",
+                "EarningsPerShare",
+                "Equity",
+                "TotalAssets",
+                "BookValuePerShare",
+                "ResultDividendPerShareAnnual",
+                "ForecastOperatingProfit",
+                "ForecastEarningsPerShare",
+            )
+            if c not in statements.columns
+        ]
+        + [
+            pl.lit(None, dtype=pl.String).alias(c)
+            for c in ("TypeOfCurrentPeriod", "DisclosureNumber")
+            if c not in statements.columns
+        ]
+        + [pl.lit(None, dtype=pl.Date).alias("CurrentPeriodEndDate")]
+        * ("CurrentPeriodEndDate" not in statements.columns)
+    ).filter(pl.col("NetSales").is_not_null() | pl.col("Profit").is_not_null())
+    if s.height == 0:
+        return _empty_asof()
+    pairs = s.select("DisclosedDate", "DisclosedTime").unique()
+    usable = [usable_from(d, t) for d, t in pairs.iter_rows()]
+    pairs = pairs.with_columns(pl.Series("available", usable, dtype=pl.Date))
+    s = (
+        s.join(pairs, on=["DisclosedDate", "DisclosedTime"], how="left", nulls_equal=True)
+        .sort("Code", "available", "DisclosedDate", "DisclosedTime", "DisclosureNumber", nulls_last=False)
+        .with_columns(
+            # Quarterly summaries leave the annual dividend empty: carry the last one reported.
+            pl.col("ResultDividendPerShareAnnual").forward_fill().over("Code"),
+            pl.col("ForecastEarningsPerShare").shift(1).over("Code").alias("stmt_prev_forecast_eps"),
+            pl.col("ForecastOperatingProfit")
+            .shift(1)
+            .over("Code")
+            .alias("stmt_prev_forecast_operating_profit"),
+        )
+    )
+    # Year-earlier figures: first version of each (Code, period type, period end), previous period end.
+    periods = (
+        s.filter(pl.col("CurrentPeriodEndDate").is_not_null() & pl.col("TypeOfCurrentPeriod").is_not_null())
+        .group_by("Code", "TypeOfCurrentPeriod", "CurrentPeriodEndDate", maintain_order=True)
+        .first()
+        .sort("Code", "TypeOfCurrentPeriod", "CurrentPeriodEndDate")
+        .with_columns(
+            [
+                pl.col(c).shift(1).over("Code", "TypeOfCurrentPeriod").alias(f"_prev_{c}")
+                for c in ("NetSales", "OperatingProfit", "Profit", "CurrentPeriodEndDate")
+            ]
+        )
+        .with_columns(
+            _gap=(pl.col("CurrentPeriodEndDate") - pl.col("_prev_CurrentPeriodEndDate")).dt.total_days()
+        )
+        .select(
+            "Code",
+            "TypeOfCurrentPeriod",
+            "CurrentPeriodEndDate",
+            *[
+                pl.when(pl.col("_gap").is_between(300, 430))
+                .then(pl.col(f"_prev_{c}"))
+                .alias(f"stmt_prev_{n}")
+                for c, n in (
+                    ("NetSales", "net_sales"),
+                    ("OperatingProfit", "operating_profit"),
+                    ("Profit", "profit"),
+                )
+            ],
+        )
+    )
+    s = s.join(
+        periods, on=["Code", "TypeOfCurrentPeriod", "CurrentPeriodEndDate"], how="left", nulls_equal=False
+    )
+    out = s.select(
+        "Code",
+        "available",
+        pl.col("DisclosedDate").alias("stmt_disclosed_date"),
+        pl.col("NetSales").alias("stmt_net_sales"),
+        pl.col("OperatingProfit").alias("stmt_operating_profit"),
+        pl.col("Profit").alias("stmt_profit"),
+        pl.col("EarningsPerShare").alias("stmt_eps"),
+        pl.col("Equity").alias("stmt_equity"),
+        pl.col("TotalAssets").alias("stmt_total_assets"),
+        pl.col("BookValuePerShare").alias("stmt_bps"),
+        pl.col("ResultDividendPerShareAnnual").alias("stmt_dividend"),
+        pl.col("ForecastOperatingProfit").alias("stmt_forecast_operating_profit"),
+        pl.col("ForecastEarningsPerShare").alias("stmt_forecast_eps"),
+        pl.col("TypeOfCurrentPeriod")
+        .replace_strict(_ANNUALIZE, default=None, return_dtype=pl.Float64)
+        .alias("stmt_annualize"),
+        "stmt_prev_net_sales",
+        "stmt_prev_operating_profit",
+        "stmt_prev_profit",
+        "stmt_prev_forecast_eps",
+        "stmt_prev_forecast_operating_profit",
+    )
+    # Several statements usable from the same day: the last disclosed one wins.
+    return out.group_by("Code", "available", maintain_order=True).last().sort("available", "Code")
+
+
+def _empty_asof() -> pl.DataFrame:
+    cols = {c: pl.Float64 for c in BASE_COLUMNS if c.startswith("stmt_")}
+    cols["stmt_disclosed_date"] = pl.Date
+    return pl.DataFrame(schema={"Code": pl.String, "available": pl.Date, **cols})
+
+
+def prepare_panel(
+    daily_quotes: pl.DataFrame,
+    *,
+    listed_info: pl.DataFrame | None = None,
+    topix: pl.DataFrame | None = None,
+    statements: pl.DataFrame | None = None,
+    flows: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Build the base panel, sorted by (Code, Date), one row per daily_quotes row.
+
+    ``listed_info`` may hold one snapshot or many (``Date`` column); each row takes the latest
+    snapshot on or before its date, else the earliest one (sector membership is treated as static
+    metadata). Missing optional inputs give null base columns (and null features).
+    """
+    _require(daily_quotes, "daily_quotes", ("Date", "Code", "Close", "AdjustmentClose"))
+    q = daily_quotes
+    for c in ("Open", "High", "Low", "Volume", "TurnoverValue"):
+        if c not in q.columns:
+            raise FeatureInputError(f"daily_quotes is missing column {c!r}")
+    if q.height != q.select(pl.struct("Code", "Date").n_unique()).item():
+        raise FeatureInputError("daily_quotes has duplicate (Code, Date) rows")
+    adj = pl.col("AdjustmentClose") / pl.col("Close")
+    by_code = "code_id"  # integer key: grouping on it is cheaper than on the Code strings
+
+    def _adj(name: str) -> pl.Expr:
+        raw = pl.col(name) * adj
+        src = pl.coalesce(pl.col(f"Adjustment{name}"), raw) if f"Adjustment{name}" in q.columns else raw
+        return pl.coalesce(src, pl.col("px_close"))
+
+    vol = pl.col("AdjustmentVolume") if "AdjustmentVolume" in q.columns else pl.col("Volume") / adj
+    # Every join below keeps the left row order, so the panel stays sorted by (Code, Date).
+    lf = (
+        q.lazy()
+        .with_columns(pl.col("Code").cast(pl.String), pl.col("Date").cast(pl.Date))
+        .with_columns(pl.col("Code").rank("dense").cast(pl.UInt32).alias("code_id"))
+        .sort("code_id", "Date")
+        .with_columns(
+            pl.col("AdjustmentClose").forward_fill().over(by_code).alias("px_close"),
+            pl.col("Close").forward_fill().over(by_code).alias("raw_close"),
+            pl.coalesce(vol, pl.lit(0.0)).cast(pl.Float64).alias("volume"),
+            pl.col("TurnoverValue").fill_null(0.0).cast(pl.Float64).alias("turnover"),
+            (pl.int_range(pl.len()).over(by_code) + 1).cast(pl.Float64).alias("obs_count"),
+        )
+        .with_columns(
+            _adj("Open").alias("px_open"), _adj("High").alias("px_high"), _adj("Low").alias("px_low")
+        )
+    )
+    base = lf.collect()
+    # The as-of joins group by the integer code_id rather than the Code strings (cheaper).
+    code_map = base.select("Code", "code_id").unique("Code")
+    lf = base.lazy()
+    # sector and section
+    if listed_info is not None:
+        _require(listed_info, "listed_info", ("Code", "Sector33Code", "MarketCode"))
+        li = (
+            listed_info.select(
+                pl.col("Date").cast(pl.Date)
+                if "Date" in listed_info.columns
+                else pl.lit(dt.date.min).alias("Date"),
+                pl.col("Code").cast(pl.String),
+                pl.col("Sector33Code").cast(pl.String),
+                pl.col("MarketCode").cast(pl.String),
+            )
+            .unique(["Code", "Date"], keep="last")
+            .join(code_map, on="Code", how="inner")
+            .drop("Code")
+            .sort("Date")
+        )
+        first = (
+            li.group_by("code_id")
+            .first()
+            .select("code_id", pl.col("Sector33Code").alias("_s0"), pl.col("MarketCode").alias("_m0"))
+        )
+        # join_asof "by" needs each Code's rows sorted by Date, which (Code, Date) order gives.
+        lf = (
+            lf.join_asof(
+                li.lazy().rename({"Date": "_li_date"}),
+                left_on="Date",
+                right_on="_li_date",
+                by="code_id",
+                strategy="backward",
+                check_sortedness=False,
+            )
+            .join(first.lazy(), on="code_id", how="left", maintain_order="left")
+            .with_columns(
+                pl.coalesce("Sector33Code", "_s0").alias("Sector33Code"),
+                pl.coalesce("MarketCode", "_m0").alias("MarketCode"),
+            )
+            .drop("_li_date", "_s0", "_m0")
+        )
+    else:
+        lf = lf.with_columns(
+            pl.lit(None, dtype=pl.String).alias("Sector33Code"),
+            pl.lit(None, dtype=pl.String).alias("MarketCode"),
+        )
+    # market
+    if topix is not None:
+        _require(topix, "topix", ("Date", "Close"))
+        tp = topix.select(
+            pl.col("Date").cast(pl.Date), pl.col("Close").cast(pl.Float64).alias("mkt_close")
+        ).unique("Date", keep="last")
+        lf = lf.join(tp.lazy(), on="Date", how="left", maintain_order="left")
+    else:
+        lf = lf.with_columns(pl.lit(None, dtype=pl.Float64).alias("mkt_close"))
+    # flows: helper FLOWS' attachment (stock -> its market's Section on that date, with fallback)
+    if flows is not None and flows.height:
+        if listed_info is None:
+            raise FeatureInputError("flows need listed_info (MarketCode) to map stocks to Sections")
+        from gogooku3.flows import attach_flows_to_stocks
+
+        wanted = [
+            c
+            for c in FLOW_SOURCES.values()
+            if c in flows.columns
+            and c.startswith("flow_")
+            and c not in ("flow_days_since_published", "flow_is_fresh")
+        ]
+        history = listed_info.select(
+            pl.col("Date").cast(pl.Date)
+            if "Date" in listed_info.columns
+            else pl.lit(dt.date.min).alias("Date"),
+            pl.col("Code").cast(pl.String),
+            pl.col("MarketCode").cast(pl.String),
+        )
+        # attach re-sorts by (Date, Code); a row number brings its columns back in panel order.
+        keys = base.select("Date", "Code").with_row_index("_row")
+        attached = attach_flows_to_stocks(flows, history, panel=keys, columns=wanted).sort("_row")
+        if attached.height != base.height:
+            raise FeatureInputError(
+                f"trades_spec_daily attachment returned {attached.height} rows for {base.height} stock-days"
+            )
+        picked = []
+        for out, src in FLOW_SOURCES.items():
+            col = pl.col(src).cast(pl.Float64) if src in attached.columns else pl.lit(None, dtype=pl.Float64)
+            picked.append(col.alias(out))
+        lf = pl.concat([lf, attached.lazy().select(picked)], how="horizontal")
+    else:
+        lf = lf.with_columns([pl.lit(None, dtype=pl.Float64).alias(c) for c in FLOW_SOURCES])
+    # statements as of T+1 / 15:00
+    asof = (
+        statements_asof_table(statements) if statements is not None and statements.height else _empty_asof()
+    )
+    asof = asof.join(code_map, on="Code", how="inner").drop("Code").sort("available")
+    lf = lf.join_asof(
+        asof.lazy(),
+        left_on="Date",
+        right_on="available",
+        by="code_id",
+        strategy="backward",
+        check_sortedness=False,
+    )
+    lf = lf.with_columns(
+        (pl.col("Date").cast(pl.Int64) * 100_000 + pl.col("Sector33Code").cast(pl.Int64, strict=False)).alias(
+            "date_sector"
+        ),
+    )
+    out = lf.select(*KEY_COLUMNS, *BASE_COLUMNS).collect()
+    return out.with_columns(pl.col(c).cast(pl.Float64) for c in BASE_COLUMNS if c != "stmt_disclosed_date")

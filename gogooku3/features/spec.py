@@ -1,0 +1,192 @@
+"""The feature catalogue's vocabulary: a feature is data (inputs, op, window, params), not code.
+
+Every feature is one :class:`Feature`: a name, an operation from :data:`OPS`, its input columns
+(base columns from :mod:`gogooku3.features.prepare` or earlier features), an optional window and
+parameters. Both engines (:mod:`gogooku3.features.engine_cpu` for Polars,
+:mod:`gogooku3.features.engine_gpu` for cuDF) compile the same list, so a feature is defined once.
+
+Groupings (implied by the op):
+
+* ``code`` - per-code time series over rows sorted by (Code, Date). Window ops only look back
+  (``shift``/``pct_change``/``diff`` by ``window`` rows, trailing rolling windows, EMA scans), so
+  no feature ever reads a later row. A window result is null until the code has ``window`` rows
+  (``min_samples = window``); that is what the maturity flags describe.
+* ``row`` - element-wise arithmetic on the same row.
+* ``date`` - per-date cross-section (z-score, rank, winsorisation): only that day's rows.
+* ``date_sector`` - per (Date, Sector33Code) cross-section.
+
+Shared null rules (the GPU parity test relies on them): arithmetic propagates nulls; any
+non-finite result (x/0, log of <= 0, z-score of a constant cross-section) becomes null; flags
+are ``Int8`` 0/1 and null where an input is null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Grouping = Literal["code", "row", "date", "date_sector"]
+
+#: op -> (grouping, arity or -1 for "one or more", meaning). The meaning is the contract both
+#: engines implement; ``w`` is the feature's window, ``x, y`` its inputs.
+OPS: dict[str, tuple[Grouping, int, str]] = {
+    # per-code time series
+    "shift": ("code", 1, "x[t-w]"),
+    "pct_change": ("code", 1, "x[t] / x[t-w] - 1"),
+    "diff": ("code", 1, "x[t] - x[t-w]"),
+    "rmean": ("code", 1, "mean of x[t-w+1..t] (null until w non-null values)"),
+    "rstd": ("code", 1, "sample std (ddof=1) of x[t-w+1..t]"),
+    "rsum": ("code", 1, "sum of x[t-w+1..t]"),
+    "ema": (
+        "code",
+        1,
+        "exponential moving average, adjust=False: y = a*x + (1-a)*y_prev, a = 2/(w+1) "
+        "(or params alpha); null inputs give null and leave the state unchanged",
+    ),
+    # element-wise
+    "copy": ("row", 1, "x (a base column published as a feature)"),
+    "add": ("row", 2, "x + y"),
+    "sub": ("row", 2, "x - y"),
+    "mul": ("row", -1, "product of the inputs"),
+    "div": ("row", 2, "x / y"),
+    "ratio": ("row", 2, "x / y - 1"),
+    "scale": ("row", 1, "k * x (params k)"),
+    "abs": ("row", 1, "|x|"),
+    "log": ("row", 1, "ln(x), null for x <= 0"),
+    "log1p_abs": ("row", 1, "sign(x) * ln(1 + |x|)"),
+    "sqrt": ("row", 1, "sqrt(x), null for x < 0"),
+    "square": ("row", 1, "x * x"),
+    "pos": ("row", 1, "max(x, 0)"),
+    "negpart": ("row", 1, "max(-x, 0)"),
+    "clip": ("row", 1, "x clipped to [lo, hi] (params lo, hi)"),
+    "max": ("row", -1, "largest input (null if any input is null)"),
+    "min": ("row", -1, "smallest input (null if any input is null)"),
+    "gt": ("row", -1, "flag x > y + tol*|y| (y: second input or params value)"),
+    "lt": ("row", -1, "flag x < y - tol*|y|"),
+    "ge": ("row", -1, "flag x >= y - tol*|y|"),
+    "le": ("row", -1, "flag x <= y + tol*|y|"),
+    "notnull": ("row", 1, "flag x is not null (never null itself)"),
+    "days_since": ("row", 1, "calendar days from date column x to Date"),
+    # cross-sections
+    "cs_z": ("date", 1, "(x - mean) / std (ddof=1) over the date's rows"),
+    "cs_rank": ("date", 1, "average rank / non-null count over the date's rows, in (0, 1]"),
+    "cs_winsor": ("date", 1, "x clipped to mean +- k std (ddof=1) of the date's rows (params k)"),
+    "sec_demean": ("date_sector", 1, "x - mean over the date's rows of the same Sector33Code"),
+    "sec_z": ("date_sector", 1, "(x - mean) / std (ddof=1) over the date's rows of the same sector"),
+}
+
+#: Relative tolerance of the comparison ops. Two EMAs of a flat price converge to the same value up
+#: to the last bit, and which side of it they land on depends on rounding: without a tolerance,
+#: such near-ties would make flags flip between engines (and between summation orders).
+COMPARE_TOL = 1e-9
+
+FLAG_OPS = frozenset({"gt", "lt", "ge", "le", "notnull"})
+
+GROUPS = (
+    "returns",
+    "ma",
+    "rsi",
+    "macd",
+    "bollinger",
+    "volatility",
+    "volume",
+    "flow",
+    "market",
+    "fundamentals",
+    "cross_sectional",
+    "sector_relative",
+    "maturity",
+)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One catalogue entry. ``output=False`` marks an intermediate that is computed but not kept."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    group: str
+    description: str
+    window: int | None = None
+    params: dict[str, float] = field(default_factory=dict, hash=False, compare=True)
+    output: bool = True
+
+    @property
+    def grouping(self) -> Grouping:
+        return OPS[self.op][0]
+
+    @property
+    def dtype(self) -> str:
+        """Polars dtype name of the column: ``Int8`` for flags, ``Float64`` otherwise."""
+        return "Int8" if self.op in FLAG_OPS else "Float64"
+
+    @property
+    def lookback(self) -> int:
+        """Rows of the code's own history this op reads (0 for non time-series ops)."""
+        if self.grouping != "code":
+            return 0
+        return self.window or 0
+
+    def param(self, key: str, default: float | None = None) -> float:
+        if key in self.params:
+            return float(self.params[key])
+        if default is None:
+            raise KeyError(f"feature {self.name!r} (op {self.op}) needs params[{key!r}]")
+        return default
+
+    def ema_alpha(self) -> float:
+        """Smoothing factor of an ``ema`` feature: params alpha, else 2 / (window + 1) (span)."""
+        if "alpha" in self.params:
+            return float(self.params["alpha"])
+        if not self.window:
+            raise ValueError(f"ema feature {self.name!r} needs a window (span) or params alpha")
+        return 2.0 / (self.window + 1.0)
+
+
+class CatalogueError(ValueError):
+    """The catalogue is inconsistent (unknown op or input, duplicate name, cycle, bad arity)."""
+
+
+def validate(features: tuple[Feature, ...], base_columns: frozenset[str]) -> list[list[Feature]]:
+    """Check the catalogue and return it in dependency layers (each layer only reads earlier ones).
+
+    Raises :class:`CatalogueError` naming the offending feature.
+    """
+    by_name: dict[str, Feature] = {}
+    for f in features:
+        if f.op not in OPS:
+            raise CatalogueError(f"feature {f.name!r}: unknown op {f.op!r} (known: {', '.join(OPS)})")
+        if f.name in by_name or f.name in base_columns:
+            raise CatalogueError(f"feature {f.name!r} is defined twice (or shadows a base column)")
+        if f.group not in GROUPS:
+            raise CatalogueError(f"feature {f.name!r}: unknown group {f.group!r}")
+        if f.name.startswith("target_"):
+            raise CatalogueError(f"feature {f.name!r}: the target_ prefix is reserved for targets")
+        arity = OPS[f.op][1]
+        if arity > 0 and len(f.inputs) != arity:
+            raise CatalogueError(f"feature {f.name!r}: op {f.op} takes {arity} input(s), got {len(f.inputs)}")
+        if arity < 0 and not f.inputs:
+            raise CatalogueError(f"feature {f.name!r}: op {f.op} needs at least one input")
+        if f.grouping == "code" and f.op != "ema" and not f.window:
+            raise CatalogueError(f"feature {f.name!r}: op {f.op} needs a window")
+        by_name[f.name] = f
+    depth: dict[str, int] = {}
+
+    def _depth(name: str, stack: tuple[str, ...]) -> int:
+        if name in base_columns:
+            return -1
+        if name in stack:
+            raise CatalogueError(f"feature cycle: {' -> '.join((*stack, name))}")
+        if name not in by_name:
+            raise CatalogueError(f"feature {stack[-1]!r} reads unknown column {name!r}")
+        if name not in depth:
+            depth[name] = 1 + max(_depth(i, (*stack, name)) for i in by_name[name].inputs)
+        return depth[name]
+
+    for f in features:
+        _depth(f.name, ())
+    layers: list[list[Feature]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for f in features:
+        layers[depth[f.name]].append(f)
+    return layers

@@ -1,0 +1,81 @@
+"""Targets: forward returns and up/down labels, computed in a separate step from the features.
+
+These are the only columns that read later rows; they carry the ``target_`` prefix and no feature
+reads them (the catalogue rejects ``target_`` inputs). ``target_ret_{h}d`` is
+``px_close[t+h] / px_close[t] - 1`` of the same code (split-adjusted close), null when the code
+has no row h trading days later (the future is not known yet, or it was delisted), clipped to
+[-1, 10] and then to +-5 sigma of that date's cross-section. ``target_up_{h}d`` is 1 when the
+unclipped forward return is > 0, 0 when <= 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+RET_HORIZONS = (1, 2, 3, 5, 10, 20)
+UP_HORIZONS = (1, 5, 10)
+CLIP_SIGMA = 5.0
+RET_BOUNDS = (-1.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    horizon: int
+    op: str
+    dtype: str
+    description: str
+
+
+TARGETS: tuple[Target, ...] = tuple(
+    Target(
+        f"target_ret_{h}d",
+        h,
+        "forward_return",
+        "Float64",
+        f"forward {h}-trading-day return of the adjusted close, clipped to [-1, 10] and +-5 sigma per date",
+    )
+    for h in RET_HORIZONS
+) + tuple(
+    Target(f"target_up_{h}d", h, "forward_up", "Int8", f"1 if the forward {h}-day return is > 0 else 0")
+    for h in UP_HORIZONS
+)
+TARGET_NAMES = tuple(t.name for t in TARGETS)
+
+
+def _forward_return(h: int, by: str) -> pl.Expr:
+    # Rows are sorted by (Code, Date), each code's rows contiguous: the row h positions ahead is
+    # the same code's row h trading days later exactly when it carries the same code, else the
+    # code has fewer than h rows left (future unknown, or delisted) and the target is null.
+    fwd = pl.col("px_close").shift(-h) / pl.col("px_close") - 1.0
+    return pl.when((pl.col(by).shift(-h) == pl.col(by)) & fwd.is_finite()).then(fwd)
+
+
+def add_targets(panel: pl.DataFrame, *, presorted: bool = False) -> pl.DataFrame:
+    """Append the target columns to a panel with Code, Date, px_close (returned sorted by Code, Date).
+
+    ``presorted=True`` promises the rows are already sorted by (Code, Date) (the prepared panel
+    is) and keeps their order without sorting again.
+    """
+    missing = [c for c in ("Code", "Date", "px_close") if c not in panel.columns]
+    if missing:
+        raise ValueError(f"add_targets: panel is missing {missing}")
+    by = "code_id" if "code_id" in panel.columns else "Code"
+    # Two steps: the forward returns must be materialised before the per-date statistics, or
+    # over("Date") would evaluate the shift inside each date group.
+    fwd = (panel if presorted else panel.sort("Code", "Date")).with_columns(
+        _forward_return(h, by).alias(f"_fwd_{h}") for h in sorted({*RET_HORIZONS, *UP_HORIZONS})
+    )
+    exprs = []
+    for h in RET_HORIZONS:
+        raw = pl.col(f"_fwd_{h}").clip(*RET_BOUNDS)
+        mu, sd = raw.mean().over("Date"), raw.std().over("Date")
+        hi, lo = mu + CLIP_SIGMA * sd, mu - CLIP_SIGMA * sd
+        exprs.append(
+            pl.when(raw > hi).then(hi).when(raw < lo).then(lo).otherwise(raw).alias(f"target_ret_{h}d")
+        )
+    for h in UP_HORIZONS:
+        exprs.append((pl.col(f"_fwd_{h}") > 0).cast(pl.Int8).alias(f"target_up_{h}d"))
+    return fwd.with_columns(exprs).drop(*(f"_fwd_{h}" for h in sorted({*RET_HORIZONS, *UP_HORIZONS})))
