@@ -37,12 +37,21 @@ def fetch(
         None, "--endpoint", help="listed_info daily_quotes statements trades_spec topix (repeatable; default all)"
     ),
     lake: str = typer.Option(None, "--lake", help="lake URI (default GOGOOKU3_LAKE_URI or ./data/lake)"),
+    end: str = typer.Option(
+        None, "--end", help="backfill every calendar day from --date through --end (each day is one logical date)"
+    ),
 ) -> None:
-    """Fetch one JST date of J-Quants data into the lake (credentials from JQUANTS_* env)."""
+    """Fetch one JST date (or each date of a range) of J-Quants data into the lake.
+
+    Credentials and protocol come from the environment (JQUANTS_API_KEY, or JQUANTS_API_VERSION=v1 with
+    JQUANTS_AUTH_EMAIL/JQUANTS_AUTH_PASSWORD or JQUANTS_REFRESH_TOKEN; JQUANTS_BASE_URL)."""
     from gogooku3.config import ConfigError, Settings
     from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
 
     day = _date(date, "--date")
+    last = _date(end, "--end") if end else day
+    if last < day:
+        _fail(f"--end {last} is before --date {day}")
     names = endpoint or list(DATASET_NAMES)
     try:
         datasets = [get_dataset(n) for n in names]
@@ -54,12 +63,14 @@ def fetch(
     from gogooku3.jquants.errors import JQuantsError
     from gogooku3.lake import LakeError
 
-    try:
-        results = fetch_to_lake_sync(settings, [d.name for d in datasets], day, lake_uri=lake or settings.lake_uri)
-    except (JQuantsError, LakeError) as exc:
-        _fail(str(exc), code=1)
-    for r in results:
-        typer.echo(r.summary())
+    while day <= last:
+        try:
+            results = fetch_to_lake_sync(settings, [d.name for d in datasets], day, lake_uri=lake or settings.lake_uri)
+        except (JQuantsError, LakeError) as exc:
+            _fail(f"{day}: {exc}", code=1)
+        for r in results:
+            typer.echo(r.summary())
+        day += dt.timedelta(days=1)
 
 
 @trades_spec_app.command("expand")

@@ -114,6 +114,20 @@ def test_fetch_on_a_saturday_skips_with_a_reason(emulator, tmp_path):
 
 
 @pytest.mark.integration
+def test_fetch_range_backfills_each_trading_day(emulator, tmp_path):
+    lake_dir = tmp_path / "lake"
+    first, last = dt.date(2024, 2, 9), dt.date(2024, 2, 13)  # Fri, weekend, Mon 12th holiday, Tue
+    args = ["fetch", "--date", first.isoformat(), "--end", last.isoformat(), "--endpoint", "daily_quotes"]
+    proc = run_cli([*args, "--lake", str(lake_dir)], v2_env(emulator), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lake = open_lake(str(lake_dir))
+    assert lake.list_partitions("raw", "daily_quotes") == [first, last]
+    for day in (first, last):
+        assert_partition_is_truth(lake, emulator, "daily_quotes", day)
+    assert proc.stdout.count("not a JPX trading day") == 3
+
+
+@pytest.mark.integration
 def test_fetch_with_a_wrong_api_key_fails_naming_the_cause(emulator, tmp_path):
     env = v2_env(emulator) | {"JQUANTS_API_KEY": "definitely-wrong-key"}
     proc = run_cli(
@@ -131,6 +145,7 @@ def test_fetch_with_a_wrong_api_key_fails_naming_the_cause(emulator, tmp_path):
         (["--date", "yesterday"], "yesterday"),
         (["--date", "2024-02-15", "--endpoint", "quotes"], "'quotes'"),
         (["--date", "2024-02-15", "--endpoint", "topix", "--endpoint", "prices_daily"], "'prices_daily'"),
+        (["--date", "2024-02-15", "--end", "2024-02-14"], "--end 2024-02-14 is before --date 2024-02-15"),
     ],
 )
 def test_bad_arguments_exit_non_zero_naming_them(args, named, tmp_path):
