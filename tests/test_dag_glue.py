@@ -29,7 +29,6 @@ from gogooku3_airflow.fetching import (  # noqa: E402
     RunConfError,
     fetch_days,
     fetch_task,
-    interval_days,
     jst_day,
     parse_run_conf,
 )
@@ -226,21 +225,6 @@ def test_statements_refetch_since_the_previous_trading_day() -> None:
         dt.date(2024, 6, 17),
     ]
     assert fetch_days("statements", dt.date(2024, 6, 18)) == [dt.date(2024, 6, 17), dt.date(2024, 6, 18)]
-
-
-def test_weekly_interval_covers_saturday_through_friday_jst() -> None:
-    # trades_spec_weekly: Fridays 19:00 JST; the interval starts at the previous Friday 19:00 JST.
-    start = pendulum.datetime(2024, 5, 10, 19, tz="Asia/Tokyo")
-    end = pendulum.datetime(2024, 5, 17, 19, tz="Asia/Tokyo")
-    days = interval_days(
-        {"data_interval_start": start.in_timezone("UTC"), "data_interval_end": end.in_timezone("UTC")}
-    )
-    assert days == [dt.date(2024, 5, 11) + dt.timedelta(days=i) for i in range(7)]
-    # Consecutive weekly intervals cover every day exactly once.
-    nxt = interval_days({"data_interval_start": end, "data_interval_end": end.add(weeks=1)})
-    assert nxt[0] == days[-1] + dt.timedelta(days=1) and len(nxt) == 7
-    with pytest.raises(RunConfError):
-        interval_days({"data_interval_start": start})
 
 
 def test_fetch_task_skips_with_a_visible_reason_or_fails_without_retry() -> None:

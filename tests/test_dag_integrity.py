@@ -175,8 +175,10 @@ def test_jquants_daily_shape(dagbag: dict) -> None:
 
 def test_trades_spec_weekly_shape(dagbag: dict) -> None:
     d = dagbag["dags"]["trades_spec_weekly"]
-    assert d["timetable"] == "airflow.timetables.interval.CronDataIntervalTimetable"
+    assert d["timetable"] == "gogooku3_airflow.weekly.JpxPublicationDayTimetable"
+    assert d["timetable"] in dagbag["registered_timetables"]
     assert d["timetable_tz"] == "Asia/Tokyo"
     assert d["catchup"] is True
-    assert d["tasks"]["trades_spec"]["pool"] == "jquants_api"
-    assert d["tasks"]["publish"]["upstream"] == ["trades_spec"]
+    assert d["tasks"]["fetch_trades_spec"]["pool"] == "jquants_api"
+    assert d["tasks"]["expand"]["upstream"] == ["fetch_trades_spec"]
+    assert d["tasks"]["publish"]["upstream"] == ["expand", "gate"]

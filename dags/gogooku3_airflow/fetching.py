@@ -7,8 +7,6 @@ imported inside the functions, at task run time.
 * :func:`parse_run_conf` - ``dag_run.conf`` validated, naming what is wrong.
 * :func:`fetch_task` - fetch one dataset for the run's day into the lake (``jquants_daily``).
 * :func:`publish_task` - attach asset events (date, rows, checksum) for what the run wrote.
-* :func:`interval_days`, :func:`fetch_interval_task`, :func:`publish_interval_task` - the same for
-  a periodic run covering several days (``trades_spec_weekly``).
 """
 
 from __future__ import annotations
@@ -165,36 +163,6 @@ def fetch_task(dataset: str, context: Mapping[str, Any], datasets: Sequence[str]
     }
 
 
-def interval_days(context: Mapping[str, Any]) -> list[dt.date]:
-    """The JST dates a periodic run covers: the day after its interval's start through its end.
-
-    For the weekly run at Friday 19:00 JST (interval from the previous Friday 19:00) that is
-    Saturday through Friday: every publication day since the previous run, each exactly once.
-    """
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if start is None or end is None:
-        raise RunConfError("the run has no data interval: no publication days to fetch")
-    first, last = to_jst_date(start) + dt.timedelta(days=1), to_jst_date(end)
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def fetch_interval_task(dataset: str, context: Mapping[str, Any]) -> dict[str, Any]:
-    """Fetch ``dataset`` for every JST date of the run's interval (:func:`interval_days`)."""
-    _run_options(context, (dataset,))
-    days = interval_days(context)
-    if not days:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        raise AirflowSkipException("the run's data interval covers no whole JST day")
-    settings = _settings()
-    return {
-        "dataset": dataset,
-        "days": [d.isoformat() for d in days],
-        "lake_uri": settings.lake_uri,
-        "partitions": _fetch_into_lake(settings, dataset, days),
-    }
-
-
 def publish_task(
     context: Mapping[str, Any], datasets: Sequence[str], alias: Any
 ) -> dict[str, dict[str, Any]]:
@@ -232,28 +200,3 @@ def publish_task(
         published[name] = extra
         log.info("published %s %s: %d rows", RAW_ASSETS[name].uri, day.isoformat(), manifest.rows)
     return published
-
-
-def publish_interval_task(dataset: str, context: Mapping[str, Any], asset: Any) -> dict[str, Any]:
-    """Attach the interval's partitions of ``dataset`` (rows and checksum per date, read back from
-    the manifests) to the asset event of ``asset``, a static outlet of the calling task."""
-    from gogooku3.lake import open_lake
-
-    days = interval_days(context)
-    settings = _settings()
-    lake = open_lake(settings.lake_uri, settings.s3)
-    partitions = {}
-    for d in days:
-        if lake.has_partition("raw", dataset, d):
-            m = lake.read_manifest("raw", dataset, d)
-            partitions[d.isoformat()] = {"rows": m.rows, "checksum": m.checksum}
-    extra = {
-        "start": days[0].isoformat() if days else None,
-        "end": days[-1].isoformat() if days else None,
-        "rows": sum(p["rows"] for p in partitions.values()),
-        "partitions": partitions,
-        "lake_uri": settings.lake_uri,
-    }
-    context["outlet_events"][asset].extra.update(extra)
-    log.info("published %s %s..%s: %d rows", asset.uri, extra["start"], extra["end"], extra["rows"])
-    return extra
