@@ -13,9 +13,8 @@
 # Login is disabled (every visitor is admin): this is a local development instance bound to 127.0.0.1.
 # Ctrl-C (or TERM) stops every Airflow process and every helper process.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$PWD
-export PATH="$ROOT/.venv/bin:$PATH"
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
 
 EMULATOR_PORT=${EMULATOR_PORT:-8765}
 SLACK_PORT=${SLACK_PORT:-8766}
@@ -41,23 +40,12 @@ cleanup() {
     done
     kill -KILL -- "-$AIRFLOW_PGID" 2>/dev/null || true
   fi
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_pids
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 log() { echo "airflow-standalone: $*"; }
-
-wait_http() {  # URL PID NAME LOGFILE
-  local url=$1 pid=$2 name=$3 logfile=$4
-  for _ in $(seq 1 240); do
-    kill -0 "$pid" 2>/dev/null || { log "$name exited:"; tail -n 30 "$logfile" >&2; return 1; }
-    python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url" 2>/dev/null && return 0
-    sleep 0.5
-  done
-  log "$name did not answer at $url"; tail -n 30 "$logfile" >&2; return 1
-}
 
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/include/airflow/plugins"
