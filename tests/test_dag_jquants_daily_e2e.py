@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
+from airflow_harness import asset_events, make_airflow_env, tail
+from airflow_harness import dags_test as run_dags_test
 from polars.testing import assert_frame_equal
 
 from gogooku3.calendar import previous_trading_day
@@ -32,12 +29,9 @@ from gogooku3.lake import open_lake
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
 DAY = dt.date(2024, 5, 13)  # a Monday in earnings season: statements on the day and the Friday before
 DATASETS = ("listed_info", "daily_quotes", "statements", "topix")
 SLACK_TOKEN = "xoxb-e2e-bot-token"
-#: Environment variables of the developer's shell that must not leak into the Airflow subprocess.
-_ISOLATE = ("AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME", "GOGOOKU3_", "JQUANTS_", "AWS_")
 
 
 @pytest.fixture(scope="module")
@@ -56,55 +50,13 @@ def slack():
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory, emulator, slack) -> dict[str, str]:
     """A migrated throwaway AIRFLOW_HOME and the connections pointing at the local servers."""
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_ISOLATE)}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "include" / "airflow" / "plugins"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        AIRFLOW__API__BASE_URL="http://127.0.0.1:8080",
-        AIRFLOW_CONN_JQUANTS=json.dumps(
-            {
-                "conn_type": "http",
-                "host": emulator.base_url_v2,
-                "password": emulator.api_key,
-                "extra": {"api_version": "v2", "plan": "premium"},
-            }
-        ),
-        AIRFLOW_CONN_SLACK_ALERTS=json.dumps(
-            {
-                "conn_type": "slack",
-                "password": SLACK_TOKEN,
-                "extra": {"channel": "#gogooku3-e2e", "base_url": slack.base_url},
-            }
-        ),
-        GOGOOKU3_PACER_DIR=str(home / "pacer"),
-    )
-    for cmd in (
-        ["db", "migrate"],
-        ["pools", "import", str(ROOT / "include" / "airflow" / "pools.json")],
-    ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "airflow", *cmd], env=env, capture_output=True, text=True, timeout=300
-        )
-        assert proc.returncode == 0, f"airflow {' '.join(cmd)} failed:\n{proc.stderr[-3000:]}"
-    return env
-
-
-def dags_test(env: dict[str, str], day: dt.date, **extra_env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", "jquants_daily", day.isoformat()],
-        env={**env, **extra_env},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return make_airflow_env(
+        tmp_path_factory.mktemp("airflow_home"), emulator=emulator, slack=slack, slack_token=SLACK_TOKEN
     )
 
 
-def _tail(proc: subprocess.CompletedProcess) -> str:
-    return (proc.stdout + proc.stderr)[-6000:]
+def dags_test(env: dict[str, str], day: dt.date, **extra_env: str):
+    return run_dags_test(env, "jquants_daily", day, **extra_env)
 
 
 def assert_ground_truth(lake, market, day: dt.date) -> None:
@@ -132,26 +84,21 @@ def manifests(lake, day: dt.date) -> dict[str, tuple[int, str]]:
 def test_local_lake_gets_ground_truth_and_rerun_is_identical(airflow_env, emulator, tmp_path) -> None:
     lake_dir = tmp_path / "lake"
     first = dags_test(airflow_env, DAY, GOGOOKU3_LAKE_URI=str(lake_dir))
-    assert first.returncode == 0, _tail(first)
+    assert first.returncode == 0, tail(first)
     lake = open_lake(str(lake_dir))
     assert_ground_truth(lake, emulator.market, DAY)
     before = manifests(lake, DAY)
     assert before["daily_quotes"][0] == emulator.market.frame("daily_quotes", DAY).height
 
     # publish recorded one asset event per raw table, carrying the partition's date/rows/checksum.
-    db = sqlite3.connect(Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db")
-    rows = db.execute(
-        "SELECT a.uri, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id ORDER BY e.id"
-    ).fetchall()
-    db.close()
-    events = {uri: json.loads(extra) for uri, extra in rows}
+    events = dict(asset_events(airflow_env))
     for name in DATASETS:
         extra = events[f"gogooku3://lake/raw/{name}"]
         assert extra["date"] == DAY.isoformat()
         assert (extra["rows"], extra["checksum"]) == before[name]
 
     again = dags_test(airflow_env, DAY, GOGOOKU3_LAKE_URI=str(lake_dir))
-    assert again.returncode == 0, _tail(again)
+    assert again.returncode == 0, tail(again)
     assert manifests(lake, DAY) == before
     assert_ground_truth(lake, emulator.market, DAY)
     # No secret reached the task logs (`dags test` prints them).
@@ -172,7 +119,7 @@ def test_s3_lake_on_a_local_s3_server(airflow_env, emulator) -> None:
         }
         uri = s3.lake_uri("lake")
         proc = dags_test(airflow_env, DAY, GOGOOKU3_LAKE_URI=uri, AIRFLOW_CONN_S3_LAKE=json.dumps(conn))
-        assert proc.returncode == 0, _tail(proc)
+        assert proc.returncode == 0, tail(proc)
         lake = open_lake(uri, settings)
         assert_ground_truth(lake, emulator.market, DAY)
         keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=s3.bucket)["Contents"]]
