@@ -74,6 +74,56 @@ def on_or_after(day: dt.date) -> dt.date:
     return day if is_trading_day(day) else next_trading_day(day)
 
 
+# ------------------------------------------------------------------ trades_spec publication days
+# J-Quants publishes a week's investor-type data after the close on the Thursday of the following
+# week; when that Thursday is not a trading day, on the next trading day.
+
+_THURSDAY = 3
+
+
+def publication_day_for(thursday: dt.date) -> dt.date:
+    """The scheduled publication day of the week published on ``thursday``: that Thursday when it
+    is a JPX trading day, else the next trading day."""
+    if thursday.weekday() != _THURSDAY:
+        raise ValueError(f"{thursday} is a {thursday:%A}, not a Thursday")
+    return on_or_after(thursday)
+
+
+def _thursday_on_or_before(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=(day.weekday() - _THURSDAY) % 7)
+
+
+def publication_days(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every scheduled publication day in [start, end], ascending."""
+    # A holiday shift moves a publication at most a few days later, so Thursdays from two weeks
+    # before ``start`` on cover every publication landing in the range.
+    thursday = _thursday_on_or_before(start) - dt.timedelta(days=14)
+    days: set[dt.date] = set()
+    while thursday <= end:
+        day = publication_day_for(thursday)
+        if start <= day <= end:
+            days.add(day)
+        thursday += dt.timedelta(days=7)
+    return sorted(days)
+
+
+def is_publication_day(day: dt.date) -> bool:
+    """True when ``day`` is a scheduled publication day."""
+    return publication_days(day, day) == [day]
+
+
+def next_publication_day(day: dt.date) -> dt.date:
+    """The first scheduled publication day strictly after ``day``."""
+    days = publication_days(day + dt.timedelta(days=1), day + dt.timedelta(days=21))
+    return days[0]
+
+
+def previous_publication_day(day: dt.date) -> dt.date:
+    """The last scheduled publication day strictly before ``day``."""
+    days = publication_days(day - dt.timedelta(days=21), day - dt.timedelta(days=1))
+    return days[-1]
+
+
 def to_jst_date(moment: dt.datetime) -> dt.date:
     """The JST calendar date of an aware datetime (Airflow's logical dates are UTC)."""
     if moment.tzinfo is None:

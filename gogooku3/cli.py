@@ -34,11 +34,15 @@ def _date(value: str, option: str) -> dt.date:
 def fetch(
     date: str = typer.Option(..., "--date", help="JST logical date, YYYY-MM-DD"),
     endpoint: list[str] = typer.Option(
-        None, "--endpoint", help="listed_info daily_quotes statements trades_spec topix (repeatable; default all)"
+        None,
+        "--endpoint",
+        help="listed_info daily_quotes statements trades_spec topix (repeatable; default all)",
     ),
     lake: str = typer.Option(None, "--lake", help="lake URI (default GOGOOKU3_LAKE_URI or ./data/lake)"),
     end: str = typer.Option(
-        None, "--end", help="backfill every calendar day from --date through --end (each day is one logical date)"
+        None,
+        "--end",
+        help="backfill every calendar day from --date through --end (each day is one logical date)",
     ),
 ) -> None:
     """Fetch one JST date (or each date of a range) of J-Quants data into the lake.
@@ -65,7 +69,9 @@ def fetch(
 
     while day <= last:
         try:
-            results = fetch_to_lake_sync(settings, [d.name for d in datasets], day, lake_uri=lake or settings.lake_uri)
+            results = fetch_to_lake_sync(
+                settings, [d.name for d in datasets], day, lake_uri=lake or settings.lake_uri
+            )
         except (JQuantsError, LakeError) as exc:
             _fail(f"{day}: {exc}", code=1)
         for r in results:
@@ -128,7 +134,9 @@ def emulator(
     signal: float = typer.Option(1.0, "--signal", help="planted-signal strength; 0 = pure noise"),
     page_size: int = typer.Option(1000, "--page-size"),
     latency_ms: float = typer.Option(0.0, "--latency-ms"),
-    fault_rate: float = typer.Option(0.0, "--fault-rate", help="probability of an injected fault per request"),
+    fault_rate: float = typer.Option(
+        0.0, "--fault-rate", help="probability of an injected fault per request"
+    ),
     faults: str = typer.Option(
         "429,5xx,drop,malformed,token_expiry", "--faults", help="comma-separated fault kinds to draw from"
     ),

@@ -226,7 +226,9 @@ class Settings:
         if lake.startswith("s3://") and not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", lake):
             raise ConfigError(f"GOGOOKU3_LAKE_URI={lake!r} is not a valid s3://bucket/prefix URI")
         if "://" in lake and not lake.startswith(("s3://", "file://")):
-            raise ConfigError(f"GOGOOKU3_LAKE_URI={lake!r}: only local paths, file:// and s3:// are supported")
+            raise ConfigError(
+                f"GOGOOKU3_LAKE_URI={lake!r}: only local paths, file:// and s3:// are supported"
+            )
         rmm = _get(env, "RMM_POOL_SIZE")
         return cls(
             lake_uri=lake,

@@ -37,12 +37,12 @@ from gogooku3_airflow.weekly import (  # noqa: E402
     parse_weekly_conf,
 )
 
+from gogooku3.calendar import publication_days  # noqa: E402
 from gogooku3.flows import expand_to_lake, expand_trades_spec  # noqa: E402
 from gogooku3.flows.fetching import (  # noqa: E402
     FetchedWindow,
     TradesSpecWindowError,
     fetch_window,
-    publication_days,
     split_by_published,
 )
 from gogooku3.jquants.datasets import TRADES_SPEC  # noqa: E402

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
 
-from gogooku3.calendar import JST, is_trading_day, next_trading_day, on_or_after, to_jst_date
+from gogooku3.calendar import JST, is_trading_day, next_trading_day, to_jst_date
 
 if TYPE_CHECKING:
     from airflow.timetables.base import TimeRestriction
@@ -47,12 +47,6 @@ if TYPE_CHECKING:
 DEFAULT_RUN_AT_JST = dt.time(19, 0)
 
 _UTC = pendulum.UTC
-
-
-def _latest_trading_day_on_or_before(day: dt.date) -> dt.date:
-    while not is_trading_day(day):
-        day -= dt.timedelta(days=1)
-    return day
 
 
 class JpxTradingDayTimetable(Timetable):
@@ -94,6 +88,14 @@ class JpxTradingDayTimetable(Timetable):
     def infer_manual_data_interval(self, *, run_after: dt.datetime) -> DataInterval:
         return self.interval_for(to_jst_date(run_after))
 
+    # -- which days get a run: the only rule a subclass changes --------------------------------
+    def is_run_day(self, day: dt.date) -> bool:
+        return is_trading_day(day)
+
+    def next_run_day(self, day: dt.date) -> dt.date:
+        """The first run day strictly after ``day``."""
+        return next_trading_day(day)
+
     def next_dagrun_info(
         self,
         *,
@@ -101,16 +103,18 @@ class JpxTradingDayTimetable(Timetable):
         restriction: TimeRestriction,
     ) -> DagRunInfo | None:
         if last_automated_data_interval is not None:
-            day = next_trading_day(self.day_of(last_automated_data_interval))
+            day = self.next_run_day(self.day_of(last_automated_data_interval))
         elif restriction.earliest is None:
             return None  # no start_date: nothing to schedule
         else:
-            day = on_or_after(to_jst_date(restriction.earliest))
+            day = to_jst_date(restriction.earliest)
             if self.interval_for(day).start < restriction.earliest:
                 # start_date falls inside that JST day: the day is not wholly after it.
-                day = next_trading_day(day)
+                day += dt.timedelta(days=1)
+            if not self.is_run_day(day):
+                day = self.next_run_day(day)
         if not restriction.catchup:
-            # Skip missed days: start from the latest trading day whose run is already due.
+            # Skip missed days: start from the latest run day whose run is already due.
             latest_due = self._latest_due_day(pendulum.now(_UTC))
             if latest_due > day:
                 day = latest_due
@@ -119,10 +123,12 @@ class JpxTradingDayTimetable(Timetable):
         return self.info_for(day)
 
     def _latest_due_day(self, now: dt.datetime) -> dt.date:
-        day = _latest_trading_day_on_or_before(to_jst_date(now))
-        if self.run_after_for(day) > now:
-            day = _latest_trading_day_on_or_before(day - dt.timedelta(days=1))
-        return day
+        """The latest run day whose run time is at or before ``now``."""
+        day = to_jst_date(now) + dt.timedelta(days=1)
+        while True:
+            day -= dt.timedelta(days=1)
+            if self.is_run_day(day) and self.run_after_for(day) <= now:
+                return day
 
     # -- (de)serialization: the scheduler rebuilds the timetable from this ----------------------
     def serialize(self) -> dict[str, Any]:

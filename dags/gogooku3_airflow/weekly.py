@@ -32,16 +32,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pendulum
 from airflow.sdk import Asset
 
-from gogooku3.calendar import next_trading_day, on_or_after, to_jst_date
+from gogooku3.calendar import is_publication_day, next_publication_day, next_trading_day
 from gogooku3_airflow.assets import lake_asset
 from gogooku3_airflow.fetching import RunConfError, jst_day
 from gogooku3_airflow.timetable import JpxTradingDayTimetable
 
 if TYPE_CHECKING:
-    from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
+    pass
 
 log = logging.getLogger("gogooku3.dags")
 
@@ -79,41 +78,11 @@ class JpxPublicationDayTimetable(JpxTradingDayTimetable):
     def summary(self) -> str:
         return f"JPX publication Thursdays {self.run_at:%H:%M} JST"
 
-    def next_dagrun_info(
-        self,
-        *,
-        last_automated_data_interval: DataInterval | None,
-        restriction: TimeRestriction,
-    ) -> DagRunInfo | None:
-        # The schedule rule lives in the library; imported here, not at DAG parse (it pulls polars).
-        from gogooku3.flows.fetching import is_publication_day, next_publication_day
+    def is_run_day(self, day: dt.date) -> bool:
+        return is_publication_day(day)
 
-        if last_automated_data_interval is not None:
-            day = next_publication_day(self.day_of(last_automated_data_interval))
-        elif restriction.earliest is None:
-            return None
-        else:
-            day = on_or_after(to_jst_date(restriction.earliest))
-            if self.interval_for(day).start < restriction.earliest:
-                day = next_trading_day(day)
-            if not is_publication_day(day):
-                day = next_publication_day(day)
-        if not restriction.catchup:
-            latest_due = self._latest_due_day(pendulum.now("UTC"))
-            if latest_due is not None and latest_due > day:
-                day = latest_due
-        if restriction.latest is not None and self.interval_for(day).start > restriction.latest:
-            return None
-        return self.info_for(day)
-
-    def _latest_due_day(self, now: dt.datetime) -> dt.date | None:  # type: ignore[override]
-        from gogooku3.flows.fetching import publication_days
-
-        today = to_jst_date(now)
-        due = [
-            d for d in publication_days(today - dt.timedelta(days=21), today) if self.run_after_for(d) <= now
-        ]
-        return due[-1] if due else None
+    def next_run_day(self, day: dt.date) -> dt.date:
+        return next_publication_day(day)
 
     def serialize(self) -> dict[str, Any]:
         # The timezone is fixed (JST); it is recorded so the serialized DAG says so.
@@ -190,7 +159,6 @@ def expand_range(day: dt.date, fetched_start: dt.date) -> tuple[dt.date, dt.date
     the trading day before the next publication becomes usable (see the module docstring).
     """
     from gogooku3.flows import last_determined_day
-    from gogooku3.flows.fetching import next_publication_day
 
     final = last_determined_day(day)
     return next_trading_day(fetched_start), final, max(final, next_publication_day(day))
@@ -233,7 +201,7 @@ def fetch_trades_spec_task(context: Mapping[str, Any]) -> dict[str, Any]:
             "expand": [options.start.isoformat(), options.end.isoformat()],
             "final_through": None,  # known only from the lake: see expand_task
         }
-    from gogooku3.flows.fetching import fetch_window, fetch_window_to_lake_sync, is_publication_day
+    from gogooku3.flows.fetching import fetch_window, fetch_window_to_lake_sync
     from gogooku3.jquants.errors import AuthError
 
     if not is_publication_day(day):

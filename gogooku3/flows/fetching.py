@@ -4,7 +4,7 @@ Publication schedule
 --------------------
 J-Quants publishes a week's investor-type trading values after the close on the Thursday of the
 following week; when that Thursday is not a JPX trading day the publication moves to the next
-trading day (:func:`publication_day_for`). Revisions (since 2023-04) arrive as extra records with
+trading day (:func:`gogooku3.calendar.publication_day_for`). Revisions (since 2023-04) arrive as extra records with
 a newer ``PublishedDate``, normally on a later publication day but nothing guarantees that, so a
 run fetches *every* calendar day of its window, not only the publication day.
 
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from gogooku3.calendar import next_trading_day, on_or_after
+from gogooku3.calendar import next_trading_day, previous_publication_day
 from gogooku3.flows.expand import usable_date
 from gogooku3.jquants.datasets import TRADES_SPEC
 
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 DATASET = "trades_spec"
 #: Minimum number of calendar days a weekly run fetches (ending on its publication day).
 MIN_WINDOW_DAYS = 7
-_THURSDAY = 3
 
 
 class TradesSpecWindowError(ValueError):
@@ -58,49 +57,6 @@ class TradesSpecWindowError(ValueError):
 
 
 # ------------------------------------------------------------------------------ pure schedule
-
-
-def publication_day_for(thursday: dt.date) -> dt.date:
-    """The scheduled publication day of the week published on ``thursday``: that Thursday when it
-    is a JPX trading day, else the next trading day."""
-    if thursday.weekday() != _THURSDAY:
-        raise ValueError(f"{thursday} is a {thursday:%A}, not a Thursday")
-    return on_or_after(thursday)
-
-
-def _thursday_on_or_before(day: dt.date) -> dt.date:
-    return day - dt.timedelta(days=(day.weekday() - _THURSDAY) % 7)
-
-
-def publication_days(start: dt.date, end: dt.date) -> list[dt.date]:
-    """Every scheduled publication day in [start, end], ascending."""
-    # A holiday shift moves a publication at most a few days later, so Thursdays from two weeks
-    # before ``start`` on cover every publication landing in the range.
-    thursday = _thursday_on_or_before(start) - dt.timedelta(days=14)
-    days: set[dt.date] = set()
-    while thursday <= end:
-        day = publication_day_for(thursday)
-        if start <= day <= end:
-            days.add(day)
-        thursday += dt.timedelta(days=7)
-    return sorted(days)
-
-
-def is_publication_day(day: dt.date) -> bool:
-    """True when ``day`` is a scheduled publication day."""
-    return publication_days(day, day) == [day]
-
-
-def next_publication_day(day: dt.date) -> dt.date:
-    """The first scheduled publication day strictly after ``day``."""
-    days = publication_days(day + dt.timedelta(days=1), day + dt.timedelta(days=21))
-    return days[0]
-
-
-def previous_publication_day(day: dt.date) -> dt.date:
-    """The last scheduled publication day strictly before ``day``."""
-    days = publication_days(day - dt.timedelta(days=21), day - dt.timedelta(days=1))
-    return days[-1]
 
 
 def fetch_window(day: dt.date) -> tuple[dt.date, dt.date]:

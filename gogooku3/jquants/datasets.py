@@ -320,6 +320,4 @@ def get_dataset(name: str) -> Dataset:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown endpoint {name!r}: expected one of {', '.join(DATASET_NAMES)}"
-        ) from None
+        raise ValueError(f"unknown endpoint {name!r}: expected one of {', '.join(DATASET_NAMES)}") from None

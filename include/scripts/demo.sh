@@ -60,7 +60,7 @@ gogooku3 features build --start "$FIRST" --end "$LAST" --engine cpu | sed 's/^/ 
 
 PUBLICATION=$(python -c '
 import datetime as dt, sys
-from gogooku3.flows.fetching import previous_publication_day, is_publication_day
+from gogooku3.calendar import is_publication_day, previous_publication_day
 day = dt.date.fromisoformat(sys.argv[1])
 print(day if is_publication_day(day) else previous_publication_day(day))' "$LAST")
 
