@@ -10,7 +10,10 @@ API tasks across them, while the client's cross-process pacer keeps the request 
 plan's limit.
 
 Tasks: ``listed_info`` -> ``daily_quotes``, ``statements``, ``topix`` -> ``publish`` (asset events
-for the raw tables, see :mod:`gogooku3_airflow.assets`).
+for the raw tables, see :mod:`gogooku3_airflow.assets`), with ``gate_daily_quotes`` (the raw
+daily_quotes great-expectations suite, row count against the day's listed universe) between
+``daily_quotes`` and ``publish``: a failed gate alerts Slack with the failing expectations and
+nothing is published.
 
 ``dag_run.conf`` (optional): ``{"endpoints": ["daily_quotes", ...]}`` fetches only those datasets;
 anything else fails the run at its first task with a message naming the bad key or name.
@@ -26,6 +29,7 @@ from gogooku3_airflow import JQUANTS_POOL
 from gogooku3_airflow.assets import JQUANTS_DAILY_RAW
 from gogooku3_airflow.defaults import START_DATE, default_args
 from gogooku3_airflow.fetching import fetch_task, publish_task
+from gogooku3_airflow.gates import daily_quotes_gate_task
 from gogooku3_airflow.timetable import JpxTradingDayTimetable
 
 DATASETS = ("listed_info", "daily_quotes", "statements", "topix")
@@ -58,15 +62,22 @@ def jquants_daily():
     def topix(**context):
         return fetch_task("topix", context, DATASETS)
 
+    @task(trigger_rule="none_failed")
+    def gate_daily_quotes(**context):
+        return daily_quotes_gate_task(context, DATASETS)
+
     # none_failed: a dataset skipped via dag_run.conf does not block publishing the others.
     @task(outlets=[JQUANTS_DAILY_RAW], trigger_rule="none_failed")
     def publish(**context):
         return publish_task(context, DATASETS, JQUANTS_DAILY_RAW)
 
     listed = listed_info()
-    fetched = [daily_quotes(), statements(), topix()]
+    quotes = daily_quotes()
+    fetched = [quotes, statements(), topix()]
     listed >> fetched
-    fetched >> publish()
+    gated = gate_daily_quotes()
+    quotes >> gated
+    [*fetched, gated] >> publish()
 
 
 jquants_daily()

@@ -148,7 +148,12 @@ def test_every_dag_follows_the_conventions(dagbag: dict) -> None:
         assert d["tags"], f"{dag_id} has no tags"
         # JST schedule: the DAG's timezone (from its start_date) and its timetable are JST.
         assert d["timezone"] == "Asia/Tokyo", f"{dag_id} is scheduled in {d['timezone']}, not JST"
-        jst_timetable = d["timetable"].endswith("JpxTradingDayTimetable") or d["timetable_tz"] == "Asia/Tokyo"
+        # An asset-scheduled DAG has no clock of its own: it runs when a JST-scheduled DAG publishes.
+        jst_timetable = (
+            d["timetable"].endswith("JpxTradingDayTimetable")
+            or d["timetable_tz"] == "Asia/Tokyo"
+            or d["timetable"] == "airflow.timetables.simple.AssetTriggeredTimetable"
+        )
         assert jst_timetable, f"{dag_id}: timetable {d['timetable']} is not a JST schedule"
         for task_id, t in d["tasks"].items():
             where = f"{dag_id}.{task_id}"
@@ -164,13 +169,33 @@ def test_jquants_daily_shape(dagbag: dict) -> None:
     assert d["timetable"] in dagbag["registered_timetables"], "timetable not registered by the plugin"
     assert d["catchup"] is True
     assert 1 <= d["max_active_runs"] <= 8
-    assert set(d["tasks"]) == {"listed_info", "daily_quotes", "statements", "topix", "publish"}
+    assert set(d["tasks"]) == {
+        "listed_info",
+        "daily_quotes",
+        "statements",
+        "topix",
+        "gate_daily_quotes",
+        "publish",
+    }
     for api_task in ("listed_info", "daily_quotes", "statements", "topix"):
         assert d["tasks"][api_task]["pool"] == "jquants_api"
     up = {task_id: t["upstream"] for task_id, t in d["tasks"].items()}
     assert up["listed_info"] == []
     assert up["daily_quotes"] == up["statements"] == up["topix"] == ["listed_info"]
-    assert up["publish"] == ["daily_quotes", "statements", "topix"]
+    assert up["gate_daily_quotes"] == ["daily_quotes"]
+    assert up["publish"] == ["daily_quotes", "gate_daily_quotes", "statements", "topix"]
+
+
+def test_features_daily_shape(dagbag: dict) -> None:
+    d = dagbag["dags"]["features_daily"]
+    assert d["timetable"] == "airflow.timetables.simple.AssetTriggeredTimetable"
+    up = {task_id: t["upstream"] for task_id, t in d["tasks"].items()}
+    assert up["plan_runtime"] == []
+    assert up["choose"] == ["plan_runtime"]
+    assert up["build_features"] == ["choose"]
+    assert up["build_features_in_process"] == ["choose", "plan_runtime"]
+    assert up["gate_features"] == ["build_features", "build_features_in_process", "plan_runtime"]
+    assert up["publish"] == ["gate_features", "plan_runtime"]
 
 
 def test_trades_spec_weekly_shape(dagbag: dict) -> None:

@@ -35,6 +35,10 @@ RAW_STATEMENTS = lake_asset("raw", "statements")
 RAW_TOPIX = lake_asset("raw", "topix")
 RAW_TRADES_SPEC = lake_asset("raw", "trades_spec")
 
+#: The point-in-time daily investor flows (``trades_spec_weekly``) and the feature set (``features_daily``).
+INTERIM_TRADES_SPEC_DAILY = lake_asset("interim", "trades_spec_daily")
+FEATURES = lake_asset("features", "features")
+
 #: Raw table name -> asset, for every raw table a DAG publishes.
 RAW_ASSETS: dict[str, Asset] = {
     "listed_info": RAW_LISTED_INFO,

@@ -30,22 +30,14 @@ import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import Asset
+from typing import Any
 
 from gogooku3.calendar import is_publication_day, next_publication_day, next_trading_day
-from gogooku3_airflow.assets import lake_asset
+from gogooku3_airflow.assets import INTERIM_TRADES_SPEC_DAILY
 from gogooku3_airflow.fetching import RunConfError, jst_day
 from gogooku3_airflow.timetable import JpxTradingDayTimetable
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger("gogooku3.dags")
-
-#: The asset the features DAG schedules on: the point-in-time daily trades_spec rows.
-INTERIM_TRADES_SPEC_DAILY: Asset = lake_asset("interim", "trades_spec_daily")
 
 #: Run time on a publication day. J-Quants publishes investor types after the close (around
 #: 15:30-16:30 JST); 18:00 leaves ample slack for a late publication, and the task retries with
@@ -260,17 +252,6 @@ def expand_task(fetched: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def gate_failure_message(failures: Mapping[str, list[str]], where: str) -> str:
-    """The gate's error: the failing days and expectations in its first lines (the Slack alert
-    shows an error's first lines)."""
-    lines: list[str] = []
-    for day, expectations in failures.items():
-        lines.extend(f"{day}: {e}" for e in expectations)
-    return f"QualityGateFailed: {where} failed on {len(failures)} day(s) {sorted(failures)}\n" + "\n".join(
-        lines
-    )
-
-
 def first_published(lake: Any) -> dt.date | None:
     """The earliest ``raw/trades_spec`` partition holding records (None without any); reads
     manifests in date order and stops at the first non-empty one."""
@@ -290,6 +271,7 @@ def gate_task(expanded: Mapping[str, Any]) -> dict[str, Any]:
     an empty partition on a later day is gated, and fails.
     """
     from gogooku3.quality import QualityGateFailed, gate_partition
+    from gogooku3_airflow.gates import gate_failure_message
 
     _, lake = _settings_and_lake()
     empty = [d for d, rows in expanded["days"].items() if rows == 0]

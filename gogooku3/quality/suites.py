@@ -339,6 +339,28 @@ def feature_lookbacks() -> dict[str, int]:
     return {f.name: chain(f.name) for f in FEATURES if f.output}
 
 
+def fundamentals_dependents() -> frozenset[str]:
+    """Output features whose input chain reads a ``fundamentals`` feature (e.g. ``cs_z_fin_roe``).
+
+    Like the fundamentals themselves, they exist only once a code has a usable statement, so their
+    coverage is counted where ``fin_available == 1``.
+    """
+    from gogooku3.features.catalogue import FEATURES
+
+    by_name = {f.name: f for f in FEATURES}
+    memo: dict[str, bool] = {}
+
+    def reads(name: str) -> bool:
+        if name not in by_name:
+            return False  # base column
+        if name not in memo:
+            f = by_name[name]
+            memo[name] = f.group == "fundamentals" or any(reads(i) for i in f.inputs)
+        return memo[name]
+
+    return frozenset(f.name for f in FEATURES if f.output and reads(f.name))
+
+
 def maturity_flag(lookback: int) -> str | None:
     """The ``is_mature_<N>d`` flag whose rows have the whole lookback (N > lookback), if any is needed."""
     if lookback <= 0:
@@ -350,19 +372,23 @@ def maturity_flag(lookback: int) -> str | None:
 
 
 def features_suite(
-    catalogue: Iterable[Mapping[str, Any]] | None = None, lookbacks: Mapping[str, int] | None = None
+    catalogue: Iterable[Mapping[str, Any]] | None = None,
+    lookbacks: Mapping[str, int] | None = None,
+    fundamental: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """The features suite from catalogue records (``include/features/catalogue.json``'s ``features``).
 
     Minimal interface: each record needs ``name``, ``kind`` (``feature``/``target``), ``group`` and
     ``dtype``; ``lookbacks`` maps a feature to the rows of history it reads (default: computed by
-    :func:`feature_lookbacks`, else the record's ``window``).
+    :func:`feature_lookbacks`, else the record's ``window``); ``fundamental`` names the features
+    that read statements (default: :func:`fundamentals_dependents`, else the ``fundamentals`` group).
     """
     if catalogue is None:
         from gogooku3.features.catalogue import CATALOGUE_PATH
 
         catalogue = json.loads(CATALOGUE_PATH.read_text(encoding="utf-8"))["features"]
         lookbacks = feature_lookbacks() if lookbacks is None else lookbacks
+        fundamental = fundamentals_dependents() if fundamental is None else fundamental
     records = list(catalogue)
     lookbacks = dict(lookbacks or {})
     keys = {"Date": "Date", "Code": "String", "Sector33Code": "String", "MarketCode": "String"}
@@ -378,6 +404,11 @@ def features_suite(
         )
     )
     names = {r["name"] for r in records}
+    reads_statements = (
+        set(fundamental)
+        if fundamental is not None
+        else {r["name"] for r in records if r["group"] == "fundamentals"}
+    )
     for r in records:
         name = r["name"]
         if r["kind"] == "target":
@@ -390,7 +421,7 @@ def features_suite(
         flag = maturity_flag(lookback)
         if flag is not None and flag in names:
             conds.append(_cmp(flag, "==", 1))
-        if r["group"] == "fundamentals" and name != "fin_available" and "fin_available" in names:
+        if name in reads_statements and name != "fin_available" and "fin_available" in names:
             conds.append(_cmp("fin_available", "==", 1))
         mostly, why = COVERAGE, f"coverage >= {COVERAGE:.0%} once mature (lookback {lookback} rows)"
         if name in FEATURE_COVERAGE_EXCEPTIONS:

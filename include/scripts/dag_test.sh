@@ -34,7 +34,9 @@ DATE=${DAG_TEST_DATE:-$(python -c '
 import datetime as dt
 from gogooku3.calendar import JST, previous_trading_day
 print(previous_trading_day(dt.datetime.now(JST).date()))')}
-START=$(python -c 'import datetime as dt, sys; print(dt.date.fromisoformat(sys.argv[1]) - dt.timedelta(days=120))' "$DATE")
+# 500 days of market: the feature build's year-on-year and 52-week features need more than a year.
+START=$(python -c 'import datetime as dt, sys; print(dt.date.fromisoformat(sys.argv[1]) - dt.timedelta(days=500))' "$DATE")
+BEFORE=$(python -c 'import datetime as dt, sys; print(dt.date.fromisoformat(sys.argv[1]) - dt.timedelta(days=1))' "$DATE")
 log "date $DATE (emulator market $START..$DATE, 200 codes), work dir $WORK"
 
 EMU_PORT=$(free_port)
@@ -49,6 +51,13 @@ wait_http "http://127.0.0.1:$SLACK_PORT/health" "$SLACK_PID" "slack capture" "$W
 export_local_connections "$EMU_PORT" "$SLACK_PORT" "#gogooku3-dag-test"
 export GOGOOKU3_LAKE_URI="$WORK/lake"
 export GOGOOKU3_PACER_DIR="$WORK/pacer"
+
+# The history before DATE comes straight from the same market's ground truth; DATE itself is fetched
+# from the emulator by the DAGs below.
+python -m gogooku3.devtools.seed_lake --lake "$GOGOOKU3_LAKE_URI" --codes 200 \
+  --market-start "$START" --market-end "$DATE" --start "$START" --end "$BEFORE" >"$WORK/seed.log" 2>&1 \
+  || { tail -n 30 "$WORK/seed.log" >&2; exit 1; }
+log "$(tail -n 1 "$WORK/seed.log")"
 
 # Parse the DAG folder as the DAG processor does; any import error fails the check before a DAG runs.
 python - "$WORK/dag_ids" <<'PY' >"$WORK/dagbag.log" 2>&1 || { cat "$WORK/dagbag.log" >&2; exit 1; }
@@ -65,7 +74,17 @@ if bag.import_errors or not bag.dags:
     sys.exit(f"dag-test: {len(bag.import_errors)} import error(s), {len(bag.dags)} DAG(s)")
 Path(sys.argv[1]).write_text("\n".join(sorted(bag.dags)) + "\n")
 PY
-mapfile -t DAG_IDS <"$WORK/dag_ids"
+mapfile -t FOUND <"$WORK/dag_ids"
+# Producers before consumers: the fetch DAGs fill the lake that features_daily reads; any other DAG
+# runs after them, in name order.
+PIPELINE_ORDER=(jquants_daily trades_spec_weekly features_daily)
+DAG_IDS=()
+for dag_id in "${PIPELINE_ORDER[@]}"; do
+  if printf '%s\n' "${FOUND[@]}" | grep -qx "$dag_id"; then DAG_IDS+=("$dag_id"); fi
+done
+for dag_id in "${FOUND[@]}"; do
+  case " ${PIPELINE_ORDER[*]} " in *" $dag_id "*) ;; *) DAG_IDS+=("$dag_id") ;; esac
+done
 
 failed=()
 for dag_id in "${DAG_IDS[@]}"; do
