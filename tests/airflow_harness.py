@@ -30,13 +30,13 @@ ISOLATE = ("AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME", "GOGOOKU3_", "JQUANTS_"
 def make_airflow_env(
     home: Path,
     *,
-    emulator: Any,
+    emulator: Any | None = None,
     slack: Any | None = None,
     slack_token: str = "xoxb-harness-bot-token",
     plan: str = "premium",
 ) -> dict[str, str]:
     """Environment for a migrated AIRFLOW_HOME at ``home`` with the project's DAGs, plugins and
-    pools, the ``jquants`` connection on ``emulator`` (v2) and, with ``slack`` (a running
+    pools, the ``jquants`` connection on ``emulator`` (v2, when given) and, with ``slack`` (a running
     ``gogooku3.devtools.slack_capture``), the ``slack_alerts`` connection on it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ISOLATE)}
     env.update(
@@ -46,16 +46,17 @@ def make_airflow_env(
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
         AIRFLOW__API__BASE_URL="http://127.0.0.1:8080",
-        AIRFLOW_CONN_JQUANTS=json.dumps(
+        GOGOOKU3_PACER_DIR=str(home / "pacer"),
+    )
+    if emulator is not None:
+        env["AIRFLOW_CONN_JQUANTS"] = json.dumps(
             {
                 "conn_type": "http",
                 "host": emulator.base_url_v2,
                 "password": emulator.api_key,
                 "extra": {"api_version": "v2", "plan": plan},
             }
-        ),
-        GOGOOKU3_PACER_DIR=str(home / "pacer"),
-    )
+        )
     if slack is not None:
         env["AIRFLOW_CONN_SLACK_ALERTS"] = json.dumps(
             {
