@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import polars as pl
+
+from gogooku3.bench.measure import measure
 
 #: The origin-style baseline subset (name -> what the pandas code computes).
 BASELINE_FEATURES = (
@@ -48,46 +48,6 @@ BASELINE_FEATURES = (
     "cs_z_ret_5d",
     "cs_rank_ret_5d",
 )
-
-
-class _PeakRSS:
-    """Samples this process's resident memory in a thread; ``peak`` in bytes."""
-
-    def __init__(self, every_s: float = 0.02) -> None:
-        self._every = every_s
-        self._stop = threading.Event()
-        self.start_rss = self._rss()
-        self.peak = self.start_rss
-        self.cpu_s = 0.0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def _rss() -> int:
-        # /proc/self/statm: resident pages are the second field (Linux, no psutil needed)
-        with open("/proc/self/statm", encoding="ascii") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self) -> _PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float, _PeakRSS]:
-    with _PeakRSS() as mem:
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        elapsed = time.perf_counter() - t0
-        mem.cpu_s = time.process_time() - c0
-    return out, elapsed, mem
 
 
 def _gb(n: float) -> float:
@@ -202,7 +162,8 @@ def run(quick: bool) -> list[dict]:
     out: list[dict] = []
 
     timings = BuildTimings()
-    built, wall, mem = _timed(lambda: build_features(mi.daily_quotes, **mi.kwargs(), timings=timings))
+    built, mem = measure(lambda: build_features(mi.daily_quotes, **mi.kwargs(), timings=timings))
+    wall = mem.wall_s
     out.append(
         {
             "case": "CPU engine (Polars), full build",
@@ -211,8 +172,8 @@ def run(quick: bool) -> list[dict]:
             "wall_s": round(wall, 2),
             "cpu_s": round(mem.cpu_s, 1),
             "rows_per_s": int(built.height / wall),
-            "peak_rss_gb": _gb(mem.peak),
-            "rss_growth_gb": _gb(mem.peak - mem.start_rss),
+            "peak_rss_gb": _gb(mem.peak_rss),
+            "rss_growth_gb": _gb(mem.rss_growth),
             "notes": f"prepare {timings.prepare_s:.1f} s, features {timings.features_s:.1f} s, "
             f"targets {timings.targets_s:.1f} s; {cpus} CPUs, load average {os.getloadavg()[0]:.1f}; {size}",
         }
@@ -220,8 +181,9 @@ def run(quick: bool) -> list[dict]:
     del built
     panel = prepare_panel(mi.daily_quotes, **mi.kwargs())
 
-    pl_sub, pl_s, pl_mem = _timed(lambda: polars_subset(panel))
-    pd_sub, pd_s, pd_mem = _timed(lambda: pandas_subset(panel))
+    pl_sub, pl_mem = measure(lambda: polars_subset(panel))
+    pd_sub, pd_mem = measure(lambda: pandas_subset(panel))
+    pl_s, pd_s = pl_mem.wall_s, pd_mem.wall_s
     # the two implementations must agree, or the comparison means nothing
     check = pl.from_pandas(pd_sub).sort("Code", "Date")
     worst = max(
@@ -245,8 +207,8 @@ def run(quick: bool) -> list[dict]:
             "wall_s": round(pd_s, 2),
             "cpu_s": round(pd_mem.cpu_s, 1),
             "rows_per_s": int(panel.height / pd_s),
-            "peak_rss_gb": _gb(pd_mem.peak),
-            "rss_growth_gb": _gb(pd_mem.peak - pd_mem.start_rss),
+            "peak_rss_gb": _gb(pd_mem.peak_rss),
+            "rss_growth_gb": _gb(pd_mem.rss_growth),
             "notes": "origin approach, same subset, same panel",
         }
     )
@@ -258,8 +220,8 @@ def run(quick: bool) -> list[dict]:
             "wall_s": round(pl_s, 2),
             "cpu_s": round(pl_mem.cpu_s, 1),
             "rows_per_s": int(panel.height / pl_s),
-            "peak_rss_gb": _gb(pl_mem.peak),
-            "rss_growth_gb": _gb(pl_mem.peak - pl_mem.start_rss),
+            "peak_rss_gb": _gb(pl_mem.peak_rss),
+            "rss_growth_gb": _gb(pl_mem.rss_growth),
             "notes": f"{pd_s / pl_s:.1f}x pandas (wall); max |pandas - polars| over 5 checked columns {worst:.1e}",
         }
     )
@@ -272,9 +234,10 @@ def run(quick: bool) -> list[dict]:
     from gogooku3.features.engine_gpu import compute_features_gpu, init_rmm_pool
 
     pool = init_rmm_pool()
-    _, cpu_s, _ = _timed(lambda: compute_features(panel))
+    cpu_s = measure(lambda: compute_features(panel))[1].wall_s
     compute_features_gpu(panel)  # warm-up: NVRTC kernel build, pool first touch, cuDF JIT
-    _, gpu_s, gpu_mem = _timed(lambda: compute_features_gpu(panel))
+    _, gpu_mem = measure(lambda: compute_features_gpu(panel))
+    gpu_s = gpu_mem.wall_s
     out.append(
         {
             "case": "features only: CPU engine (Polars)",
@@ -292,7 +255,7 @@ def run(quick: bool) -> list[dict]:
             "rows": panel.height,
             "wall_s": round(gpu_s, 2),
             "rows_per_s": int(panel.height / gpu_s),
-            "peak_rss_gb": _gb(gpu_mem.peak),
+            "peak_rss_gb": _gb(gpu_mem.peak_rss),
             "notes": f"{cpu_s / gpu_s:.1f}x the CPU engine; RMM pool {pool / 1e9:.1f} GB; includes host<->device copies",
         }
     )

@@ -21,14 +21,10 @@ earlier step was bigger, so neither is used.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import threading
-import time
-from collections.abc import Callable
-from typing import Any
 
 import polars as pl
 
+from gogooku3.bench.measure import measure
 from gogooku3.calendar import trading_days
 from gogooku3.flows import SectionLineage, attach_flows_to_stocks, expand_trades_spec
 from gogooku3.flows.sections import RESTRUCTURING_DATE
@@ -36,52 +32,10 @@ from gogooku3.flows.synthetic import synthetic_raw
 from gogooku3.jquants.datasets import SECTIONS_BEFORE_2022, SECTIONS_FROM_2022
 
 
-def _rss_reader() -> Callable[[], int]:
-    """This process's resident set size in bytes: psutil, else Linux's /proc/self/statm."""
-    try:
-        import psutil
-    except ImportError:  # psutil is only a transitive dependency
-        page = os.sysconf("SC_PAGE_SIZE")
-
-        def read() -> int:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * page
-
-        return read
-    proc = psutil.Process()
-    return lambda: proc.memory_info().rss
-
-
-class _PeakRSS:
-    def __init__(self, every_s: float = 0.01) -> None:
-        self._rss = _rss_reader()
-        self._every = every_s
-        self._stop = threading.Event()
-        self.start = self._rss()
-        self.peak = self.start
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self) -> _PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-
-def _measure(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+def _measure(fn):
     """(result, seconds, peak RSS increase in MiB)."""
-    with _PeakRSS() as mem:
-        t0 = time.perf_counter()
-        out = fn()
-        seconds = time.perf_counter() - t0
-    return out, seconds, (mem.peak - mem.start) / 2**20
+    out, m = measure(fn)
+    return out, m.wall_s, m.rss_growth / 2**20
 
 
 def _all_sections(raw: pl.DataFrame) -> pl.DataFrame:
