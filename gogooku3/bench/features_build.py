@@ -7,7 +7,7 @@ expanded trades_spec flows; ``quick`` uses 300 codes over 2023-2024.
 Rows reported:
 
 1. **CPU engine, full catalogue**: ``build_features`` (prepare + every feature + targets):
-   wall time, rows/s, peak RSS of this process during the build (sampled every 20 ms), and the
+   wall time, rows/s, peak RSS of this process during the build (sampled every 10 ms, see gogooku3.bench.measure), and the
    time per stage.
 2. **Baseline subset, pandas vs CPU engine**: the subset of features listed in
    :data:`BASELINE_FEATURES` (returns, EMA deviations, rolling volatility, volume ratio, RSI,

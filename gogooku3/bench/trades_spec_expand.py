@@ -13,7 +13,7 @@ Rows reported:
    day, market codes switching at the restructuring; quick: 200 codes).
 
 Memory: *peak RSS increase* = the process's resident set size sampled every 10 ms during the
-call (psutil, or /proc/self/statm without it), minus the RSS just before it. Polars allocates outside Python's allocator, so
+call (/proc/self/statm, see gogooku3.bench.measure), minus the RSS just before it. Polars allocates outside Python's allocator, so
 tracemalloc would not see it; ``ru_maxrss`` is a process-lifetime peak and stays flat once an
 earlier step was bigger, so neither is used.
 """
