@@ -10,6 +10,7 @@ import pytest
 
 from gogooku3.features import OUTPUT_FEATURES, TARGET_NAMES, build_features
 from gogooku3.features.testing import market_inputs
+from gogooku3.jquants.datasets import PRICE_COLUMNS
 
 START, END = dt.date(2022, 1, 4), dt.date(2023, 3, 31)
 T = dt.date(2022, 11, 15)
@@ -32,16 +33,7 @@ def _perturb_future(inputs, t: dt.date, seed: int = 0):
     n = q.height
     scale = pl.Series(rng.uniform(0.5, 1.5, n))
     future = pl.col("Date") > t
-    price_cols = [
-        "Open",
-        "High",
-        "Low",
-        "Close",
-        "AdjustmentOpen",
-        "AdjustmentHigh",
-        "AdjustmentLow",
-        "AdjustmentClose",
-    ]
+    price_cols = list(PRICE_COLUMNS)
     q2 = q.with_columns(
         [pl.when(future).then(pl.col(c) * scale).otherwise(pl.col(c)).alias(c) for c in price_cols]
         + [

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from gogooku3.calendar import is_trading_day, trading_days
-from gogooku3.jquants.datasets import DATASET_NAMES, DATASETS, MARKET_CODES
+from gogooku3.jquants.datasets import DATASET_NAMES, DATASETS, MARKET_CODES, PRICE_COLUMNS
 from gogooku3.market import SIGNAL_COLUMNS, MarketConfig, generate_market
 
 CFG = MarketConfig(seed=11, n_codes=150, start=dt.date(2021, 10, 1), end=dt.date(2023, 9, 30))
@@ -91,16 +91,7 @@ def test_daily_quotes_unique_and_consistent(panel):
 def test_no_trade_days_are_null_with_zero_volume(panel):
     idle = panel.filter(pl.col("Close").is_null())
     assert idle.height > 0
-    for col in (
-        "Open",
-        "High",
-        "Low",
-        "Close",
-        "AdjustmentOpen",
-        "AdjustmentHigh",
-        "AdjustmentLow",
-        "AdjustmentClose",
-    ):
+    for col in PRICE_COLUMNS:
         assert idle[col].null_count() == idle.height, col
     assert (idle["Volume"] == 0).all() and (idle["TurnoverValue"] == 0).all()
     assert (idle["AdjustmentFactor"] == 1.0).all()

@@ -166,6 +166,18 @@ DAILY_QUOTES = Dataset(
     ),
 )
 
+#: daily_quotes' price columns: null together on a day without trades.
+PRICE_COLUMNS: tuple[str, ...] = (
+    "Open",
+    "High",
+    "Low",
+    "Close",
+    "AdjustmentOpen",
+    "AdjustmentHigh",
+    "AdjustmentLow",
+    "AdjustmentClose",
+)
+
 STATEMENTS = Dataset(
     name="statements",
     v1_path="/fins/statements",

@@ -39,6 +39,8 @@ from typing import Any
 
 import polars as pl
 
+from gogooku3.jquants.datasets import PRICE_COLUMNS
+
 SUITES_DIR = Path(__file__).resolve().parents[2] / "include" / "expectations"
 SUITE_NAMES: tuple[str, ...] = ("daily_quotes", "trades_spec_daily", "features")
 
@@ -89,16 +91,6 @@ FEATURE_COVERAGE_EXCEPTIONS: dict[str, tuple[float | None, str]] = {
 }
 
 _MATURITY_TIERS = (5, 20, 60, 200)
-_PRICE_COLUMNS = (
-    "Open",
-    "High",
-    "Low",
-    "Close",
-    "AdjustmentOpen",
-    "AdjustmentHigh",
-    "AdjustmentLow",
-    "AdjustmentClose",
-)
 _FLOW_MIN_WEEKS = 8  # gogooku3.flows.FlowHistory.min_weeks default
 
 
@@ -214,7 +206,7 @@ def daily_quotes_suite() -> dict[str, Any]:
     for c in columns:
         if c in key:
             continue
-        if c in _PRICE_COLUMNS:
+        if c in PRICE_COLUMNS:
             # Prices are null on days without trades (J-Quants): coverage counts traded rows only.
             exps.append(_coverage(c, condition=traded, why="prices present whenever the stock traded"))
         else:
@@ -227,7 +219,7 @@ def daily_quotes_suite() -> dict[str, Any]:
             value=5,
         )
     )
-    for c in (*_PRICE_COLUMNS, "AdjustmentFactor"):
+    for c in (*PRICE_COLUMNS, "AdjustmentFactor"):
         exps.append(_between(c, 0.0, None, "prices and factors are positive", strict_min=True))
     for c in ("Volume", "TurnoverValue", "AdjustmentVolume"):
         exps.append(_between(c, 0.0, None, "volumes are not negative"))
