@@ -1,5 +1,5 @@
-"""features_daily's glue: which dates a run builds, where it runs, and the gates' failure path
-(a failing gate names its expectations, and the standard failure callback delivers them to Slack)."""
+"""features_daily's glue: which dates a run builds (conf, asset events, logical date) and where it runs
+(the runtime plan and its loud fallbacks). The gates' failure path is in test_dag_gates.py."""
 
 from __future__ import annotations
 
@@ -17,14 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dags"))
 
 from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
 from gogooku3_airflow import features as glue  # noqa: E402
-from gogooku3_airflow.callbacks import on_task_failure  # noqa: E402
 from gogooku3_airflow.fetching import RunConfError  # noqa: E402
-from gogooku3_airflow.gates import gate_days  # noqa: E402
 
 from gogooku3.containers import TaskRuntime  # noqa: E402
-from gogooku3.devtools.slack_capture import running_slack_capture  # noqa: E402
-from gogooku3.lake import open_lake  # noqa: E402
-from gogooku3.market import MarketConfig, generate_market  # noqa: E402
 
 D = dt.date
 
@@ -91,51 +86,42 @@ def test_local_lake_paths_are_absolute_and_s3_is_not_mounted(tmp_path, monkeypat
     assert glue.local_lake_path("s3://bucket/prefix") is None
 
 
-@pytest.fixture(scope="module")
-def day_of_quotes():
-    market = generate_market(MarketConfig(seed=5, n_codes=60, start=D(2024, 1, 1), end=D(2024, 2, 29)))
-    day = D(2024, 2, 15)
-    return market.frame("daily_quotes", day), day
+def test_container_for_a_local_lake_has_the_lake_mounted_and_no_network_or_gpu(tmp_path) -> None:
+    from gogooku3.config import Settings
+
+    op = glue.FeatureBuildDockerOperator(task_id="build_features")
+    plan = {"start": "2024-05-01", "end": "2024-05-02", "engine": "cpu", "image": "img:cpu", "mode": "cpu"}
+    op.configure(plan, Settings(lake_uri=str(tmp_path / "lake")))
+    assert (op.image, op.network_mode, op.device_requests) == ("img:cpu", "none", None)
+    assert op.user == f"{os.getuid()}:{os.getgid()}"
+    assert (op.auto_remove, op.mount_tmp_dir) == ("success", False)
+    (mount,) = op.mounts
+    assert (mount["Source"], mount["Target"], mount["Type"]) == (str(tmp_path / "lake"), "/lake", "bind")
+    assert (
+        op.command == "features build --start 2024-05-01 --end 2024-05-02 --engine cpu --lake /lake".split()
+    )
+    assert "CUDA_VISIBLE_DEVICES" not in op.environment and "RMM_POOL_SIZE" not in op.environment
 
 
-def test_failing_gate_names_the_expectation_and_the_alert_carries_it(tmp_path, day_of_quotes) -> None:
-    quotes, day = day_of_quotes
-    lake = open_lake(str(tmp_path / "lake"))
-    lake.write_partition("raw", "daily_quotes", day, quotes.vstack(quotes.head(3)), source="test")
-    with pytest.raises(AirflowFailException) as err:
-        gate_days(lake, "raw", "daily_quotes", [day], build_docs=False)
-    message = str(err.value)
-    assert message.startswith("QualityGateFailed: raw/daily_quotes")
-    assert "expect_compound_columns_to_be_unique(Date,Code)" in message
-    assert lake.latest_good("raw", "daily_quotes") is None
-    assert lake.list_artifacts("raw", "daily_quotes", day), "the failed validation is kept next to the data"
+def test_gpu_container_for_an_s3_lake_keeps_credentials_out_of_rendered_fields() -> None:
+    from gogooku3.config import S3Settings, Secret, Settings
 
-    # The DAGs' standard failure callback turns that error into the Slack alert.
-    with running_slack_capture(expected_token="xoxb-gate-test") as slack:
-        os.environ["GOGOOKU3_SLACK_TOKEN"] = "xoxb-gate-test"
-        os.environ["GOGOOKU3_SLACK_BASE_URL"] = slack.base_url
-        try:
-            ti = SimpleNamespace(
-                task_id="gate_daily_quotes", dag_id="jquants_daily", try_number=1, log_url="http://x/log"
-            )
-            on_task_failure(
-                {
-                    "exception": err.value,
-                    "ti": ti,
-                    "task_instance": ti,
-                    "dag": SimpleNamespace(dag_id="jquants_daily"),
-                    "logical_date": pendulum.datetime(2024, 2, 14, 15, tz="UTC"),
-                }
-            )
-        finally:
-            del os.environ["GOGOOKU3_SLACK_TOKEN"], os.environ["GOGOOKU3_SLACK_BASE_URL"]
-        (alert,) = slack.messages()
-    text = str(alert["body"])
-    assert "expect_compound_columns_to_be_unique(Date,Code)" in text
-    assert "gate_daily_quotes" in text
-
-
-def test_missing_partition_fails_the_gate_naming_it(tmp_path) -> None:
-    lake = open_lake(str(tmp_path / "lake"))
-    with pytest.raises(AirflowFailException, match="missing partition"):
-        gate_days(lake, "features", "features", [D(2024, 2, 15)], build_docs=False)
+    key, secret = "AKIAFEATURESTEST", "s3-secret-never-rendered"
+    settings = Settings(
+        lake_uri="s3://lake-bucket/prefix",
+        s3=S3Settings("http://127.0.0.1:9000", "ap-northeast-1", Secret(key), Secret(secret)),
+        rmm_pool_size=70 * 2**30,
+    )
+    op = glue.FeatureBuildDockerOperator(task_id="build_features")
+    plan = {"start": "2024-05-01", "end": "2024-05-01", "engine": "gpu", "image": "img:gpu", "mode": "gpu"}
+    op.configure(plan, settings)
+    (request,) = op.device_requests
+    assert request["Capabilities"] == [["gpu"]] and request["Count"] == -1
+    assert op.environment["RMM_POOL_SIZE"] == str(70 * 2**30) and "CUDA_VISIBLE_DEVICES" in op.environment
+    assert op.environment["GOGOOKU3_S3_ENDPOINT_URL"] == "http://127.0.0.1:9000"
+    assert (op.network_mode, op.mounts) == ("host", [])
+    assert op.command[-2:] == ["--lake", "s3://lake-bucket/prefix"]
+    assert op.private_environment == {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
+    assert "private_environment" not in op.template_fields
+    rendered = repr([getattr(op, f) for f in op.template_fields])
+    assert key not in rendered and secret not in rendered

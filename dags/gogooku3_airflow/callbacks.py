@@ -17,6 +17,7 @@ from gogooku3.calendar import JST
 from gogooku3.config import Secret, SlackSettings
 from gogooku3_airflow.connections import resolve_settings, resolve_slack, secret_values
 from gogooku3_airflow.fetching import jst_day
+from gogooku3_airflow.gates import GATE_ALERT_CHARS, GATE_ALERT_LINES, QualityGateStop
 
 log = logging.getLogger("gogooku3.alerts")
 
@@ -44,7 +45,15 @@ def alert_context(context: Mapping[str, Any], *, redact: list[Secret] | None = N
     # Runs without a logical date (Airflow 3 allows them) are identified by when they ran.
     shown = logical or interval_start or run_after
     exc = context.get("exception")
-    head = error_head(exc if exc is not None else "no exception in the failure context", redact=redact or [])
+    # A failed quality gate's message is the list of failing expectations: the alert carries all of it.
+    limits = (
+        {"max_lines": GATE_ALERT_LINES, "max_chars": GATE_ALERT_CHARS}
+        if isinstance(exc, QualityGateStop)
+        else {}
+    )
+    head = error_head(
+        exc if exc is not None else "no exception in the failure context", redact=redact or [], **limits
+    )
     return AlertContext(
         dag_id=ti.dag_id,
         task_id=ti.task_id,

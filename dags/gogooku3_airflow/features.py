@@ -196,13 +196,14 @@ class FeatureBuildDockerOperator(DockerOperator):
         super().__init__(**kwargs)
         self.plan_task_id = plan_task_id
 
-    def execute(self, context: Any) -> Any:
+    def configure(self, plan: Mapping[str, Any], settings: Any) -> None:
+        """Set the container up from the ``plan_runtime`` result and the lake settings: image,
+        command, caller's uid:gid, GPU device request and CUDA/RMM environment only for a GPU run,
+        and the lake (bind mount without network, or S3 with credentials kept private)."""
         from docker.types import Mount
 
         from gogooku3.containers import gpu_device_requests
 
-        plan = context["ti"].xcom_pull(task_ids=self.plan_task_id)
-        settings = lake_settings()
         self.image = plan["image"]
         self.user = f"{os.getuid()}:{os.getgid()}"
         self.device_requests = gpu_device_requests() if plan["engine"] == "gpu" else None
@@ -219,15 +220,22 @@ class FeatureBuildDockerOperator(DockerOperator):
             lake_arg = CONTAINER_LAKE
         else:
             lake_arg = settings.lake_uri
+            self.mounts = []
             self.network_mode = "host"  # the S3 endpoint is the one place it needs to reach
             if settings.s3.endpoint_url:
                 self.environment["GOGOOKU3_S3_ENDPOINT_URL"] = settings.s3.endpoint_url
             self.environment["AWS_DEFAULT_REGION"] = settings.s3.region
-            self.private_environment = {
+            # Only keys that are set: empty ones would hide an instance role from boto3.
+            keys = {
                 "AWS_ACCESS_KEY_ID": settings.s3.access_key_id.get(),
                 "AWS_SECRET_ACCESS_KEY": settings.s3.secret_access_key.get(),
             }
+            self.private_environment = {k: v for k, v in keys.items() if v}
         self.command = _cli_args(plan, lake_arg)
+
+    def execute(self, context: Any) -> Any:
+        plan = context["ti"].xcom_pull(task_ids=self.plan_task_id)
+        self.configure(plan, lake_settings())
         log.info(
             "running %s %s (engine %s, %s)",
             self.image,
@@ -261,7 +269,8 @@ def built_days(lake: Any, plan: Mapping[str, Any]) -> list[dt.date]:
 
 
 def gate_features_task(plan: Mapping[str, Any]) -> list[str]:
-    """The features suite on every built partition (row count against the listed universe)."""
+    """The features suite on every built partition (row count against the listed universe); a
+    failure alerts Slack with the failing expectations and stops the run (:mod:`.gates`)."""
     from gogooku3.lake import open_lake
     from gogooku3.quality import expected_rows_from_listed_info
     from gogooku3_airflow.gates import gate_days

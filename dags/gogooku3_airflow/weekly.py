@@ -271,7 +271,7 @@ def gate_task(expanded: Mapping[str, Any]) -> dict[str, Any]:
     an empty partition on a later day is gated, and fails.
     """
     from gogooku3.quality import QualityGateFailed, gate_partition
-    from gogooku3_airflow.gates import gate_failure_message
+    from gogooku3_airflow.gates import QualityGateStop, gate_failure_message
 
     _, lake = _settings_and_lake()
     empty = [d for d, rows in expanded["days"].items() if rows == 0]
@@ -291,7 +291,7 @@ def gate_task(expanded: Mapping[str, Any]) -> dict[str, Any]:
         except QualityGateFailed as exc:
             failures[day] = list(exc.result.summary_lines())
     if failures:
-        raise _fail(gate_failure_message(failures, f"interim/trades_spec_daily in {lake.uri}"))
+        raise QualityGateStop(gate_failure_message(failures, f"interim/trades_spec_daily in {lake.uri}"))
     log.info("quality gate passed for %d partition(s), %d empty before any week", len(passed), len(not_gated))
     return {"passed": sorted(passed), "not_gated": sorted(not_gated)}
 
