@@ -52,6 +52,17 @@ export_local_connections "$EMU_PORT" "$SLACK_PORT" "#gogooku3-dag-test"
 export GOGOOKU3_LAKE_URI="$WORK/lake"
 export GOGOOKU3_PACER_DIR="$WORK/pacer"
 
+# features_daily runs the task image: build it from these sources when an engine answers (cached by a
+# hash of the sources, so this is instant when nothing changed); without an engine the DAG runs the
+# build in-process and says so.
+if docker info >/dev/null 2>&1; then
+  bash "$ROOT/include/scripts/build_images.sh" >"$WORK/build_images.log" 2>&1 \
+    || { tail -n 30 "$WORK/build_images.log" >&2; exit 1; }
+  log "task image $(tail -n 1 "$WORK/build_images.log")"
+else
+  log "no Docker engine answers: features_daily will run its build in-process"
+fi
+
 # The history before DATE comes straight from the same market's ground truth; DATE itself is fetched
 # from the emulator by the DAGs below.
 python -m gogooku3.devtools.seed_lake --lake "$GOGOOKU3_LAKE_URI" --codes 200 \
