@@ -2,9 +2,11 @@
 # `make demo`: the whole pipeline on the embedded default, end to end, on this machine.
 #
 #   1. the J-Quants emulator (API v2, Premium plan limits) over a synthetic market, and a Slack capture
-#   2. history: `gogooku3 fetch --date FIRST --end LAST` backfills every logical date into the lake
-#      (what the DAGs' catchup would do, without one Airflow run per day), then
-#      `gogooku3 trades-spec expand` and `gogooku3 features build` build that history
+#   2. history: the year before FIRST is seeded from the same market's ground truth (the
+#      year-on-year and 52-week features need it; fetching it would take minutes at the plan's
+#      rate), then `gogooku3 fetch --date FIRST --end LAST` fetches every logical date from the
+#      emulator through the real client (what the DAGs' catchup would do, without one Airflow run per
+#      day), then `gogooku3 trades-spec expand` and `gogooku3 features build` build the whole history
 #   3. the last day through the real DAGs with `airflow dags test`: jquants_daily (fetch, gate,
 #      Assets), trades_spec_weekly (on the last publication day) and features_daily (the feature build
 #      in its Docker container when an engine is reachable, then the feature gate)
@@ -13,13 +15,13 @@
 #
 # The lake is ./data/lake (GOGOOKU3_LAKE_URI overrides it); logs go to ./data/demo. Reruns are
 # idempotent: the same logical dates give the same partitions.
-#   DEMO_CODES (default 1000), DEMO_FIRST (2024-01-04), DEMO_LAST (2024-06-28)
+#   DEMO_CODES (default 1000), DEMO_FIRST (2024-05-01), DEMO_LAST (2024-06-28)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 CODES=${DEMO_CODES:-1000}
-FIRST=${DEMO_FIRST:-2024-01-04}
+FIRST=${DEMO_FIRST:-2024-05-01}
 LAST=${DEMO_LAST:-2024-06-28}
 WORK="$ROOT/data/demo"
 LAKE=${GOGOOKU3_LAKE_URI:-$ROOT/data/lake}
@@ -33,8 +35,9 @@ log() { echo "demo: $*"; }
 clean_environment
 airflow_env "$WORK/airflow"
 
-# The market starts a year before the first fetched day so that listings have history.
-MARKET_START=$(python -c 'import datetime as dt, sys; print(dt.date.fromisoformat(sys.argv[1]) - dt.timedelta(days=365))' "$FIRST")
+# The market starts 15 months before the first fetched day: that much history is seeded.
+MARKET_START=$(python -c 'import datetime as dt, sys; print(dt.date.fromisoformat(sys.argv[1]) - dt.timedelta(days=456))' "$FIRST")
+BEFORE_FIRST=$(python -c 'import datetime as dt, sys; print(dt.date.fromisoformat(sys.argv[1]) - dt.timedelta(days=1))' "$FIRST")
 EMU_PORT=$(free_port)
 SLACK_PORT=$(free_port)
 log "emulator: $CODES codes, market $MARKET_START..$LAST; lake $LAKE; logs $WORK"
@@ -49,14 +52,17 @@ export JQUANTS_BASE_URL="http://127.0.0.1:$EMU_PORT/v2" JQUANTS_API_KEY=emulator
 export GOGOOKU3_LAKE_URI="$LAKE" GOGOOKU3_PACER_DIR="$WORK/pacer"
 export_local_connections "$EMU_PORT" "$SLACK_PORT" "#gogooku3-demo"
 
-log "1/4 backfilling $FIRST..$LAST from the emulator (every logical date, all five datasets)"
+log "1/4 seeding $MARKET_START..$BEFORE_FIRST from the market's ground truth, then fetching $FIRST..$LAST from the emulator"
+python -m gogooku3.devtools.seed_lake --lake "$LAKE" --codes "$CODES" --market-start "$MARKET_START" \
+  --market-end "$LAST" --start "$MARKET_START" --end "$BEFORE_FIRST" | sed 's/^/    /'
+
 gogooku3 fetch --date "$FIRST" --end "$LAST" >"$WORK/backfill.log" 2>&1 \
   || { tail -n 30 "$WORK/backfill.log" >&2; exit 1; }
 log "    $(grep -c ': wrote' "$WORK/backfill.log") partitions written, $(grep -c 'skipped' "$WORK/backfill.log") non-trading-day skips"
 
 log "2/4 expanding trades_spec to point-in-time daily rows, then building features for the history"
-gogooku3 trades-spec expand --start "$FIRST" --end "$LAST" | sed 's/^/    /'
-gogooku3 features build --start "$FIRST" --end "$LAST" --engine cpu | sed 's/^/    /'
+gogooku3 trades-spec expand --start "$MARKET_START" --end "$LAST" | sed 's/^/    /'
+gogooku3 features build --start "$MARKET_START" --end "$LAST" --engine cpu | sed 's/^/    /'
 
 PUBLICATION=$(python -c '
 import datetime as dt, sys
@@ -81,5 +87,5 @@ for spec in "jquants_daily $LAST" "trades_spec_weekly $PUBLICATION" "features_da
 done
 
 log "4/4 summary"
-python -m gogooku3.devtools.demo_summary --lake "$LAKE" --start "$FIRST" --end "$LAST" \
+python -m gogooku3.devtools.demo_summary --lake "$LAKE" --start "$MARKET_START" --end "$LAST" \
   --slack "$WORK/slack.json" --emulator "http://127.0.0.1:$EMU_PORT"
