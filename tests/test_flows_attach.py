@@ -14,21 +14,10 @@ from gogooku3.flows import (
     fallback_section_for_market_code,
     section_for_market_code,
 )
-from gogooku3.flows.synthetic import frame, record
+from gogooku3.flows.synthetic import frame, week
 from gogooku3.jquants.datasets import MARKET_CODES, SECTIONS_BEFORE_2022, SECTIONS_FROM_2022
 
 D = dt.date
-
-
-def week(section: str, monday: dt.date, published: dt.date, foreigners: float) -> dict[str, object]:
-    return record(
-        section,
-        monday,
-        monday + dt.timedelta(days=4),
-        published,
-        purchases={"Foreigners": 1000 * (1 + foreigners)},
-        sales={"Foreigners": 1000 * (1 - foreigners)},
-    )
 
 
 def test_market_code_mapping() -> None:

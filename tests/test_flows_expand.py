@@ -15,21 +15,9 @@ import polars as pl
 import pytest
 
 from gogooku3.flows import OUTPUT_SCHEMA, FlowHistory, SectionLineage, expand_trades_spec
-from gogooku3.flows.synthetic import frame, record
+from gogooku3.flows.synthetic import frame, record, week
 
 D = dt.date
-
-
-def week(section: str, monday: dt.date, published: dt.date, foreigners: float) -> dict[str, object]:
-    """A Monday-Friday week whose foreigners' net ratio is ``foreigners``."""
-    return record(
-        section,
-        monday,
-        monday + dt.timedelta(days=4),
-        published,
-        purchases={"Foreigners": 1000 * (1 + foreigners)},
-        sales={"Foreigners": 1000 * (1 - foreigners)},
-    )
 
 
 def rows_by_day(out: pl.DataFrame, section: str) -> dict[dt.date, dict]:

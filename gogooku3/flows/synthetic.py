@@ -47,6 +47,18 @@ def record(
     return row
 
 
+def week(section: str, monday: dt.date, published: dt.date, foreigners: float) -> dict[str, object]:
+    """A Monday-Friday week whose foreigners' net ratio (Balance / Total) is ``foreigners``."""
+    return record(
+        section,
+        monday,
+        monday + dt.timedelta(days=4),
+        published,
+        purchases={"Foreigners": 1000 * (1 + foreigners)},
+        sales={"Foreigners": 1000 * (1 - foreigners)},
+    )
+
+
 def frame(records: Iterable[dict[str, object]]) -> pl.DataFrame:
     """Records -> a frame with the canonical trades_spec schema (empty allowed)."""
     rows = list(records)

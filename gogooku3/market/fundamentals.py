@@ -42,6 +42,28 @@ class Universe:
     shares: np.ndarray  # shares outstanding in pre-split units
 
 
+#: Statement values a revision-only disclosure leaves empty (results), and its forecasts.
+_RESULT_FIELDS = (
+    "NetSales",
+    "OperatingProfit",
+    "OrdinaryProfit",
+    "Profit",
+    "EarningsPerShare",
+    "TotalAssets",
+    "Equity",
+    "EquityToAssetRatio",
+    "BookValuePerShare",
+    "CashFlowsFromOperatingActivities",
+    "ResultDividendPerShareAnnual",
+)
+_FORECAST_FIELDS = (
+    "ForecastNetSales",
+    "ForecastOperatingProfit",
+    "ForecastProfit",
+    "ForecastEarningsPerShare",
+)
+
+
 def _month_end(year: np.ndarray, month: np.ndarray) -> np.ndarray:
     """Last day of (year, month), vectorised; month may exceed 12 (rolls into next years)."""
     y = year + (month - 1) // 12
@@ -163,23 +185,7 @@ def generate_statements(
             period_end=fy_end[sel],
             fy_start=fy_start[sel],
             fy_end=fy_end[sel],
-            **{
-                k: nan[sel]
-                for k in (
-                    "NetSales",
-                    "OperatingProfit",
-                    "OrdinaryProfit",
-                    "Profit",
-                    "EarningsPerShare",
-                    "TotalAssets",
-                    "Equity",
-                    "EquityToAssetRatio",
-                    "BookValuePerShare",
-                    "CashFlowsFromOperatingActivities",
-                    "ResultDividendPerShareAnnual",
-                    "Shares",
-                )
-            },  # fmt: skip
+            **{k: nan[sel] for k in (*_RESULT_FIELDS, "Shares")},
             ForecastNetSales=np.round(sales * r_scale, -6)[sel],
             ForecastOperatingProfit=np.round(op_annual * r_scale, -6)[sel],
             ForecastProfit=np.round(profit_annual * r_scale, -6)[sel],
@@ -221,26 +227,7 @@ def generate_statements(
             "CurrentPeriodEndDate": c["period_end"][k],
             "CurrentFiscalYearStartDate": c["fy_start"][k],
             "CurrentFiscalYearEndDate": c["fy_end"][k],
-            **{
-                name: c[name][k]
-                for name in (
-                    "NetSales",
-                    "OperatingProfit",
-                    "OrdinaryProfit",
-                    "Profit",
-                    "EarningsPerShare",
-                    "TotalAssets",
-                    "Equity",
-                    "EquityToAssetRatio",
-                    "BookValuePerShare",
-                    "CashFlowsFromOperatingActivities",
-                    "ForecastNetSales",
-                    "ForecastOperatingProfit",
-                    "ForecastProfit",
-                    "ForecastEarningsPerShare",
-                    "ResultDividendPerShareAnnual",
-                )  # fmt: skip
-            },
+            **{name: c[name][k] for name in (*_RESULT_FIELDS, *_FORECAST_FIELDS)},
             "NumberOfIssuedAndOutstandingSharesAtTheEndOfFiscalYearIncludingTreasuryStock": c["Shares"][k],
         },
         nan_to_null=True,
