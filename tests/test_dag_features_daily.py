@@ -6,20 +6,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pendulum
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from gogooku3_airflow import features as glue
+from gogooku3_airflow.fetching import RunConfError
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dags"))
-
-from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
-from gogooku3_airflow import features as glue  # noqa: E402
-from gogooku3_airflow.fetching import RunConfError  # noqa: E402
-
-from gogooku3.containers import TaskRuntime  # noqa: E402
+from gogooku3.containers import TaskRuntime
 
 D = dt.date
 

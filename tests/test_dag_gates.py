@@ -6,23 +6,18 @@ lines an ordinary error's alert carries."""
 from __future__ import annotations
 
 import datetime as dt
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pendulum
 import polars as pl
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from gogooku3_airflow.callbacks import on_task_failure
+from gogooku3_airflow.gates import QualityGateStop, gate_days
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dags"))
-
-from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
-from gogooku3_airflow.callbacks import on_task_failure  # noqa: E402
-from gogooku3_airflow.gates import QualityGateStop, gate_days  # noqa: E402
-
-from gogooku3.devtools.slack_capture import running_slack_capture  # noqa: E402
-from gogooku3.lake import open_lake  # noqa: E402
-from gogooku3.market import MarketConfig, generate_market  # noqa: E402
+from gogooku3.devtools.slack_capture import running_slack_capture
+from gogooku3.lake import open_lake
+from gogooku3.market import MarketConfig, generate_market
 
 D = dt.date
 DAY1, DAY2 = D(2024, 2, 14), D(2024, 2, 15)

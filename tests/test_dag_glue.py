@@ -6,14 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pendulum
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dags"))
 
 # Importing Airflow configures the root logger; undo that so other test modules see pytest's setup.
 _root = logging.getLogger()

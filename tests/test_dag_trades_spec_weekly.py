@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import logging
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -17,7 +16,6 @@ import polars as pl
 import pytest
 
 DAGS = Path(__file__).resolve().parents[1] / "dags"
-sys.path.insert(0, str(DAGS))
 
 # Importing Airflow configures the root logger; undo that so other test modules see pytest's setup.
 _root = logging.getLogger()
