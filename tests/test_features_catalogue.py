@@ -109,11 +109,28 @@ def _f(name, op, inputs, window=None, group="returns", **params):
         ((_f("target_x", "copy", ["px_close"]),), "reserved"),
         ((_f("a", "copy", ["px_close"], group="astrology"),), "unknown group"),
         ((_f("a", "copy", ["px_close"]), _f("a", "copy", ["px_close"])), "defined twice"),
+        # a time series over a cross-section (directly, or through a row op) needs a second reorder
+        ((_f("z", "cs_z", ["px_close"]), _f("a", "rmean", ["z"], 5)), "reads the cross-section result"),
+        (
+            (_f("z", "cs_rank", ["px_close"]), _f("y", "scale", ["z"], k=2.0), _f("a", "diff", ["y"], 1)),
+            r"reads the cross-section result\(s\) \['y'\]",
+        ),
     ],
 )
 def test_validate_rejects_bad_catalogues(features, message):
     with pytest.raises(CatalogueError, match=message):
         validate(features, frozenset(BASE_COLUMNS))
+
+
+def test_phases_split_series_from_cross_sections():
+    series, cross = cat.SERIES_LAYERS, cat.CROSS_LAYERS
+    in_series = {f.name for layer in series for f in layer}
+    in_cross = {f.name for layer in cross for f in layer}
+    assert in_series | in_cross == {f.name for f in cat.FEATURES} and not in_series & in_cross
+    assert all(f.grouping in ("code", "row") for layer in series for f in layer)
+    assert {f.grouping for layer in cross for f in layer} >= {"date", "date_sector"}
+    # the series phase never reads a cross-section result
+    assert not {c for layer in series for f in layer for c in f.inputs} & in_cross
 
 
 def test_layers_only_read_earlier_layers():

@@ -15,7 +15,7 @@ import pytest
 from gogooku3.config import ConfigError
 from gogooku3.features import build_features
 from gogooku3.features.catalogue import FEATURES, OUTPUT_FEATURES
-from gogooku3.features.engine_cpu import compute_features_lazy
+from gogooku3.features.engine_cpu import compute_features, compute_series_lazy
 from gogooku3.features.prepare import prepare_panel
 from gogooku3.features.testing import market_inputs
 
@@ -29,15 +29,16 @@ def inputs():
 
 @pytest.fixture(scope="module")
 def full(inputs):
-    """Panel with every catalogue column, intermediates included."""
+    """Every catalogue column, intermediates included: both phases, nothing dropped, in day order."""
+    from gogooku3.features.catalogue import SERIES_LAYERS
+    from gogooku3.features.engine_cpu import compute_cross_sections_lazy, expr
+    from gogooku3.features.reorder import rows_by_date
+
     panel = prepare_panel(inputs.daily_quotes, **inputs.kwargs())
     lf = panel.lazy()
-    from gogooku3.features.catalogue import LAYERS
-    from gogooku3.features.engine_cpu import expr
-
-    for layer in LAYERS:
+    for layer in SERIES_LAYERS:
         lf = lf.with_columns([expr(f) for f in layer])
-    return lf.collect()
+    return compute_cross_sections_lazy(rows_by_date(lf.collect(), None).lazy()).collect()
 
 
 def _ema_ref(xs, alpha):
@@ -118,9 +119,16 @@ def test_unknown_engine_is_rejected(inputs):
 
 
 def test_intermediates_are_dropped_from_the_lazy_plan(inputs):
+    from gogooku3.features.catalogue import CROSS_LAYERS
+
     panel = prepare_panel(inputs.daily_quotes.head(500), **inputs.kwargs())
-    cols = compute_features_lazy(panel.lazy()).collect_schema().names()
-    assert not [c for c in cols if c.startswith("_")]
+    cols = compute_series_lazy(panel.lazy()).collect_schema().names()
+    # the series phase keeps only the intermediates the cross-section phase still reads
+    read_later = {c for layer in CROSS_LAYERS for f in layer for c in f.inputs}
+    left = {c for c in cols if c.startswith("_")}
+    assert left and left <= read_later
+    out = compute_features(panel)
+    assert not [c for c in out.columns if c.startswith("_")]
 
 
 def test_package_import_does_not_import_cudf():
@@ -150,3 +158,16 @@ def test_rmm_pool_size_default_and_overrides():
     with pytest.raises(GpuMemoryConfigError, match="not a size") as err:
         pool_size_bytes({"RMM_POOL_SIZE": "lots"}, total=80 * gb, free=79 * gb)
     assert not isinstance(err.value, ConfigError) or "lots" in str(err.value)
+
+
+def test_engine_refuses_a_panel_not_in_code_order(inputs):
+    panel = prepare_panel(inputs.daily_quotes.head(2000), **inputs.kwargs())
+    with pytest.raises(ValueError, match=r"sorted by \(code_id, Date\)"):
+        compute_features(panel.sort("Date", "code_id"))
+
+
+def test_output_is_in_day_order_with_each_sector_contiguous(inputs):
+    out = build_features(inputs.daily_quotes, **inputs.kwargs(), start=dt.date(2022, 6, 1))
+    assert out.get_column("Date").min() == dt.date(2022, 6, 1)
+    key = out.select("Date", pl.col("Sector33Code").fill_null("~"), "Code")
+    assert key.equals(key.sort("Date", "Sector33Code", "Code"))

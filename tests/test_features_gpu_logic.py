@@ -217,6 +217,9 @@ class DataFrame:
     def copy(self, deep=False):
         return DataFrame(self.df.copy(deep=deep))
 
+    def take(self, indices):
+        return DataFrame(self.df.take(np.asarray(indices)).reset_index(drop=True))
+
     def groupby(self, by, sort=False, dropna=False):
         gb = self.df.groupby(by, sort=sort, dropna=dropna)
 

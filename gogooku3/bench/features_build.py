@@ -80,14 +80,9 @@ def _subset_layers(names: tuple[str, ...]) -> list[list]:
 
 
 def polars_subset(panel: pl.DataFrame) -> pl.DataFrame:
-    from gogooku3.features.engine_cpu import compute_features_lazy
-    from gogooku3.features.prepare import KEY_COLUMNS
+    from gogooku3.features.engine_cpu import compute_features
 
-    return (
-        compute_features_lazy(panel.lazy(), _subset_layers(BASELINE_FEATURES))
-        .select(*KEY_COLUMNS, *BASELINE_FEATURES)
-        .collect()
-    )
+    return compute_features(panel, _subset_layers(BASELINE_FEATURES))
 
 
 def pandas_subset(panel: pl.DataFrame) -> Any:

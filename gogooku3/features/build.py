@@ -1,8 +1,10 @@
 """Build the feature table: pure :func:`build_features` plus the lake shell :func:`build_features_to_lake`.
 
-Output rows are the daily_quotes rows dated in [start, end], sorted by (Date, Code), with the key
+Output rows are the daily_quotes rows dated in [start, end], in day order (Date, Sector33Code, Code;
+see :mod:`gogooku3.features.reorder`; the lake writes each day sorted by Code), with the key
 columns, every output feature of the catalogue and (unless ``with_targets=False``) the
-``target_*`` columns. Features on date D depend only on rows dated <= D (tests prove it), so a
+``target_*`` columns. Rows before ``start`` are computed only as far as the per-code series need
+them; cross-sections and the targets' per-day clip run on the output rows alone. Features on date D depend only on rows dated <= D (tests prove it), so a
 range built at once equals the concatenation of its sub-ranges when the inputs hold the same
 history before them: the lake shell reads every daily_quotes partition up to ``end`` (EMAs are
 recursive and ``obs_count`` counts from a code's first row, so a shorter lookback would change
@@ -21,7 +23,7 @@ import polars as pl
 
 from gogooku3.features.catalogue import OUTPUT_FEATURES
 from gogooku3.features.prepare import KEY_COLUMNS, prepare_panel
-from gogooku3.features.targets import TARGET_NAMES, add_targets
+from gogooku3.features.targets import FORWARD_COLUMNS, TARGET_NAMES, finish_targets, forward_returns
 
 if TYPE_CHECKING:
     from gogooku3.lake import Lake, Manifest
@@ -36,7 +38,11 @@ OUTPUT_KEYS = ("Date", "Code", "Sector33Code", "MarketCode")
 
 @dataclass
 class BuildTimings:
-    """Seconds spent per stage of one build (where the time goes)."""
+    """Seconds spent per stage of one build (where the time goes).
+
+    ``features_s`` covers the engine's whole call; the CPU engine also reports its steps in
+    ``extra`` (``series_s``, ``reorder_s``, ``cross_section_s``).
+    """
 
     prepare_s: float = 0.0
     features_s: float = 0.0
@@ -49,16 +55,27 @@ def _check_engine(engine: str) -> None:
         raise ValueError(f"engine={engine!r}: expected one of {', '.join(ENGINES)}")
 
 
-def compute(panel: pl.DataFrame, engine: Engine = "cpu", *, rmm_pool_size: int | None = None) -> pl.DataFrame:
-    """Catalogue features of a prepared panel (sorted by Code, Date) on the chosen engine."""
+def compute(
+    panel: pl.DataFrame,
+    engine: Engine = "cpu",
+    *,
+    start: dt.date | None = None,
+    carry: tuple[str, ...] = (),
+    rmm_pool_size: int | None = None,
+    timings: dict[str, float] | None = None,
+) -> pl.DataFrame:
+    """Catalogue features of a prepared panel (sorted by Code, Date) on the chosen engine.
+
+    Rows dated >= ``start`` in (Date, Code) order: key columns, ``carry`` columns, features.
+    """
     _check_engine(engine)
     if engine == "gpu":
         from gogooku3.features.engine_gpu import compute_features_gpu  # lazy: cuDF only when asked
 
-        return compute_features_gpu(panel, rmm_pool_size=rmm_pool_size)
+        return compute_features_gpu(panel, start=start, carry=carry, rmm_pool_size=rmm_pool_size)
     from gogooku3.features.engine_cpu import compute_features
 
-    return compute_features(panel)
+    return compute_features(panel, start=start, carry=carry, timings=timings)
 
 
 def build_features(
@@ -99,46 +116,23 @@ def build_features(
         flows=upto(flows, "Date"),
     )
     t1 = time.perf_counter()
-    out = compute(panel, engine, rmm_pool_size=rmm_pool_size)
-    t2 = time.perf_counter()
+    carry: tuple[str, ...] = ()
     if with_targets:
-        # Targets read later rows, so they are computed on the panel, apart from the features;
-        # both frames keep the panel's (Code, Date) row order, so the columns line up.
-        targets = add_targets(panel.select("Code", "Date", "code_id", "px_close"), presorted=True)
-        out = out.hstack(targets.select(TARGET_NAMES))
-        del targets
+        # Targets read later rows, so they are computed from the panel apart from the features:
+        # the forward returns here in (Code, Date) order, carried through the engine's one
+        # reorder, and clipped per day after it. No feature ever reads them.
+        panel = panel.hstack(forward_returns(panel))
+        carry = FORWARD_COLUMNS
+    t2 = time.perf_counter()
+    out = compute(panel, engine, start=start, carry=carry, rmm_pool_size=rmm_pool_size, timings=t.extra)
     del panel
     t3 = time.perf_counter()
+    if with_targets:
+        out = finish_targets(out)
     cols = [*OUTPUT_KEYS, *OUTPUT_FEATURES, *(TARGET_NAMES if with_targets else ())]
-    frame = out.select(*cols, "code_id")
-    del out  # ``frame`` must hold the only reference for _rows_by_date to free columns as it goes
-    out = _rows_by_date(frame, start).drop("code_id")
-    t.prepare_s, t.features_s, t.targets_s = t1 - t0, t2 - t1, t3 - t2
-    # the (Code, Date) -> (Date, Code) reorder of every output column, reported apart
-    t.extra["reorder_s"] = time.perf_counter() - t3
+    out = out.select(cols)
+    t.prepare_s, t.features_s, t.targets_s = t1 - t0, t3 - t2, (t2 - t1) + (time.perf_counter() - t3)
     return out
-
-
-def _rows_by_date(df: pl.DataFrame, start: dt.date | None, batch: int = 16) -> pl.DataFrame:
-    """Rows dated >= ``start`` in (Date, Code) order, gathered a batch of columns at a time.
-
-    Consumes ``df``: its columns are dropped from it as they are moved.
-
-    A frame-wide sort/filter would hold two copies of the ~150-column table at once (about 11 GB
-    on the full market); moving ``batch`` columns over at a time keeps the peak near one copy
-    while Polars still gathers the columns of a batch in parallel.
-    """
-    index = df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"), "Date", "code_id")
-    if start is not None:
-        index = index.filter(pl.col("Date") >= start)
-    order = index.sort("Date", "code_id").get_column("_i")
-    names = list(df.columns)
-    parts = []
-    for k in range(0, len(names), batch):
-        moved = pl.DataFrame([df.drop_in_place(c) for c in names[k : k + batch]])
-        parts.append(moved.select(pl.all().gather(order)))
-        del moved
-    return pl.concat(parts, how="horizontal")
 
 
 def feature_columns(df: pl.DataFrame) -> list[str]:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from gogooku3.features.prepare import BASE_COLUMNS
-from gogooku3.features.spec import OPS, Feature, validate
+from gogooku3.features.spec import OPS, Feature, split_phases, validate
 from gogooku3.features.targets import TARGETS
 
 CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "include" / "features" / "catalogue.json"
@@ -580,6 +580,8 @@ for _w in (5, 20, 60, 200):
 
 FEATURES: tuple[Feature, ...] = tuple(_F)
 LAYERS = validate(FEATURES, frozenset(BASE_COLUMNS))
+#: LAYERS split by phase: per-code series (Code, Date order), then cross-sections (Date, Code order).
+SERIES_LAYERS, CROSS_LAYERS = split_phases(LAYERS)
 OUTPUT_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.output)
 MAX_LOOKBACK: int = max(f.lookback for f in FEATURES)
 

@@ -1,23 +1,37 @@
-"""CPU engine: compile the catalogue to Polars expressions over a LazyFrame sorted by (Code, Date).
+"""CPU engine: compile the catalogue to Polars expressions, in the catalogue's two phases.
 
-Lag ops (``shift``/``diff``/``pct_change``) run over the whole column and then null the rows whose
-lag would reach into the previous code (``obs_count`` <= lag): on rows sorted by (Code, Date) that
-is exactly ``.over("code_id")`` without the per-group dispatch. Rolling windows and EMAs use
-``.over("code_id")``: Polars' rolling kernels update running sums, so over a whole column a value's
-last bits would depend on the rows of *earlier codes* (including their future rows), which the
-leakage test (bit-exact) and "a range equals its sub-ranges" forbid. Each catalogue layer is one ``with_columns``; every
-expression reads only columns materialised by earlier layers.
+**Series phase**, over the prepared panel sorted by (Code, Date), with ``code_id`` flagged sorted
+so each code is a contiguous slice. Lag ops (``shift``/``diff``/``pct_change``) run over the whole
+column and then null the rows whose lag would reach into the previous code (``obs_count`` <= lag):
+on rows sorted by (Code, Date) that is exactly ``.over("code_id")`` without the per-group dispatch.
+Rolling windows and EMAs use ``.over("code_id")``: Polars' rolling kernels update running sums, so
+over a whole column a value's last bits would depend on the rows of *earlier codes* (including
+their future rows), which the leakage test (bit-exact) and "a range equals its sub-ranges" forbid.
+
+**One reorder** (:func:`gogooku3.features.reorder.rows_by_date`) to the output rows (dated >=
+``start``) in (Date, Sector33Code, Code) order, moving only the columns still needed.
+
+**Cross-section phase** over those rows: each day is a contiguous slice, so ``.over("Date")`` is
+a cheap slice aggregation instead of a hash group-by and a scatter over the whole history, and so
+is ``.over`` a (day, sector) group, since the rows of a day are ordered by sector
+(:mod:`gogooku3.features.reorder`).
+
+Each catalogue layer is one ``with_columns``; every expression reads only columns materialised by
+earlier layers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+import time
+from collections.abc import Iterable, Sequence
 
 import polars as pl
 
-from gogooku3.features.catalogue import FEATURES, LAYERS
+from gogooku3.features.catalogue import CROSS_LAYERS, FEATURES, LAYERS, SERIES_LAYERS
 from gogooku3.features.prepare import KEY_COLUMNS
-from gogooku3.features.spec import COMPARE_TOL, Feature
+from gogooku3.features.reorder import rows_by_date
+from gogooku3.features.spec import COMPARE_TOL, Feature, split_phases
 
 _OBS = pl.col("obs_count")
 
@@ -41,12 +55,13 @@ def _all_present(cols: Sequence[str]) -> pl.Expr:
     return pl.all_horizontal([pl.col(c).is_not_null() for c in cols])
 
 
+#: Cross-section phase only: the (day, sector) slice key, never null (rows without a sector form
+#: one more slice at the end of their day) and flagged sorted, so ``.over`` aggregates slices.
+_SECTOR_SLICE = "_sector_slice"
+
+
 def _sector_stat(x: pl.Expr, stat: str) -> pl.Expr:
-    # Sum order inside a group follows the group's row order, which Polars does not fix for
-    # multi-chunk frames; sorting the few values of a (date, sector) group first makes the
-    # float result bit-identical run to run (the determinism and leakage tests compare exactly).
-    s = x.sort(nulls_last=True)
-    return (s.mean() if stat == "mean" else s.std()).over("date_sector")
+    return (x.mean() if stat == "mean" else x.std()).over(_SECTOR_SLICE)
 
 
 def expr(f: Feature) -> pl.Expr:
@@ -131,11 +146,37 @@ def expr(f: Feature) -> pl.Expr:
     return e.alias(f.name)
 
 
-def compute_features_lazy(panel: pl.LazyFrame, layers: Sequence[Sequence[Feature]] = LAYERS) -> pl.LazyFrame:
-    """Key columns and output features of ``panel`` (a prepared base panel sorted by Code, Date).
+def check_code_order(panel: pl.DataFrame) -> None:
+    """Raise ``ValueError`` unless ``panel`` is sorted by (code_id, Date) with one row per pair.
 
-    After each layer the columns no later layer reads (intermediates, base columns) are dropped,
-    which keeps peak memory near the size of the output.
+    The series phase tells Polars that ``code_id`` is sorted (each code a contiguous slice, which
+    is what makes ``.over("code_id")`` cheap); a wrong claim would silently mix codes.
+    """
+    ok = panel.select(
+        (
+            (pl.col("code_id").diff() > 0)
+            | ((pl.col("code_id").diff() == 0) & (pl.col("Date").diff().dt.total_days() > 0))
+        ).all()
+    ).item()
+    if not ok:
+        raise ValueError(
+            "feature panel must be sorted by (code_id, Date) with unique rows (prepare_panel's order)"
+        )
+
+
+def _catalogue_order(names: set[str]) -> list[str]:
+    position = {f.name: k for k, f in enumerate(FEATURES)}
+    return sorted(names, key=lambda n: position.get(n, 0))
+
+
+def compute_series_lazy(
+    panel: pl.LazyFrame, layers: Sequence[Sequence[Feature]] = SERIES_LAYERS, *, keep: Iterable[str] = ()
+) -> pl.LazyFrame:
+    """Series-phase features of ``panel`` (a prepared base panel sorted by Code, Date).
+
+    After each layer the columns no later layer reads are dropped (intermediates, base columns),
+    except the key columns, output features, ``obs_count`` and ``keep`` (what the cross-section
+    phase reads); that keeps peak memory near the size of the output.
     """
     outputs = {f.name for layer in layers for f in layer if f.output}
     last_use: dict[str, int] = {}
@@ -143,20 +184,63 @@ def compute_features_lazy(panel: pl.LazyFrame, layers: Sequence[Sequence[Feature
         for f in layer:
             for c in f.inputs:
                 last_use[c] = i
-    keep = set(KEY_COLUMNS) | outputs | {"obs_count"}  # lag ops read obs_count implicitly
+    kept = set(KEY_COLUMNS) | outputs | {"obs_count"} | set(keep)  # lag ops read obs_count implicitly
+    panel = panel.with_columns(pl.col("code_id").set_sorted())
     for i, layer in enumerate(layers):
         panel = panel.with_columns([expr(f) for f in layer])
-        dead = [c for c, last in last_use.items() if last == i and c not in keep]
+        dead = [c for c, last in last_use.items() if last == i and c not in kept]
         if dead:
             panel = panel.drop(dead)
     return panel
 
 
-def compute_features(panel: pl.DataFrame, layers: Sequence[Sequence[Feature]] = LAYERS) -> pl.DataFrame:
-    """Key columns (:data:`KEY_COLUMNS`) and every output feature of a prepared base panel."""
-    # catalogue order (not layer order), the same as the GPU engine's
-    position = {f.name: k for k, f in enumerate(FEATURES)}
-    outputs = sorted(
-        (f.name for layer in layers for f in layer if f.output), key=lambda n: position.get(n, 0)
+def compute_cross_sections_lazy(
+    frame: pl.LazyFrame, layers: Sequence[Sequence[Feature]] = CROSS_LAYERS
+) -> pl.LazyFrame:
+    """Cross-section-phase features of ``frame``, rows in :func:`~gogooku3.features.reorder.date_order`.
+
+    Adds the internal ``_sector_slice`` key; callers select the columns they want.
+    """
+    no_sector = pl.col("Date").cast(pl.Int64) * 100_000 + 99_999
+    frame = frame.with_columns(
+        pl.col("Date").set_sorted(),
+        pl.col("date_sector").fill_null(no_sector).set_sorted().alias(_SECTOR_SLICE),
     )
-    return compute_features_lazy(panel.lazy(), layers).select(*KEY_COLUMNS, *outputs).collect()
+    for layer in layers:
+        frame = frame.with_columns([expr(f) for f in layer])
+    return frame
+
+
+def compute_features(
+    panel: pl.DataFrame,
+    layers: Sequence[Sequence[Feature]] = LAYERS,
+    *,
+    start: dt.date | None = None,
+    carry: Sequence[str] = (),
+    timings: dict[str, float] | None = None,
+) -> pl.DataFrame:
+    """Key columns, ``carry`` columns and every output feature of the panel's rows dated >= ``start``.
+
+    ``panel`` is a prepared base panel sorted by (Code, Date) (rows before ``start`` are history
+    the windows read). The result is in day order, (Date, Sector33Code, Code)
+    (:func:`~gogooku3.features.reorder.date_order`); ``carry`` names panel columns moved
+    along unchanged (the targets' forward returns). ``timings`` receives the seconds of the three
+    steps: ``series_s``, ``reorder_s``, ``cross_section_s``.
+    """
+    check_code_order(panel)
+    series, cross = split_phases([list(layer) for layer in layers])
+    outputs = _catalogue_order({f.name for layer in layers for f in layer if f.output})
+    cross_inputs = {c for layer in cross for f in layer for c in f.inputs}
+    t0 = time.perf_counter()
+    frame = compute_series_lazy(panel.lazy(), series, keep=cross_inputs | set(carry)).collect()
+    # move only what is output or read later; ``frame`` then holds the only reference (consumed)
+    moved = [*KEY_COLUMNS, *carry, *(c for c in frame.columns if c in cross_inputs or c in outputs)]
+    frame = frame.select(list(dict.fromkeys(moved)))
+    t1 = time.perf_counter()
+    by_date = rows_by_date(frame, start)
+    del frame
+    t2 = time.perf_counter()
+    out = compute_cross_sections_lazy(by_date.lazy(), cross).select(*KEY_COLUMNS, *carry, *outputs).collect()
+    if timings is not None:
+        timings.update(series_s=t1 - t0, reorder_s=t2 - t1, cross_section_s=time.perf_counter() - t2)
+    return out

@@ -15,6 +15,13 @@ Groupings (implied by the op):
 * ``date`` - per-date cross-section (z-score, rank, winsorisation): only that day's rows.
 * ``date_sector`` - per (Date, Sector33Code) cross-section.
 
+Two phases (:func:`split_phases`): the **series** phase (``code`` and ``row`` ops) runs over rows
+sorted by (Code, Date), where each code's history is contiguous; the **cross-section** phase
+(``date``/``date_sector`` ops and any ``row`` op reading their results) runs after one reorder to
+(Date, Code), where each day's cross-section is contiguous, and only on the rows being output. A
+per-code time series of a cross-sectional statistic would need a second full-history reorder, so
+the catalogue rejects it (:class:`CatalogueError`).
+
 Shared null rules (the GPU parity test relies on them): arithmetic propagates nulls; any
 non-finite result (x/0, log of <= 0, z-score of a constant cross-section) becomes null; flags
 are ``Int8`` 0/1 and null where an input is null.
@@ -26,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Grouping = Literal["code", "row", "date", "date_sector"]
+Phase = Literal["series", "cross_section"]
 
 #: op -> (grouping, arity or -1 for "one or more", meaning). The meaning is the contract both
 #: engines implement; ``w`` is the feature's window, ``x, y`` its inputs.
@@ -189,4 +197,36 @@ def validate(features: tuple[Feature, ...], base_columns: frozenset[str]) -> lis
     layers: list[list[Feature]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
     for f in features:
         layers[depth[f.name]].append(f)
+    phase_of(layers)  # rejects a time series over a cross-sectional result
     return layers
+
+
+def phase_of(layers: list[list[Feature]]) -> dict[str, Phase]:
+    """Feature name -> the phase it is computed in (see the module docstring).
+
+    A ``date``/``date_sector`` op is ``cross_section``; a ``row`` op takes the latest phase of its
+    inputs; a ``code`` op must be ``series``. Raises :class:`CatalogueError` naming a ``code`` op
+    that reads a cross-section result.
+    """
+    phase: dict[str, Phase] = {}
+    for layer in layers:
+        for f in layer:
+            reads_cross = [c for c in f.inputs if phase.get(c) == "cross_section"]
+            if f.grouping == "code" and reads_cross:
+                raise CatalogueError(
+                    f"feature {f.name!r}: op {f.op} is a per-code time series but reads the "
+                    f"cross-section result(s) {reads_cross}; cross-sections are computed after the "
+                    "per-code series (on the output rows only), so build the series first and take "
+                    "the cross-section of it"
+                )
+            cross = f.grouping in ("date", "date_sector") or bool(reads_cross)
+            phase[f.name] = "cross_section" if cross else "series"
+    return phase
+
+
+def split_phases(layers: list[list[Feature]]) -> tuple[list[list[Feature]], list[list[Feature]]]:
+    """``layers`` as (series layers, cross-section layers), each still in dependency order."""
+    phase = phase_of(layers)
+    series = [[f for f in layer if phase[f.name] == "series"] for layer in layers]
+    cross = [[f for f in layer if phase[f.name] == "cross_section"] for layer in layers]
+    return [layer for layer in series if layer], [layer for layer in cross if layer]

@@ -6,6 +6,10 @@ reads them (the catalogue rejects ``target_`` inputs). ``target_ret_{h}d`` is
 has no row h trading days later (the future is not known yet, or it was delisted), clipped to
 [-1, 10] and then to +-5 sigma of that date's cross-section. ``target_up_{h}d`` is 1 when the
 unclipped forward return is > 0, 0 when <= 0.
+
+Two steps, because they need different row orders: :func:`forward_returns` on the panel sorted by
+(Code, Date), :func:`finish_targets` (the per-day clip) on the output rows after the build's one
+reorder; :func:`add_targets` runs both.
 """
 
 from __future__ import annotations
@@ -45,12 +49,47 @@ TARGETS: tuple[Target, ...] = tuple(
 TARGET_NAMES = tuple(t.name for t in TARGETS)
 
 
+#: The forward-return columns :func:`forward_returns` adds and :func:`finish_targets` consumes.
+FORWARD_COLUMNS = tuple(f"_fwd_{h}" for h in sorted({*RET_HORIZONS, *UP_HORIZONS}))
+
+
 def _forward_return(h: int, by: str) -> pl.Expr:
     # Rows are sorted by (Code, Date), each code's rows contiguous: the row h positions ahead is
     # the same code's row h trading days later exactly when it carries the same code, else the
     # code has fewer than h rows left (future unknown, or delisted) and the target is null.
     fwd = pl.col("px_close").shift(-h) / pl.col("px_close") - 1.0
     return pl.when((pl.col(by).shift(-h) == pl.col(by)) & fwd.is_finite()).then(fwd)
+
+
+def forward_returns(panel: pl.DataFrame) -> pl.DataFrame:
+    """The raw forward returns (:data:`FORWARD_COLUMNS`) of a panel sorted by (Code, Date), row for row.
+
+    The first of the two steps: it needs each code's rows contiguous; :func:`finish_targets`
+    then needs only each day's rows, in any order.
+    """
+    missing = [c for c in ("Code", "Date", "px_close") if c not in panel.columns]
+    if missing:
+        raise ValueError(f"targets: panel is missing {missing}")
+    by = "code_id" if "code_id" in panel.columns else "Code"
+    return panel.select(_forward_return(int(c.removeprefix("_fwd_")), by).alias(c) for c in FORWARD_COLUMNS)
+
+
+def finish_targets(frame: pl.DataFrame) -> pl.DataFrame:
+    """Replace :data:`FORWARD_COLUMNS` of ``frame`` (any row order) with the ``target_*`` columns.
+
+    Each day's clip statistics use that day's rows only, so the rows of a day must all be present.
+    """
+    exprs = []
+    for h in RET_HORIZONS:
+        raw = pl.col(f"_fwd_{h}").clip(*RET_BOUNDS)
+        mu, sd = raw.mean().over("Date"), raw.std().over("Date")
+        hi, lo = mu + CLIP_SIGMA * sd, mu - CLIP_SIGMA * sd
+        exprs.append(
+            pl.when(raw > hi).then(hi).when(raw < lo).then(lo).otherwise(raw).alias(f"target_ret_{h}d")
+        )
+    for h in UP_HORIZONS:
+        exprs.append((pl.col(f"_fwd_{h}") > 0).cast(pl.Int8).alias(f"target_up_{h}d"))
+    return frame.with_columns(exprs).drop(FORWARD_COLUMNS)
 
 
 def add_targets(panel: pl.DataFrame, *, presorted: bool = False) -> pl.DataFrame:
@@ -62,20 +101,5 @@ def add_targets(panel: pl.DataFrame, *, presorted: bool = False) -> pl.DataFrame
     missing = [c for c in ("Code", "Date", "px_close") if c not in panel.columns]
     if missing:
         raise ValueError(f"add_targets: panel is missing {missing}")
-    by = "code_id" if "code_id" in panel.columns else "Code"
-    # Two steps: the forward returns must be materialised before the per-date statistics, or
-    # over("Date") would evaluate the shift inside each date group.
-    fwd = (panel if presorted else panel.sort("Code", "Date")).with_columns(
-        _forward_return(h, by).alias(f"_fwd_{h}") for h in sorted({*RET_HORIZONS, *UP_HORIZONS})
-    )
-    exprs = []
-    for h in RET_HORIZONS:
-        raw = pl.col(f"_fwd_{h}").clip(*RET_BOUNDS)
-        mu, sd = raw.mean().over("Date"), raw.std().over("Date")
-        hi, lo = mu + CLIP_SIGMA * sd, mu - CLIP_SIGMA * sd
-        exprs.append(
-            pl.when(raw > hi).then(hi).when(raw < lo).then(lo).otherwise(raw).alias(f"target_ret_{h}d")
-        )
-    for h in UP_HORIZONS:
-        exprs.append((pl.col(f"_fwd_{h}") > 0).cast(pl.Int8).alias(f"target_up_{h}d"))
-    return fwd.with_columns(exprs).drop(*(f"_fwd_{h}" for h in sorted({*RET_HORIZONS, *UP_HORIZONS})))
+    ordered = panel if presorted else panel.sort("Code", "Date")
+    return finish_targets(ordered.hstack(forward_returns(ordered)))
