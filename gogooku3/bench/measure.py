@@ -30,6 +30,8 @@ class Measurement:
     cpu_s: float
     start_rss: int
     peak_rss: int
+    #: kernel share of ``cpu_s`` (mostly first-touch page faults of fresh memory)
+    sys_s: float = 0.0
 
     @property
     def rss_growth(self) -> int:
@@ -48,11 +50,12 @@ def measure(fn: Callable[[], T], *, every_s: float = 0.01) -> tuple[T, Measureme
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, s0 = time.perf_counter(), time.process_time(), os.times().system
     try:
         out: Any = fn()
     finally:
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        system = os.times().system - s0
         stop.set()
         sampler.join()
-    return out, Measurement(wall, cpu, start, max(peak[0], rss_bytes()))
+    return out, Measurement(wall, cpu, start, max(peak[0], rss_bytes()), system)

@@ -66,7 +66,8 @@ def compute(
 ) -> pl.DataFrame:
     """Catalogue features of a prepared panel (sorted by Code, Date) on the chosen engine.
 
-    Rows dated >= ``start`` in (Date, Code) order: key columns, ``carry`` columns, features.
+    Rows dated >= ``start`` in day order (Date, Sector33Code, Code): key columns, ``carry``
+    columns, features.
     """
     _check_engine(engine)
     if engine == "gpu":

@@ -580,7 +580,7 @@ for _w in (5, 20, 60, 200):
 
 FEATURES: tuple[Feature, ...] = tuple(_F)
 LAYERS = validate(FEATURES, frozenset(BASE_COLUMNS))
-#: LAYERS split by phase: per-code series (Code, Date order), then cross-sections (Date, Code order).
+#: LAYERS split by phase: per-code series (Code, Date order), then cross-sections (day order).
 SERIES_LAYERS, CROSS_LAYERS = split_phases(LAYERS)
 OUTPUT_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.output)
 MAX_LOOKBACK: int = max(f.lookback for f in FEATURES)

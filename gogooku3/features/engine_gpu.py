@@ -9,7 +9,8 @@ Same contract as :mod:`gogooku3.features.engine_cpu` (the parity test compares e
   ``ewm_mean(adjust=False, ignore_nulls=True)``);
 * cross-sections use ``groupby(...).transform`` / ``groupby(...).rank`` over the whole panel (on
   the device a group-by is cheap, so the CPU engine's reorder-first plan buys nothing here);
-* the output rows are gathered into (Date, Code) order on the device before they travel back.
+* the output rows are gathered into the CPU engine's day order
+  (:func:`~gogooku3.features.reorder.date_order`) on the device before they travel back.
 
 Memory: :func:`init_rmm_pool` sizes an RMM pool from ``RMM_POOL_SIZE`` (``70GB``, ``64GiB`` ...)
 or, unset, from the device (87.5% of its memory: 70 GB on an 80 GB A100), and refuses a request
@@ -285,7 +286,7 @@ def compute_features_gpu(
     """Same output as :func:`gogooku3.features.engine_cpu.compute_features`, computed on the GPU.
 
     Everything runs on the device in the panel's (Code, Date) order (cross-sections through
-    cuDF group-bys); the output rows (dated >= ``start``, in (Date, Code) order) are gathered on
+    cuDF group-bys); the output rows (dated >= ``start``, in day order) are gathered on
     the device and only they travel back.
     """
     cudf, cupy = _import_rapids()

@@ -253,8 +253,6 @@ def prepare_panel(
     for c in ("Open", "High", "Low", "Volume", "TurnoverValue"):
         if c not in q.columns:
             raise FeatureInputError(f"daily_quotes is missing column {c!r}")
-    if q.height != q.select(pl.struct("Code", "Date").n_unique()).item():
-        raise FeatureInputError("daily_quotes has duplicate (Code, Date) rows")
     adj = pl.col("AdjustmentClose") / pl.col("Close")
     by_code = "code_id"  # integer key: grouping on it is cheaper than on the Code strings
 
@@ -264,12 +262,18 @@ def prepare_panel(
         return pl.coalesce(src, pl.col("px_close"))
 
     vol = pl.col("AdjustmentVolume") if "AdjustmentVolume" in q.columns else pl.col("Volume") / adj
-    # Every join below keeps the left row order, so the panel stays sorted by (Code, Date).
+    q = q.with_columns(pl.col("Code").cast(pl.String), pl.col("Date").cast(pl.Date))
+    # code_id: the dense rank of Code (1 = the smallest), looked up from the few thousand distinct
+    # codes rather than ranked over every row.
+    codes = q.get_column("Code").unique().sort()
+    code_ids = pl.int_range(1, codes.len() + 1, dtype=pl.UInt32, eager=True)
+    # Every join below keeps the left row order, so the panel stays sorted by (Code, Date); the
+    # sorted flag on code_id lets the per-code steps work on contiguous slices.
     lf = (
         q.lazy()
-        .with_columns(pl.col("Code").cast(pl.String), pl.col("Date").cast(pl.Date))
-        .with_columns(pl.col("Code").rank("dense").cast(pl.UInt32).alias("code_id"))
+        .with_columns(pl.col("Code").replace_strict(codes, code_ids).alias("code_id"))
         .sort("code_id", "Date")
+        .with_columns(pl.col("code_id").set_sorted())
         .with_columns(
             pl.col("AdjustmentClose").forward_fill().over(by_code).alias("px_close"),
             pl.col("Close").forward_fill().over(by_code).alias("raw_close"),
@@ -281,7 +285,14 @@ def prepare_panel(
             _adj("Open").alias("px_open"), _adj("High").alias("px_high"), _adj("Low").alias("px_low")
         )
     )
-    base = lf.collect()
+    base = lf.collect(engine="in-memory")
+    # sorted by (code_id, Date): a duplicate key is a row equal to the one before it
+    dup = base.select((pl.col("code_id").diff() == 0) & (pl.col("Date").diff() == pl.duration(days=0)))
+    if dup.to_series().any():
+        first = base.filter(dup.to_series()).row(0, named=True)
+        raise FeatureInputError(
+            f"daily_quotes has duplicate (Code, Date) rows, e.g. Code {first['Code']} on {first['Date']}"
+        )
     # The as-of joins group by the integer code_id rather than the Code strings (cheaper).
     code_map = base.select("Code", "code_id").unique("Code")
     lf = base.lazy()
@@ -390,5 +401,5 @@ def prepare_panel(
             "date_sector"
         ),
     )
-    out = lf.select(*KEY_COLUMNS, *BASE_COLUMNS).collect()
+    out = lf.select(*KEY_COLUMNS, *BASE_COLUMNS).collect(engine="in-memory")
     return out.with_columns(pl.col(c).cast(pl.Float64) for c in BASE_COLUMNS if c != "stmt_disclosed_date")

@@ -19,13 +19,29 @@ import datetime as dt
 
 import polars as pl
 
+#: Sort key of a row without a sector: after every sector of its day (Sector33Code <= 9999).
+NO_SECTOR = 99_999
+
+
+def day_sector_key(date: pl.Expr, date_sector: pl.Expr) -> pl.Expr:
+    """``date_sector`` with rows without a sector keyed after every sector of their day."""
+    return date_sector.fill_null(date.cast(pl.Int64) * 100_000 + NO_SECTOR)
+
 
 def date_order(df: pl.DataFrame, start: dt.date | None) -> pl.Series:
-    """Row positions of ``df`` dated >= ``start``, in (Date, date_sector, code_id) order (nulls last)."""
-    index = df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"), "Date", "date_sector", "code_id")
+    """Row positions of ``df`` dated >= ``start``, in (Date, date_sector, code_id) order (nulls last).
+
+    One UInt64 key (day-sector key in the high 32 bits, code_id in the low 32) sorts several
+    times faster than three sort columns.
+    """
+    key = (
+        day_sector_key(pl.col("Date"), pl.col("date_sector")).cast(pl.UInt64) * (1 << 32)
+        + pl.col("code_id").cast(pl.UInt64)
+    ).alias("_key")
+    index = df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"), "Date", key)
     if start is not None:
         index = index.filter(pl.col("Date") >= start)
-    return index.sort("Date", "date_sector", "code_id", nulls_last=True).get_column("_i")
+    return index.sort("_key").get_column("_i")
 
 
 def rows_by_date(df: pl.DataFrame, start: dt.date | None, *, batch: int = 16) -> pl.DataFrame:

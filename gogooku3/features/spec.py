@@ -18,7 +18,8 @@ Groupings (implied by the op):
 Two phases (:func:`split_phases`): the **series** phase (``code`` and ``row`` ops) runs over rows
 sorted by (Code, Date), where each code's history is contiguous; the **cross-section** phase
 (``date``/``date_sector`` ops and any ``row`` op reading their results) runs after one reorder to
-(Date, Code), where each day's cross-section is contiguous, and only on the rows being output. A
+day order (Date, Sector33Code, Code), where each day's and each (day, sector)'s cross-section is
+contiguous, and only on the rows being output. A
 per-code time series of a cross-sectional statistic would need a second full-history reorder, so
 the catalogue rejects it (:class:`CatalogueError`).
 

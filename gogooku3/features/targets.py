@@ -79,17 +79,16 @@ def finish_targets(frame: pl.DataFrame) -> pl.DataFrame:
 
     Each day's clip statistics use that day's rows only, so the rows of a day must all be present.
     """
+    # the [-1, 10] clip materialised first, so the day statistics and the final clip read it once
+    bounded = frame.with_columns(pl.col(f"_fwd_{h}").clip(*RET_BOUNDS).alias(f"_b_{h}") for h in RET_HORIZONS)
     exprs = []
     for h in RET_HORIZONS:
-        raw = pl.col(f"_fwd_{h}").clip(*RET_BOUNDS)
+        raw = pl.col(f"_b_{h}")
         mu, sd = raw.mean().over("Date"), raw.std().over("Date")
-        hi, lo = mu + CLIP_SIGMA * sd, mu - CLIP_SIGMA * sd
-        exprs.append(
-            pl.when(raw > hi).then(hi).when(raw < lo).then(lo).otherwise(raw).alias(f"target_ret_{h}d")
-        )
+        exprs.append(raw.clip(mu - CLIP_SIGMA * sd, mu + CLIP_SIGMA * sd).alias(f"target_ret_{h}d"))
     for h in UP_HORIZONS:
         exprs.append((pl.col(f"_fwd_{h}") > 0).cast(pl.Int8).alias(f"target_up_{h}d"))
-    return frame.with_columns(exprs).drop(FORWARD_COLUMNS)
+    return bounded.with_columns(exprs).drop(*FORWARD_COLUMNS, *(f"_b_{h}" for h in RET_HORIZONS))
 
 
 def add_targets(panel: pl.DataFrame, *, presorted: bool = False) -> pl.DataFrame:
