@@ -218,7 +218,11 @@ class DataFrame:
         return DataFrame(self.df.copy(deep=deep))
 
     def take(self, indices):
-        return DataFrame(self.df.take(np.asarray(indices)).reset_index(drop=True))
+        # like cuDF (and pandas): the taken rows keep their index labels
+        return DataFrame(self.df.take(np.asarray(indices)))
+
+    def reset_index(self, drop=False):
+        return DataFrame(self.df.reset_index(drop=drop))
 
     def groupby(self, by, sort=False, dropna=False):
         gb = self.df.groupby(by, sort=sort, dropna=dropna)
@@ -230,7 +234,8 @@ class DataFrame:
         return GB()
 
     def to_arrow(self):
-        return pa.Table.from_pandas(self.df, preserve_index=False)
+        # cuDF's default: a RangeIndex is metadata only, any other index becomes a column
+        return pa.Table.from_pandas(self.df, preserve_index=None)
 
 
 # ---------------------------------------------------------------- the stand-in (CuPy, RMM subset)

@@ -306,7 +306,8 @@ def compute_features_gpu(
             s = comp.evaluate(f)
             df[f.name] = s.astype("int8") if f.dtype == "Int8" else s.astype("float64")
     order = date_order(panel, start)
-    picked = df[[*carry, *outputs]].take(cupy.asarray(order.to_numpy()))
+    # take() keeps the taken rows' index labels; a non-range index would travel back as a column
+    picked = df[[*carry, *outputs]].take(cupy.asarray(order.cast(pl.Int64).to_numpy())).reset_index(drop=True)
     del df, comp
     result = pl.from_arrow(picked.to_arrow())
     del picked
