@@ -4,7 +4,8 @@
 #   bash include/scripts/dockerd.sh [start|stop|status]      (default: start)
 #
 # start  is idempotent: when an engine already answers `docker info` it does nothing. Otherwise it
-#        installs Debian's docker.io (and debootstrap, which build_images.sh needs) when missing,
+#        installs Debian's docker.io (and debootstrap, which build_images.sh needs, and
+#        docker-compose, which checks docker-compose.airflow.yml) when missing,
 #        starts dockerd detached from this shell (setsid + nohup, so it outlives the script, the test
 #        run and the CI step that called it) and waits, bounded, until the engine answers.
 # stop   stops only a dockerd this script started (the pid in its pidfile), never another one.
@@ -52,6 +53,9 @@ ensure_packages() {
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   # docker.io also brings the client; a client already on PATH (another install) is fine.
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+  # a compose CLI checks docker-compose.airflow.yml in the tests (Debian's docker-compose 1.29)
+  command -v docker-compose >/dev/null 2>&1 || { command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; } \
+    || missing+=(docker-compose)
   if [ "${#missing[@]}" -eq 0 ]; then
     return 0
   fi
