@@ -63,11 +63,12 @@ def compute(
     carry: tuple[str, ...] = (),
     rmm_pool_size: int | None = None,
     timings: dict[str, float] | None = None,
+    consume: bool = False,
 ) -> pl.DataFrame:
     """Catalogue features of a prepared panel (sorted by Code, Date) on the chosen engine.
 
     Rows dated >= ``start`` in day order (Date, Sector33Code, Code): key columns, ``carry``
-    columns, features.
+    columns, features. ``consume=True`` lets the CPU engine empty ``panel`` once it has read it.
     """
     _check_engine(engine)
     if engine == "gpu":
@@ -76,7 +77,7 @@ def compute(
         return compute_features_gpu(panel, start=start, carry=carry, rmm_pool_size=rmm_pool_size)
     from gogooku3.features.engine_cpu import compute_features
 
-    return compute_features(panel, start=start, carry=carry, timings=timings)
+    return compute_features(panel, start=start, carry=carry, timings=timings, consume=consume)
 
 
 def build_features(
@@ -125,7 +126,9 @@ def build_features(
         panel = panel.hstack(forward_returns(panel))
         carry = FORWARD_COLUMNS
     t2 = time.perf_counter()
-    out = compute(panel, engine, start=start, carry=carry, rmm_pool_size=rmm_pool_size, timings=t.extra)
+    out = compute(
+        panel, engine, start=start, carry=carry, rmm_pool_size=rmm_pool_size, timings=t.extra, consume=True
+    )
     del panel
     t3 = time.perf_counter()
     if with_targets:
