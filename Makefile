@@ -8,7 +8,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv test unit integration dag-test demo lint airflow bench bench-gpu emulator constraints clean
+.PHONY: venv test unit integration dag-test demo lint airflow bench bench-gpu gpu-wheels emulator constraints clean
 
 venv: $(STAMP)
 
@@ -52,6 +52,10 @@ bench: venv
 
 bench-gpu:
 	bash include/scripts/bench_gpu.sh
+
+# RAPIDS (cu13) + the project's runtime wheels for an offline GPU machine, split into .gpu-parts/
+gpu-wheels: venv
+	bash include/scripts/gpu_wheels.sh download
 
 constraints: venv
 	$(BIN)/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' > constraints.txt.new

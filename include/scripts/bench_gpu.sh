@@ -2,10 +2,11 @@
 # `make bench-gpu` on the GPU machine: the feature-build benchmark with the GPU engine (cuDF +
 # RMM pool) against the CPU engine on the same machine, plus the GPU/CPU parity test.
 #
-# RAPIDS wheels: if .whl/ holds carried wheels (e.g. cudf-cu13, rmm-cu13, cupy-cuda13x and their
-# dependencies), they are installed offline into a --target site dir (build/gpu-site, reused
-# while .whl/ is unchanged) that goes first on PYTHONPATH, so the project's venv stays CPU-only.
-# Without .whl/ the interpreter must already import cudf.
+# RAPIDS wheels: if .whl/ holds carried wheels (include/scripts/gpu_wheels.sh: cudf-cu13, rmm-cu13
+# and their libraries, plus polars/pyarrow/pytest for the project), they are installed offline into
+# a --target site dir (build/gpu-site, reused while .whl/ is unchanged) that goes first on
+# PYTHONPATH, so the project's venv stays CPU-only. Without .whl/ the interpreter must already
+# import cudf and the project's dependencies.
 #
 # Env: PYTHON (default .venv/bin/python, else python3), GPU_SITE_DIR, RMM_POOL_SIZE (default:
 # 87.5% of the device), BENCH_QUICK=1 for the small size, FEATURES_BENCH_CODES=N to resize.
@@ -26,7 +27,9 @@ if [ "${#wheels[@]}" -gt 0 ]; then
     echo "bench-gpu: installing ${#wheels[@]} carried wheel(s) from .whl/ into $SITE"
     rm -rf "$SITE"
     mkdir -p "$SITE"
-    "$PY" -m pip install --quiet --no-index --find-links .whl --target "$SITE" "${wheels[@]}"
+    # --no-deps: the set is complete as carried (include/scripts/gpu_wheels.sh), the rest is the
+    # machine's own (torch, cupy, pandas); without it pip would look for every dependency offline
+    "$PY" -m pip install --quiet --no-index --no-deps --target "$SITE" "${wheels[@]}"
     touch "$stamp"
   fi
   export PYTHONPATH="$PWD/$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
