@@ -4,11 +4,12 @@ Output rows are the daily_quotes rows dated in [start, end], in day order (Date,
 see :mod:`gogooku3.features.reorder`; the lake writes each day sorted by Code), with the key
 columns, every output feature of the catalogue and (unless ``with_targets=False``) the
 ``target_*`` columns. Rows before ``start`` are computed only as far as the per-code series need
-them; cross-sections and the targets' per-day clip run on the output rows alone. Features on date D depend only on rows dated <= D (tests prove it), so a
-range built at once equals the concatenation of its sub-ranges when the inputs hold the same
-history before them: the lake shell reads every daily_quotes partition up to ``end`` (EMAs are
-recursive and ``obs_count`` counts from a code's first row, so a shorter lookback would change
-them), all statements disclosed up to ``end`` and flows/TOPIX over the same span.
+them; cross-sections and the targets' per-day clip run on the output rows alone. Features on date
+D depend only on rows dated <= D (tests prove it), so a range built at once equals the
+concatenation of its sub-ranges when the inputs hold the same history before them: the lake
+shell reads every daily_quotes partition up to ``end`` (EMAs are recursive and ``obs_count``
+counts from a code's first row, so a shorter lookback would change them), all statements
+disclosed up to ``end`` and flows/TOPIX over the same span.
 """
 
 from __future__ import annotations
