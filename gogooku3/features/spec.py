@@ -19,9 +19,9 @@ Two phases (:func:`split_phases`): the **series** phase (``code`` and ``row`` op
 sorted by (Code, Date), where each code's history is contiguous; the **cross-section** phase
 (``date``/``date_sector`` ops and any ``row`` op reading their results) runs after one reorder to
 day order (Date, Sector33Code, Code), where each day's and each (day, sector)'s cross-section is
-contiguous, and only on the rows being output. A
-per-code time series of a cross-sectional statistic would need a second full-history reorder, so
-the catalogue rejects it (:class:`CatalogueError`).
+contiguous, and only on the rows being output. A per-code time series of a cross-sectional
+statistic would need a second full-history reorder, so the catalogue rejects it
+(:class:`CatalogueError`).
 
 Shared null rules (the GPU parity test relies on them): arithmetic propagates nulls; any
 non-finite result (x/0, log of <= 0, z-score of a constant cross-section) becomes null; flags

@@ -61,15 +61,19 @@ def _forward_return(h: int, by: str) -> pl.Expr:
     return pl.when((pl.col(by).shift(-h) == pl.col(by)) & fwd.is_finite()).then(fwd)
 
 
+def _require_panel(panel: pl.DataFrame, who: str) -> None:
+    missing = [c for c in ("Code", "Date", "px_close") if c not in panel.columns]
+    if missing:
+        raise ValueError(f"{who}: panel is missing {missing}")
+
+
 def forward_returns(panel: pl.DataFrame) -> pl.DataFrame:
     """The raw forward returns (:data:`FORWARD_COLUMNS`) of a panel sorted by (Code, Date), row for row.
 
     The first of the two steps: it needs each code's rows contiguous; :func:`finish_targets`
     then needs only each day's rows, in any order.
     """
-    missing = [c for c in ("Code", "Date", "px_close") if c not in panel.columns]
-    if missing:
-        raise ValueError(f"targets: panel is missing {missing}")
+    _require_panel(panel, "forward_returns")
     by = "code_id" if "code_id" in panel.columns else "Code"
     return panel.select(_forward_return(int(c.removeprefix("_fwd_")), by).alias(c) for c in FORWARD_COLUMNS)
 
@@ -97,8 +101,6 @@ def add_targets(panel: pl.DataFrame, *, presorted: bool = False) -> pl.DataFrame
     ``presorted=True`` promises the rows are already sorted by (Code, Date) (the prepared panel
     is) and keeps their order without sorting again.
     """
-    missing = [c for c in ("Code", "Date", "px_close") if c not in panel.columns]
-    if missing:
-        raise ValueError(f"add_targets: panel is missing {missing}")
+    _require_panel(panel, "add_targets")  # before the sort, which would fail less clearly
     ordered = panel if presorted else panel.sort("Code", "Date")
     return finish_targets(ordered.hstack(forward_returns(ordered)))
