@@ -16,7 +16,7 @@ from gogooku3.config import ConfigError
 from gogooku3.features import build_features
 from gogooku3.features.catalogue import FEATURES, OUTPUT_FEATURES
 from gogooku3.features.engine_cpu import compute_features, compute_series_lazy
-from gogooku3.features.prepare import prepare_panel
+from gogooku3.features.prepare import FeatureInputError, prepare_panel
 from gogooku3.features.testing import market_inputs
 
 START, END = dt.date(2022, 1, 4), dt.date(2022, 12, 30)
@@ -171,3 +171,22 @@ def test_output_is_in_day_order_with_each_sector_contiguous(inputs):
     assert out.get_column("Date").min() == dt.date(2022, 6, 1)
     key = out.select("Date", pl.col("Sector33Code").fill_null("~"), "Code")
     assert key.equals(key.sort("Date", "Sector33Code", "Code"))
+
+
+def test_duplicate_quote_rows_are_refused_naming_one(inputs):
+    q = inputs.daily_quotes
+    row = q.filter(pl.col("Date") == dt.date(2022, 3, 1)).head(1)
+    code = row.get_column("Code").item()
+    with pytest.raises(
+        FeatureInputError, match=rf"duplicate \(Code, Date\) rows, e.g. Code {code} on 2022-03-01"
+    ):
+        prepare_panel(pl.concat([q, row]), **inputs.kwargs())
+
+
+def test_consume_empties_the_panel_and_changes_nothing_else(inputs):
+    panel = prepare_panel(inputs.daily_quotes, **inputs.kwargs())
+    kept = compute_features(panel.clone())
+    owned = panel.clone()
+    consumed = compute_features(owned, consume=True)
+    assert owned.width == 0
+    assert consumed.equals(kept)
