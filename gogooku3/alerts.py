@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gogooku3.config import Secret, SlackSettings
+from gogooku3.redaction import scrub
 
 #: How much of the error an alert carries: the head is enough to triage, the log has the rest.
 ERROR_HEAD_LINES = 5
 ERROR_HEAD_CHARS = 1000
 #: Seconds to wait for Slack; an alert must not hold a failing task's worker for long.
 SLACK_TIMEOUT_S = 10
-
-_REDACTED = "***"
 
 
 class _Logger(Protocol):
@@ -63,22 +62,17 @@ def error_head(
 ) -> str:
     """The first ``max_lines`` lines (at most ``max_chars`` characters) of an error, secrets removed.
 
-    An exception is rendered as ``TypeName: message``. Every non-empty value in ``redact`` (plain
-    strings or :class:`Secret`) is replaced by ``***`` before the text is cut, so a secret cannot
-    survive half-truncated.
+    An exception is rendered as ``TypeName: message``. The text is scrubbed
+    (:func:`gogooku3.redaction.scrub`: every secret this process holds, and every value in
+    ``redact``, plain strings or :class:`Secret`) before it is cut, so a secret cannot survive
+    half-truncated.
     """
     if isinstance(error, BaseException):
         message = str(error)
         text = f"{type(error).__name__}: {message}" if message else type(error).__name__
     else:
         text = str(error)
-    secrets = sorted(
-        {s.get() if isinstance(s, Secret) else str(s) for s in redact} - {""},
-        key=len,
-        reverse=True,  # longest first, so a secret containing another is replaced whole
-    )
-    for secret in secrets:
-        text = text.replace(secret, _REDACTED)
+    text = scrub(text, extra=[s.get() if isinstance(s, Secret) else str(s) for s in redact])
     lines = text.strip().splitlines()
     head = "\n".join(lines[:max_lines])
     truncated = len(lines) > max_lines

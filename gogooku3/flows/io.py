@@ -15,7 +15,6 @@ with the full schema, so downstream readers can require every trading day.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -23,11 +22,12 @@ import polars as pl
 from gogooku3.calendar import is_trading_day, trading_days
 from gogooku3.flows.expand import FlowHistory, expand_trades_spec
 from gogooku3.jquants.datasets import TRADES_SPEC
+from gogooku3.redaction import library_logger
 
 if TYPE_CHECKING:  # the lake is only needed for types here; callers pass one in
     from gogooku3.lake import Lake, Manifest
 
-log = logging.getLogger(__name__)
+log = library_logger(__name__)
 
 RAW_LAYER, RAW_DATASET = "raw", "trades_spec"
 OUT_LAYER, OUT_DATASET = "interim", "trades_spec_daily"

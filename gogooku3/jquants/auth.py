@@ -15,15 +15,15 @@ in :class:`~gogooku3.config.Secret` and never reach a log line or an exception m
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from gogooku3.config import JQuantsSettings, Secret
 from gogooku3.jquants.errors import AuthError
+from gogooku3.redaction import library_logger
 
-log = logging.getLogger(__name__)
+log = library_logger(__name__)
 
 #: id tokens live 24 h (J-Quants v1 spec).
 ID_TOKEN_LIFETIME_S = 24 * 3600.0

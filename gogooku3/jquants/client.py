@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import logging
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -52,11 +51,12 @@ import polars as pl
 from gogooku3.config import JQuantsSettings
 from gogooku3.jquants.auth import ApiKeyAuth, Auth, IdTokenAuth
 from gogooku3.jquants.datasets import Dataset, get_dataset
-from gogooku3.jquants.errors import AuthError, JQuantsError, RequestFailedError, redact, safe_params
+from gogooku3.jquants.errors import AuthError, JQuantsError, RequestFailedError, safe_params
 from gogooku3.jquants.normalize import to_frame
 from gogooku3.jquants.pacer import RatePacer, fingerprint
+from gogooku3.redaction import library_logger, scrub
 
-log = logging.getLogger(__name__)
+log = library_logger(__name__)
 
 #: Failures worth another try: the server or the path to it was briefly unwell.
 TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
@@ -396,7 +396,7 @@ class JQuantsClient:
                     status=exc.status,
                 ) from None
             except TRANSIENT_EXCEPTIONS as exc:
-                reason, status, floor = redact(f"{type(exc).__name__}: {exc}").rstrip(": "), None, 0.0
+                reason, status, floor = scrub(f"{type(exc).__name__}: {exc}").rstrip(": "), None, 0.0
             self.stats.errors[reason.split(":")[0]] += 1
             if retries >= self.settings.max_retries:
                 raise RequestFailedError(
@@ -489,10 +489,10 @@ def _message(raw: bytes) -> str:
     try:
         payload = json.loads(raw)
         if isinstance(payload, dict) and "message" in payload:
-            return redact(str(payload["message"])[:200])
+            return scrub(str(payload["message"]))[:200]
     except (ValueError, UnicodeDecodeError):
         pass
-    return redact(raw[:200].decode("utf-8", "replace"))
+    return scrub(raw.decode("utf-8", "replace"))[:200]
 
 
 async def fetch_frames(settings: JQuantsSettings, queries: Sequence[Query]) -> list[pl.DataFrame]:

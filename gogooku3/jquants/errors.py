@@ -1,40 +1,26 @@
 """Errors raised by the J-Quants client.
 
 Every message names what went wrong (dataset, endpoint, field, page) and never carries a secret:
-query parameters are passed through :func:`safe_params` before they reach a message, and
-credentials are only ever held in :class:`gogooku3.config.Secret`.
+query parameters are passed through :func:`safe_params` before they reach a message, credentials
+are only ever held in :class:`gogooku3.config.Secret`, and every message is scrubbed by
+:func:`gogooku3.redaction.scrub` when the exception is created (a server may echo a key).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-#: Parameter names whose values must never be shown (v1 passes the refresh token as a query param).
-SECRET_PARAMS = frozenset({"refreshtoken", "refresh_token", "password", "mailaddress", "apikey", "api_key"})
+from gogooku3.redaction import MASK, SECRET_NAMES, ScrubbedMessage
 
 
 def safe_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """A copy of ``params`` with secret values masked, for messages and logs."""
-    return {k: ("***" if k.lower() in SECRET_PARAMS else v) for k, v in (params or {}).items()}
+    return {k: (MASK if k.lower() in SECRET_NAMES else v) for k, v in (params or {}).items()}
 
 
-_SECRET_IN_TEXT = re.compile(
-    r"(?i)\b("
-    + "|".join(sorted(SECRET_PARAMS))
-    + r"|idtoken|refreshToken|x-api-key|Bearer)([=:\s\"']+)([^&\s\"',}]+)"
-)
-
-
-def redact(text: str) -> str:
-    """Mask ``name=value`` / ``"name": "value"`` / ``Bearer value`` secrets in free text (server
-    messages, library exception strings) before it reaches a log line or an exception."""
-    return _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
-
-
-class JQuantsError(RuntimeError):
-    """Base class for everything the client raises."""
+class JQuantsError(ScrubbedMessage, RuntimeError):
+    """Base class for everything the client raises; its message is scrubbed of secrets."""
 
 
 class AuthError(JQuantsError):

@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
-import logging
 import math
 import os
 import tempfile
@@ -55,7 +54,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from gogooku3.redaction import library_logger
+
+log = library_logger(__name__)
 
 #: Fraction of the plan's rate the schedule targets (see the module docstring for why not 1.0).
 DEFAULT_SAFETY = 0.99

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from gogooku3.redaction import ScrubbedMessage
 
-class LakeError(Exception):
-    """Base class of everything the lake raises on purpose."""
+
+class LakeError(ScrubbedMessage, Exception):
+    """Base class of everything the lake raises on purpose; its message is scrubbed of secrets (a
+    storage error can quote a URL or an answer that carries a credential)."""
 
 
 class LakeURIError(LakeError, ValueError):

@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from gogooku3.quality.suites import ROW_COUNT_TOLERANCE, SUITES_DIR, load_suite
+from gogooku3.redaction import library_logger
 
 if TYPE_CHECKING:
     from gogooku3.lake import Lake, LatestGood, Manifest
 
-log = logging.getLogger(__name__)
+log = library_logger(__name__)
 
 #: Column added to the validated frame when ``run_gate`` gets a ``mature_mask``.
 MATURE_COLUMN = "__gx_mature__"
