@@ -12,11 +12,14 @@ object can be logged safely.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from gogooku3.redaction import ScrubbedMessage, register_secret
 
 #: Requests per minute of each J-Quants plan.
 PLAN_RATE_PER_MINUTE: dict[str, int] = {"free": 5, "light": 60, "standard": 120, "premium": 500}
@@ -24,17 +27,22 @@ PLAN_RATE_PER_MINUTE: dict[str, int] = {"free": 5, "light": 60, "standard": 120,
 DEFAULT_JQUANTS_BASE_URL = {"v1": "https://api.jquants.com/v1", "v2": "https://api.jquants.com/v2"}
 
 
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+class ConfigError(ScrubbedMessage, ValueError):
+    """A setting is missing or malformed; the message names the variable (never a secret's value)."""
 
 
 class Secret:
-    """A string that never prints itself (logs, reprs, rendered templates)."""
+    """A string that never prints itself (logs, reprs, rendered templates).
+
+    Creating one registers its value with :mod:`gogooku3.redaction`, so the library scrubs it by value
+    from every message and log line of this process, wherever else it turns up.
+    """
 
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
         self._value = value
+        register_secret(value)
 
     def get(self) -> str:
         return self._value
@@ -82,6 +90,9 @@ def _float(env: Mapping[str, str], name: str, default: float | None, *, minimum:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        # float() reads "nan" and "inf"; either would switch the pacer or a timeout off silently.
+        raise ConfigError(f"{name}={raw!r} must be a finite number")
     if value <= minimum:
         raise ConfigError(f"{name}={value} must be > {minimum}")
     return value

@@ -15,7 +15,6 @@ disclosed up to ``end`` and flows/TOPIX over the same span.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -25,11 +24,12 @@ import polars as pl
 from gogooku3.features.catalogue import OUTPUT_FEATURES
 from gogooku3.features.prepare import KEY_COLUMNS, prepare_panel
 from gogooku3.features.targets import FORWARD_COLUMNS, TARGET_NAMES, finish_targets, forward_returns
+from gogooku3.redaction import library_logger
 
 if TYPE_CHECKING:
     from gogooku3.lake import Lake, Manifest
 
-log = logging.getLogger(__name__)
+log = library_logger(__name__)
 
 Engine = Literal["cpu", "gpu"]
 ENGINES: tuple[str, ...] = ("cpu", "gpu")

@@ -20,7 +20,6 @@ larger than the free device memory before any work starts.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -32,8 +31,9 @@ from gogooku3.features.catalogue import FEATURES, LAYERS
 from gogooku3.features.prepare import KEY_COLUMNS
 from gogooku3.features.reorder import date_order
 from gogooku3.features.spec import COMPARE_TOL, Feature
+from gogooku3.redaction import library_logger
 
-log = logging.getLogger(__name__)
+log = library_logger(__name__)
 
 #: Share of device memory the pool takes when RMM_POOL_SIZE is unset (70 GB of 80 GB).
 DEFAULT_POOL_FRACTION = 0.875
