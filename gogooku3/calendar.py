@@ -10,6 +10,7 @@ the Airflow timetable and the feature build all ask it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -131,12 +132,30 @@ def to_jst_date(moment: dt.datetime) -> dt.date:
     return moment.astimezone(JST).date()
 
 
+#: The two accepted spellings of a date: ISO ``YYYY-MM-DD`` and J-Quants' 8-digit ``YYYYMMDD``.
+_DATE_FORMS = (
+    re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})"),
+    re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})"),
+)
+
+
 def parse_date(text: str) -> dt.date:
-    """Parse ``YYYY-MM-DD`` (or J-Quants' ``YYYYMMDD``) into a date, naming the bad value on failure."""
+    """Parse ``YYYY-MM-DD`` or J-Quants' ``YYYYMMDD`` (exactly 8 digits) into a date.
+
+    Nothing else is accepted: ``strptime`` alone would read ``202461`` as 2024-06-01 and
+    ``2024-6-1`` as a date too, and a backfill over a misread range is worse than an error. A
+    well-formed date that does not exist (``2024-02-30``) is named as such.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"bad date {text!r}: expected a string YYYY-MM-DD")
     raw = text.strip()
-    for fmt in ("%Y-%m-%d", "%Y%m%d"):
-        try:
-            return dt.datetime.strptime(raw, fmt).date()
-        except ValueError:
+    for pattern in _DATE_FORMS:
+        match = pattern.fullmatch(raw)
+        if match is None:
             continue
-    raise ValueError(f"bad date {text!r}: expected YYYY-MM-DD")
+        year, month, day = (int(g) for g in match.groups())
+        try:
+            return dt.date(year, month, day)
+        except ValueError as exc:  # "month must be in 1..12", "day is out of range for month"
+            raise ValueError(f"bad date {text!r}: that day does not exist ({exc})") from None
+    raise ValueError(f"bad date {text!r}: expected YYYY-MM-DD (or YYYYMMDD)")

@@ -119,6 +119,9 @@ def test_jquants_uri_form_host_is_completed() -> None:
         ({"plan": "gold"}, "extra.plan='gold'"),
         ({"rate_per_minute": "fast"}, "extra.rate_per_minute='fast'"),
         ({"concurrency": 0}, "extra.concurrency=0"),
+        ({"rate_per_minute": "nan"}, "extra.rate_per_minute='nan' must be a finite number"),
+        ({"rate_per_minute": float("inf")}, "extra.rate_per_minute=inf must be a finite number"),
+        ({"timeout_s": "inf"}, "extra.timeout_s='inf' must be a finite number"),
     ],
 )
 def test_malformed_jquants_connection_names_the_field(extra: dict, named: str) -> None:

@@ -198,8 +198,10 @@ def test_conf_range_is_parsed() -> None:
     [
         ({"start": "2023-01-05", "ends": "2023-01-06"}, "unknown key(s) ['ends']"),
         ({"start": "2023-01-05"}, "dag_run.conf['end'] is missing"),
-        ({"start": "2023-01-05", "end": "06/01/2023"}, "dag_run.conf['end']='06/01/2023' is not a date"),
-        ({"start": 20230105, "end": "2023-01-06"}, "dag_run.conf['start']=20230105 is not a date"),
+        ({"start": "2023-01-05", "end": "06/01/2023"}, "dag_run.conf['end']: bad date '06/01/2023'"),
+        ({"start": 20230105, "end": "2023-01-06"}, "dag_run.conf['start']: bad date 20230105"),
+        ({"start": "2023161", "end": "2023-01-06"}, "dag_run.conf['start']: bad date '2023161'"),
+        ({"start": "2023-01-05", "end": "2023-02-30"}, "'2023-02-30': that day does not exist"),
         ({"start": "2023-02-01", "end": "2023-01-06"}, "dag_run.conf['start']='2023-02-01' is after"),
     ],
 )

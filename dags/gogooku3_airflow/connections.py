@@ -26,6 +26,7 @@ A malformed value raises :class:`~gogooku3.config.ConfigError` naming the connec
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -103,8 +104,8 @@ def _number(conn: ConnectionLike, extra: Mapping[str, Any], key: str, *, integer
     except (TypeError, ValueError):
         kind = "an integer" if integer else "a number"
         raise ConfigError(f"connection {conn.conn_id!r}: extra.{key}={raw!r} is not {kind}") from None
-    if value <= 0:
-        raise ConfigError(f"connection {conn.conn_id!r}: extra.{key}={raw!r} must be > 0")
+    if not math.isfinite(value) or value <= 0:  # NaN passes `<= 0`; inf would switch pacing off
+        raise ConfigError(f"connection {conn.conn_id!r}: extra.{key}={raw!r} must be a finite number > 0")
     return value
 
 

@@ -73,7 +73,7 @@ def parse_features_conf(conf: Mapping[str, Any] | None) -> FeatureRun | None:
     dates = {}
     for key in ("start", "end"):
         try:
-            dates[key] = parse_date(str(conf[key]))
+            dates[key] = parse_date(conf[key])
         except ValueError as exc:
             raise RunConfError(f"dag_run.conf['{key}']: {exc}") from None
     if dates["start"] > dates["end"]:

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gogooku3.calendar import is_publication_day, next_publication_day, next_trading_day
+from gogooku3.calendar import is_publication_day, next_publication_day, next_trading_day, parse_date
 from gogooku3_airflow.assets import INTERIM_TRADES_SPEC_DAILY
 from gogooku3_airflow.fetching import RunConfError, jst_day
 from gogooku3_airflow.timetable import JpxTradingDayTimetable
@@ -129,13 +129,10 @@ def parse_weekly_conf(conf: Mapping[str, Any] | None) -> WeeklyOptions:
         )
     days: dict[str, dt.date] = {}
     for key in WEEKLY_CONF_KEYS:
-        value = conf[key]
         try:
-            if not isinstance(value, str):
-                raise ValueError
-            days[key] = dt.date.fromisoformat(value)
-        except ValueError:
-            raise RunConfError(f"dag_run.conf['{key}']={value!r} is not a date YYYY-MM-DD") from None
+            days[key] = parse_date(conf[key])
+        except ValueError as exc:
+            raise RunConfError(f"dag_run.conf['{key}']: {exc}") from None
     if days["start"] > days["end"]:
         raise RunConfError(
             f"dag_run.conf['start']={conf['start']!r} is after dag_run.conf['end']={conf['end']!r}"
