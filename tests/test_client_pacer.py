@@ -1,14 +1,25 @@
-"""Unit tests of the shared request pacer (fake clock; a real two-process test of the slot file)."""
+"""Tests of the shared request pacer: unit tests on a fake clock, processes racing on one slot file, and
+two ``gogooku3 fetch`` processes against one rate-limited emulator."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import math
 import multiprocessing as mp
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from gogooku3.emulator.config import EmulatorConfig
+from gogooku3.emulator.ratelimit import SlidingWindowLimiter
+from gogooku3.emulator.testing import running_emulator
 from gogooku3.jquants.pacer import RatePacer, fingerprint, reserve_slot
+from gogooku3.lake import open_lake
 
 
 class FakeClock:
@@ -109,32 +120,49 @@ def test_fingerprint_hides_the_credential():
     assert fp == fingerprint("https://api.jquants.com/v2", "v2", "super-secret-key")
 
 
-def _reserve_many(path: str, interval: float, n: int, queue) -> None:
+def _reserve_in_bursts(path: str, interval: float, rounds: int, per_round: int, barrier, queue) -> None:
     import time
 
-    slots = [reserve_slot(path, interval, time.time()) for _ in range(n)]
+    slots: list[float] = []
+    for _ in range(rounds):
+        # Every process leaves the barrier at the same moment and hammers the one state file: the
+        # read-modify-write of next_free then overlaps on both cores unless the flock serialises it.
+        barrier.wait(timeout=60)
+        slots.extend(reserve_slot(path, interval, time.time()) for _ in range(per_round))
     queue.put((os.getpid(), slots))
 
 
-def test_two_processes_share_one_schedule(tmp_path):
-    """Slots reserved concurrently by two processes interleave on one evenly spaced schedule."""
+def test_processes_released_together_share_one_schedule(tmp_path):
+    """Slots reserved at the same moment by several processes are distinct and an interval apart.
+
+    Processes started one after another rarely reserve at the same instant, so a missing lock would
+    go unnoticed; a barrier before each burst makes them collide thousands of times per run.
+    """
     path = str(tmp_path / "shared.slot")
-    interval, n = 0.01, 200
+    procs_n, rounds, per_round, interval = 6, 30, 200, 0.001
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_reserve_many, args=(path, interval, n, queue)) for _ in range(2)]
+    barrier = ctx.Barrier(procs_n)
+    procs = [
+        ctx.Process(target=_reserve_in_bursts, args=(path, interval, rounds, per_round, barrier, queue))
+        for _ in range(procs_n)
+    ]
     for p in procs:
         p.start()
-    results = [queue.get(timeout=60) for _ in procs]
+    results = [queue.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    assert len({pid for pid, _ in results}) == 2
+    assert len({pid for pid, _ in results}) == procs_n
     slots = sorted(s for _, ss in results for s in ss)
-    assert len(slots) == 2 * n
+    total = procs_n * rounds * per_round
+    assert len(slots) == total
+    # a lost update hands two processes the same slot
+    assert len(set(slots)) == total, f"{total - len(set(slots))} slots were handed out twice"
     gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
-    # every slot is distinct and at least one interval after the previous one, whichever process took it
-    assert min(gaps) >= interval - 1e-6
+    # every slot is at least one interval after the previous one, whichever process took it
+    # (1e-6: the state file stores microseconds)
+    assert min(gaps) >= interval - 1e-6, f"{sum(g < interval - 1e-6 for g in gaps)} gaps under the interval"
 
 
 async def _pace_in_process(state_dir: str, n: int) -> list[float]:
@@ -209,3 +237,87 @@ async def test_forfeits_are_bounded_so_a_slow_loop_still_sends(tmp_path):
     assert pacer.forfeited == 2
     await pacer.acquire()
     assert pacer.forfeited == 4
+
+
+class _FastMinuteLimiter(SlidingWindowLimiter):
+    """The emulator's own sliding-window rule with its "minute" lasting ``60 / speed`` real seconds.
+
+    A limit can only be broken by more requests than the limit, and a correctly paced client needs a
+    full minute for that many; compressing the server's minute lets a run of ~10 s be long enough for
+    a pacing bug to overfill the window, while the rule itself stays the emulator's.
+    """
+
+    def __init__(self, limit_per_minute: int, speed: float) -> None:
+        super().__init__(limit_per_minute, clock=lambda: time.monotonic() * speed)
+        self.speed = speed
+
+    def check(self, credential: str) -> float | None:
+        wait = super().check(credential)
+        return None if wait is None else wait / self.speed  # Retry-After in real seconds
+
+
+#: Emulator: the Light plan's 60 requests per minute, the minute compressed 15x (60 per ~3.97 s).
+SPEED = 15
+#: What each CLI process is told: 80% of the compressed limit. On one shared schedule 60 consecutive
+#: requests then span ~5.05 s, over a second more than the window, so a request sent late by anything
+#: short of that is still accepted; two processes pacing only themselves send 1.6x the limit.
+CLIENT_RATE = 0.8 * 60 * SPEED
+PAGE_SIZE = 4
+#: 4 days x 15 pages per process: 120 requests, twice what one window accepts.
+DAYS = {
+    "a": [dt.date(2024, 1, 9), dt.date(2024, 1, 10), dt.date(2024, 1, 11), dt.date(2024, 1, 12)],
+    "b": [dt.date(2024, 1, 15), dt.date(2024, 1, 16), dt.date(2024, 1, 17), dt.date(2024, 1, 18)],
+}
+
+
+@pytest.mark.integration
+def test_two_fetch_processes_sharing_a_pacer_never_hit_the_rate_limit(tmp_path: Path) -> None:
+    """Two ``gogooku3 fetch`` processes, each pacing at 80% of the plan, run at once on one account:
+    with the shared slot file they stay under the limit together (zero 429s) and fetch every row."""
+    cfg = EmulatorConfig.build(
+        seed=5,
+        codes=60,
+        start=dt.date(2024, 1, 1),
+        end=dt.date(2024, 1, 31),
+        plan="light",
+        page_size=PAGE_SIZE,
+    )
+    gogooku3 = str(Path(sys.executable).with_name("gogooku3"))
+    with running_emulator(cfg) as emu:
+        fast = _FastMinuteLimiter(cfg.limit_per_minute, SPEED)
+        emu._call(lambda: setattr(emu._state, "limiter", fast))  # swapped on the server's loop
+        assert emu._state.limiter is fast
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("JQUANTS_", "GOGOOKU3_"))}
+        env = clean | {
+            "GOGOOKU3_PACER_DIR": str(tmp_path / "pacer"),  # the one thing the two processes share
+            "JQUANTS_BASE_URL": emu.base_url_v2,
+            "JQUANTS_API_KEY": emu.api_key,
+            "JQUANTS_PLAN": "light",
+            "JQUANTS_RATE_PER_MINUTE": str(CLIENT_RATE),
+        }
+        procs = {}
+        for name, days in DAYS.items():
+            span = ["--date", days[0].isoformat(), "--end", days[-1].isoformat()]
+            argv = [gogooku3, "fetch", *span, "--endpoint", "daily_quotes", "--lake", str(tmp_path / name)]
+            procs[name] = subprocess.Popen(
+                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        outs = {name: proc.communicate(timeout=120) for name, proc in procs.items()}
+        stats = emu.stats
+        for name, proc in procs.items():
+            assert proc.returncode == 0, f"fetch {name} failed:\n{outs[name][1][-3000:]}"
+        expected_requests = 0
+        for name, days in DAYS.items():
+            lake = open_lake(str(tmp_path / name))
+            for day in days:
+                truth = emu.market.frame("daily_quotes", day)
+                assert truth.height > 0
+                got = lake.read_partition("raw", "daily_quotes", day)
+                assert got.sort(["Code"]).equals(truth.sort(["Code"])), (name, day)
+                expected_requests += math.ceil(truth.height / PAGE_SIZE)
+    # More requests than the limit, so an unshared or missing pacer overfills a window.
+    assert expected_requests >= 2 * cfg.limit_per_minute
+    assert stats["rate_limited"] == 0, stats
+    # every page was asked for exactly once and answered 200: no 429, nothing retried
+    assert stats["responses"] == {"200": expected_requests}, stats
+    assert stats["requests_total"] == expected_requests, stats
