@@ -68,6 +68,13 @@ def _sector_stat(x: pl.Expr, stat: str) -> pl.Expr:
     return (x.mean() if stat == "mean" else x.std()).over(_SECTOR_SLICE)
 
 
+def _varies(x: pl.Expr, over: str) -> pl.Expr:
+    """The group's non-null values are not all equal. A constant group's z-score is null (spec),
+    but its rounded std need not be 0: three 0.1s have mean 0.10000000000000002 and std 1.7e-17,
+    and (x - mean) / std would give -0.82 for each instead of null."""
+    return x.max().over(over) > x.min().over(over)
+
+
 def expr(f: Feature) -> pl.Expr:
     """The Polars expression of one feature, named ``f.name``."""
     ins = [pl.col(c) for c in f.inputs]
@@ -132,7 +139,7 @@ def expr(f: Feature) -> pl.Expr:
     elif op == "days_since":
         e = (pl.col("Date") - x).dt.total_days().cast(pl.Float64)
     elif op == "cs_z":
-        e = _finite((x - x.mean().over("Date")) / x.std().over("Date"))
+        e = pl.when(_varies(x, "Date")).then(_finite((x - x.mean().over("Date")) / x.std().over("Date")))
     elif op == "cs_rank":
         e = x.rank("average").over("Date") / x.count().over("Date")
     elif op == "cs_winsor":
@@ -144,7 +151,7 @@ def expr(f: Feature) -> pl.Expr:
         e = pl.when(pl.col("date_sector").is_not_null()).then(x - _sector_stat(x, "mean"))
     elif op == "sec_z":
         z = _finite((x - _sector_stat(x, "mean")) / _sector_stat(x, "std"))
-        e = pl.when(pl.col("date_sector").is_not_null()).then(z)
+        e = pl.when(pl.col("date_sector").is_not_null() & _varies(x, _SECTOR_SLICE)).then(z)
     else:  # pragma: no cover - validate() rejects unknown ops
         raise ValueError(f"CPU engine: no compiler for op {op!r}")
     return e.alias(f.name)

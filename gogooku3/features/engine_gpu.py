@@ -267,7 +267,9 @@ class _Compiler:
             return g.rank(method="average", pct=True, na_option="keep")
         mu, sd = g.transform("mean"), g.transform("std")
         if f.op in ("cs_z", "sec_z"):
-            return self.finite((x - mu) / sd)
+            # a constant group's z-score is null, though its rounded std may be ~1e-17, not 0
+            varies = (g.transform("max") > g.transform("min")).fillna(False)
+            return self.finite((x - mu) / sd).where(varies)
         if f.op == "sec_demean":
             return x - mu
         k = f.param("k")
