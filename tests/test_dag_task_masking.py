@@ -1,0 +1,122 @@
+"""Task-log masking: a secret that reached a task only through the environment (Airflow masks a
+connection's password by itself, an env var it cannot know) is registered with Airflow's masker by the
+glue, so a task that logs it and raises with it shows ``***`` in its task log, never the value.
+
+The probe DAG lives in a throwaway DAG folder (it is not a project DAG); it uses the glue exactly as
+the project's tasks do (``lake_settings``), then logs the key through a plain logger and raises with it:
+neither passes through the library's own scrubbing, so only Airflow's masker stands in the way.
+
+Masking happens where a supervised task's log is written, which plain ``airflow dags test`` (tasks
+in-process, printed as they go) skips. So the task runs the production way: ``dags test
+--use-executor`` with the LocalExecutor, whose supervisor talks to a real execution API server
+(``airflow api-server --apps execution``, started on port 0; its port is read back from its log).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from airflow_harness import ROOT, make_airflow_env, tail
+
+pytestmark = pytest.mark.integration
+
+KEY = "env-only-key-5d6e7f8091"
+
+PROBE_DAG = textwrap.dedent(
+    """
+    import logging
+
+    import pendulum
+    from airflow.sdk import dag, task
+
+
+    @dag(dag_id="mask_probe", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False)
+    def mask_probe():
+        @task(retries=0)
+        def leak():
+            from gogooku3_airflow.features import lake_settings
+
+            key = lake_settings().jquants.api_key.get()
+            logging.getLogger("probe").warning("the key is %s", key)
+            raise RuntimeError(f"failing with {key}")
+
+        leak()
+
+
+    mask_probe()
+    """
+)
+
+
+@contextmanager
+def execution_api(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """``airflow api-server --apps execution`` on 127.0.0.1 and a port it picks; yields its URL."""
+    with log_path.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "airflow",
+                "api-server",
+                "--apps",
+                "execution",
+                "-H",
+                "127.0.0.1",
+                "--port",
+                "0",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if m := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log_path.read_text()):
+                yield m.group(1)
+                return
+            assert proc.poll() is None, f"api-server exited early:\n{log_path.read_text()[-3000:]}"
+            time.sleep(0.5)
+        raise AssertionError(f"api-server did not start within 120 s:\n{log_path.read_text()[-3000:]}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_a_key_from_the_environment_is_masked_in_the_task_log(tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "mask_probe.py").write_text(PROBE_DAG)
+    env = make_airflow_env(tmp_path / "airflow_home") | {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # both the API server and the supervisor sign and check the task's token with this secret
+        "AIRFLOW__API_AUTH__JWT_SECRET": "mask-probe-jwt-secret-" + "0" * 48,
+        "PYTHONPATH": str(ROOT / "dags"),
+    }
+    with execution_api(env, tmp_path / "api-server.log") as url:
+        cmd = [sys.executable, "-m", "airflow", "dags", "test", "--use-executor", "mask_probe", "2024-05-13"]
+        proc = subprocess.run(
+            cmd,
+            env=env
+            | {"AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/", "JQUANTS_API_KEY": KEY},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert proc.returncode != 0, tail(proc)
+    (task_log,) = (tmp_path / "airflow_home" / "logs").rglob("task_id=leak/attempt=1.log")
+    text = task_log.read_text()
+    assert "the key is ***" in text and "failing with ***" in text, text[-4000:]
+    assert KEY not in text
