@@ -321,3 +321,8 @@ def test_two_fetch_processes_sharing_a_pacer_never_hit_the_rate_limit(tmp_path: 
     # every page was asked for exactly once and answered 200: no 429, nothing retried
     assert stats["responses"] == {"200": expected_requests}, stats
     assert stats["requests_total"] == expected_requests, stats
+
+
+def test_a_nan_rate_is_refused_not_read_as_no_pacing(tmp_path):
+    with pytest.raises(ValueError, match="rate_per_minute is NaN"):
+        RatePacer(float("nan"), key="t", state_dir=tmp_path)

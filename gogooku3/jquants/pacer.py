@@ -124,6 +124,9 @@ class RatePacer:
     ) -> None:
         if not 0 < safety <= 1:
             raise ValueError(f"pacer safety={safety} must be in (0, 1]")
+        if math.isnan(rate_per_minute):
+            # NaN fails every comparison, so the check below would quietly switch pacing off.
+            raise ValueError("pacer rate_per_minute is NaN; give a rate, or inf to disable pacing")
         self.rate_per_minute = rate_per_minute
         self.enabled = 0 < rate_per_minute < math.inf
         self.interval_s = 60.0 / (rate_per_minute * safety) if self.enabled else 0.0
