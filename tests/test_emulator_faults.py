@@ -9,10 +9,10 @@ import json
 import aiohttp
 import pytest
 
-from gogooku3.calendar import JST
 from gogooku3.emulator import EmulatorConfig
 from gogooku3.emulator.ratelimit import SlidingWindowLimiter, retry_after_header
 from gogooku3.emulator.testing import running_emulator, small_config
+from gogooku3.market import ConfigFieldError, MarketConfig
 
 DAY = "2024-02-14"
 
@@ -208,8 +208,14 @@ async def test_latency_option_delays_answers():
 
 
 def test_config_build_defaults_and_validation():
-    cfg = EmulatorConfig.build(codes=50, start=dt.date(2024, 1, 1), plan="light", faults=["429", "drop"])
-    assert cfg.market.end == dt.datetime.now(JST).date()
+    today = dt.date(2024, 6, 13)  # injected: the test must not depend on the day it runs
+    cfg = EmulatorConfig.build(
+        codes=50, start=dt.date(2024, 1, 1), plan="light", faults=["429", "drop"], today=today
+    )
+    assert cfg.market.end == today  # end=None: the market ends today
+    assert EmulatorConfig.build(
+        codes=5, start=dt.date(2024, 1, 1), end=dt.date(2024, 2, 1), today=today
+    ).market.end == dt.date(2024, 2, 1)
     assert cfg.limit_per_minute == 60 and cfg.faults == ("429", "drop")
     assert EmulatorConfig.build(seed=3, codes=5, fault_seed=9, id_token_ttl_s=5.0).fault_seed == 9
     assert cfg.api_key not in repr(cfg) and cfg.password not in repr(cfg) and cfg.email not in repr(cfg)
@@ -221,6 +227,35 @@ def test_config_build_defaults_and_validation():
         EmulatorConfig(fault_rate=1.5)
     with pytest.raises(ValueError, match="page_size"):
         EmulatorConfig(page_size=0)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("latency_s", NAN),
+        ("latency_s", INF),
+        ("fault_rate", NAN),
+        ("id_token_ttl_s", NAN),
+        ("id_token_ttl_s", INF),
+        ("refresh_token_ttl_s", NAN),
+        ("refresh_token_ttl_s", INF),
+    ],
+)
+def test_config_refuses_nan_and_inf_naming_the_field(field, value):
+    """NaN passes every < / > check, so each float is checked for being finite first."""
+    with pytest.raises(ConfigFieldError, match=f"EmulatorConfig.{field}=") as info:
+        EmulatorConfig(**{field: value})
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("signal", [NAN, INF, -1.0])
+def test_market_config_refuses_a_signal_that_is_not_a_finite_number_ge_0(signal):
+    with pytest.raises(ConfigFieldError, match="MarketConfig.signal=") as info:
+        MarketConfig(signal=signal)
+    assert (info.value.field, info.value.problem) == ("signal", "must be a finite number >= 0")
 
 
 @pytest.mark.integration

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from gogooku3.calendar import JST
-from gogooku3.market import MarketConfig
+from gogooku3.market import ConfigFieldError, MarketConfig
 
 #: Requests per minute per credential of each J-Quants plan.
 PLAN_LIMITS: dict[str, int] = {"free": 5, "light": 60, "standard": 120, "premium": 500}
@@ -47,25 +48,34 @@ class EmulatorConfig:
     refresh_token_ttl_s: float = 7 * 24 * 3600.0
 
     def __post_init__(self) -> None:
+        def bad(field: str, problem: str) -> ConfigFieldError:
+            return ConfigFieldError("EmulatorConfig", field, getattr(self, field), problem)
+
+        # Floats are checked with math.isfinite first: NaN passes every < / > comparison.
         if self.plan not in PLAN_LIMITS:
-            raise ValueError(f"EmulatorConfig.plan={self.plan!r} must be one of {', '.join(PLAN_LIMITS)}")
+            raise bad("plan", f"must be one of {', '.join(PLAN_LIMITS)}")
         if self.rate_per_minute is not None and self.rate_per_minute < 1:
-            raise ValueError(f"EmulatorConfig.rate_per_minute={self.rate_per_minute} must be >= 1")
+            raise bad("rate_per_minute", "must be >= 1")
         if self.page_size < 1:
-            raise ValueError(f"EmulatorConfig.page_size={self.page_size} must be >= 1")
-        if self.latency_s < 0:
-            raise ValueError(f"EmulatorConfig.latency_s={self.latency_s} must be >= 0")
-        if not 0.0 <= self.fault_rate <= 1.0:
-            raise ValueError(f"EmulatorConfig.fault_rate={self.fault_rate} must be in [0, 1]")
-        bad = [k for k in self.faults if k not in FAULT_KINDS]
-        if bad:
-            raise ValueError(
-                f"EmulatorConfig.faults: unknown kind(s) {bad}; expected {', '.join(FAULT_KINDS)}"
+            raise bad("page_size", "must be >= 1")
+        if not math.isfinite(self.latency_s) or self.latency_s < 0:
+            raise bad("latency_s", "must be a finite number >= 0")
+        if not (math.isfinite(self.fault_rate) and 0.0 <= self.fault_rate <= 1.0):
+            raise bad("fault_rate", "must be a number in [0, 1]")
+        unknown = [k for k in self.faults if k not in FAULT_KINDS]
+        if unknown:
+            raise bad(
+                "faults",
+                f"has unknown kind(s) {', '.join(map(repr, unknown))}; known: {', '.join(FAULT_KINDS)}",
             )
         if self.max_consecutive_faults < 0:
-            raise ValueError("EmulatorConfig.max_consecutive_faults must be >= 0")
-        if self.id_token_ttl_s <= 0 or self.refresh_token_ttl_s <= 0:
-            raise ValueError("EmulatorConfig token lifetimes must be > 0")
+            raise bad("max_consecutive_faults", "must be >= 0")
+        if self.fault_retry_after_s < 0:
+            raise bad("fault_retry_after_s", "must be >= 0")
+        for ttl in ("id_token_ttl_s", "refresh_token_ttl_s"):
+            value = getattr(self, ttl)
+            if not math.isfinite(value) or value <= 0:
+                raise bad(ttl, "must be a finite number > 0")
 
     @property
     def limit_per_minute(self) -> int:
@@ -87,10 +97,13 @@ class EmulatorConfig:
         latency_s: float = 0.0,
         fault_rate: float = 0.0,
         faults: Iterable[str] = FAULT_KINDS,
+        today: dt.date | None = None,
         **overrides: object,
     ) -> EmulatorConfig:
-        """Config from CLI-style arguments; ``end=None`` means today (JST)."""
-        end = end or dt.datetime.now(JST).date()
+        """Config from CLI-style arguments; ``end=None`` means ``today``, which defaults to the JST date
+        now (a parameter so that tests do not depend on the day they run)."""
+        if end is None:
+            end = today if today is not None else dt.datetime.now(JST).date()
         market = MarketConfig(seed=seed, n_codes=codes, start=start, end=end, signal=signal)
         fields: dict[str, object] = {"fault_seed": seed, **overrides}
         return cls(

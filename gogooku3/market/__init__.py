@@ -41,7 +41,7 @@
 :mod:`gogooku3.jquants.datasets` (column order and dtypes exact).
 """
 
-from gogooku3.market.generator import MarketConfig
+from gogooku3.market.generator import ConfigFieldError, MarketConfig
 from gogooku3.market.market import SIGNAL_COLUMNS, Market, SignalColumn, generate_market
 
-__all__ = ["SIGNAL_COLUMNS", "Market", "MarketConfig", "SignalColumn", "generate_market"]
+__all__ = ["SIGNAL_COLUMNS", "ConfigFieldError", "Market", "MarketConfig", "SignalColumn", "generate_market"]

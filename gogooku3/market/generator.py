@@ -6,6 +6,7 @@ See :mod:`gogooku3.market` for the model and the exact planted-signal formulas.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,6 +38,16 @@ TOPIX_BASE = 1700.0
 _FAR_FUTURE = np.datetime64("2262-01-01", "D")
 
 
+class ConfigFieldError(ValueError):
+    """A config field with a value it cannot take. ``str()`` reads ``Owner.field=value problem``;
+    the parts stay available so that a front end (the ``gogooku3 emulator`` command) can name the
+    option the value came from instead of the field."""
+
+    def __init__(self, owner: str, field: str, value: object, problem: str) -> None:
+        self.owner, self.field, self.value, self.problem = owner, field, value, problem
+        super().__init__(f"{owner}.{field}={value!r} {problem}")
+
+
 @dataclass(frozen=True)
 class MarketConfig:
     """What determines a synthetic market. Equal configs give identical markets."""
@@ -49,14 +60,20 @@ class MarketConfig:
     signal: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.n_codes <= 8000:
-            raise ValueError(f"MarketConfig.n_codes={self.n_codes} must be in 1..8000")
-        if self.end < self.start:
-            raise ValueError(f"MarketConfig.end={self.end} is before start={self.start}")
+        def bad(field: str, problem: str) -> ConfigFieldError:
+            return ConfigFieldError("MarketConfig", field, getattr(self, field), problem)
+
+        if self.seed < 0:  # numpy's SeedSequence takes non-negative integers only
+            raise bad("seed", "must be >= 0")
+        if not 1 <= self.n_codes <= 8000:  # distinct 4-digit codes are drawn from 1301..9998
+            raise bad("n_codes", "must be in 1..8000")
+        if self.start > self.end:
+            raise bad("start", f"must not be after end ({self.end})")
         if not trading_days(self.start, self.end):
-            raise ValueError(f"MarketConfig: no trading day between {self.start} and {self.end}")
-        if self.signal < 0:
-            raise ValueError(f"MarketConfig.signal={self.signal} must be >= 0")
+            raise bad("start", f"leaves no JPX trading day through end ({self.end})")
+        # NaN passes every comparison; a NaN or infinite signal turns most simulated prices into NaN.
+        if not math.isfinite(self.signal) or self.signal < 0:
+            raise bad("signal", "must be a finite number >= 0")
 
 
 @dataclass
