@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import aiohttp
@@ -208,6 +209,56 @@ async def test_v2_auth_errors(emu):
             assert r.status == 401 and "message" in await r.json()
         async with session.get(url, params={"date": "2024-02-14"}, headers={"x-api-key": "wrong"}) as r:
             assert r.status == 401 and "message" in await r.json()
+
+
+@pytest.mark.parametrize("key", ["kéy", "キー", "emulator-api-keé"])
+async def test_v2_non_ascii_api_key_is_401_not_500(emu, key):
+    """A non-ASCII key is a wrong key (401), not a server error: a 500 would make clients retry."""
+    async with aiohttp.ClientSession() as session:
+        url = emu.base_url_v2 + "/equities/bars/daily"
+        async with session.get(url, params={"date": "2024-02-14"}, headers={"x-api-key": key}) as r:
+            assert (r.status, await r.json()) == (401, {"message": "Invalid API key"})
+
+
+async def test_v2_undecodable_api_key_bytes_are_401(emu):
+    """Header bytes that are not UTF-8 (they reach the handler as lone surrogates) are a wrong key too."""
+    reader, writer = await asyncio.open_connection(emu.host, emu.port)
+    writer.write(
+        b"GET /v2/indices/bars/daily/topix HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"x-api-key: \xff\xfekey\xe9\r\n\r\n"
+    )
+    answer = await reader.read()
+    writer.close()
+    status_line, _, body = answer.partition(b"\r\n\r\n")
+    assert status_line.startswith(b"HTTP/1.1 401 ") and b"Invalid API key" in body
+
+
+async def test_v1_non_ascii_credentials_are_refused_not_500(emu):
+    async with aiohttp.ClientSession() as session:
+        auth_user = f"{emu.base_url_v1}/token/auth_user"
+        for body in (
+            {"mailaddress": "クオンツ@example.com", "password": emu.password},
+            {"mailaddress": emu.email, "password": "pässwörd"},
+            {"mailaddress": "ü", "password": "ü"},
+        ):
+            async with session.post(auth_user, json=body) as r:
+                assert r.status == 400 and "incorrect" in (await r.json())["message"], body
+        # a lone surrogate, which JSON allows and UTF-8 does not
+        raw = '{"mailaddress": "\\ud800", "password": "x"}'
+        async with session.post(auth_user, data=raw, headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 400 and "incorrect" in (await r.json())["message"]
+        refresh = f"{emu.base_url_v1}/token/auth_refresh"
+        async with session.post(refresh, params={"refreshtoken": "トークン"}) as r:
+            assert r.status == 400 and "incorrect or expired" in (await r.json())["message"]
+        async with session.get(
+            emu.base_url_v1 + "/prices/daily_quotes",
+            params={"date": "2024-02-14"},
+            headers={"Authorization": "Bearer トークン"},
+        ) as r:
+            assert (r.status, await r.json()) == (
+                401,
+                {"message": "The incoming token is invalid or expired."},
+            )
 
 
 async def test_v1_token_flow_and_errors(emu):

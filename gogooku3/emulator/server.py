@@ -44,17 +44,20 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import secrets
 import struct
 import threading
 import time
 from collections import OrderedDict, defaultdict
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 from aiohttp import web
 
 from gogooku3.calendar import parse_date
+from gogooku3.devtools.ports import write_port_file
 from gogooku3.emulator.config import FAULT_KINDS, EmulatorConfig
 from gogooku3.emulator.ratelimit import SlidingWindowLimiter, retry_after_header
 from gogooku3.emulator.wire import to_wire
@@ -67,7 +70,7 @@ from gogooku3.jquants.datasets import (
 )
 from gogooku3.market import Market, generate_market
 
-__all__ = ["EmulatorConfig", "FAULT_KINDS", "Stats", "create_app", "serve_forever"]
+__all__ = ["EmulatorConfig", "FAULT_KINDS", "ListenError", "Stats", "create_app", "serve_forever"]
 
 log = logging.getLogger(__name__)
 
@@ -303,11 +306,23 @@ def _message(state: _State, status: int, message: str, headers: dict[str, str] |
     return _json(state, status, {"message": message}, headers)
 
 
+def _secret_matches(given: str, expected: str) -> bool:
+    """Constant-time comparison of a credential from a request with the configured one.
+
+    ``hmac.compare_digest`` refuses ``str`` with non-ASCII characters (TypeError, which would be a
+    500 and make clients retry), and a header or JSON body can carry anything, so both sides are
+    compared as UTF-8 bytes. ``surrogatepass``: a JSON ``"\\ud800"`` or an undecodable header byte
+    arrives as a lone surrogate, which plain UTF-8 encoding refuses."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
 def _credential(state: _State, request: web.Request, version: ApiVersion) -> str | None:
     now = time.monotonic()
     if version == "v2":
         key = request.headers.get("x-api-key", "")
-        return "v2:" + key if key and hmac.compare_digest(key, state.cfg.api_key) else None
+        return "v2:" + key if key and _secret_matches(key, state.cfg.api_key) else None
     auth = request.headers.get("Authorization", "")
     if not auth.startswith("Bearer "):
         return None
@@ -403,9 +418,10 @@ async def _auth_user(request: web.Request) -> web.Response:
         return _message(state, 400, "request body must be JSON with 'mailaddress' and 'password'")
     if not isinstance(body, dict) or not body.get("mailaddress") or not body.get("password"):
         return _message(state, 400, "'mailaddress' and 'password' are required.")
-    ok = hmac.compare_digest(str(body["mailaddress"]), state.cfg.email) and hmac.compare_digest(
-        str(body["password"]), state.cfg.password
-    )
+    # Both compared (no short cut), so the answer's timing does not tell which one was wrong.
+    email_ok = _secret_matches(str(body["mailaddress"]), state.cfg.email)
+    password_ok = _secret_matches(str(body["password"]), state.cfg.password)
+    ok = email_ok and password_ok
     if not ok:
         return _message(state, 400, "'mailaddress' or 'password' is incorrect.")
     token = secrets.token_urlsafe(32)
@@ -475,8 +491,27 @@ def app_state(app: web.Application) -> _State:
     return app[STATE]
 
 
-def serve_forever(cfg: EmulatorConfig, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Generate the market and serve until interrupted."""
+class ListenError(OSError):
+    """The emulator cannot listen on the host and port it was given (taken, or not this machine's)."""
+
+
+def _os_reason(exc: OSError) -> str:
+    """The short reason of a bind error ("Address already in use"), not asyncio's long rewording."""
+    if exc.errno is not None and exc.errno > 0:
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc)  # getaddrinfo errors have negative codes and their own text
+
+
+def serve_forever(
+    cfg: EmulatorConfig, host: str = "127.0.0.1", port: int = 8765, port_file: str | Path | None = None
+) -> None:
+    """Generate the market and serve until SIGINT/SIGTERM.
+
+    ``port=0`` binds a free port; the port actually bound is printed on stdout (``listening on
+    http://HOST:PORT``) and, with ``port_file``, written there atomically, both only once the server
+    answers, so a caller that waits for either can use the server at once. Raises
+    :class:`ListenError` when the socket cannot be bound.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     t0 = time.perf_counter()
     market = generate_market(cfg.market)
@@ -488,12 +523,33 @@ def serve_forever(cfg: EmulatorConfig, host: str = "127.0.0.1", port: int = 8765
         len(market.trading_days),
         time.perf_counter() - t0,
     )
-    log.info(
-        "J-Quants emulator on http://%s:%d (v1: /v1, v2: /v2), plan %s (%d req/min), page size %d",
-        host,
-        port,
-        cfg.plan,
-        cfg.limit_per_minute,
-        cfg.page_size,
-    )
-    web.run_app(create_app(cfg, market), host=host, port=port, print=None, access_log=None)
+    app = create_app(cfg, market)
+
+    async def serve() -> None:
+        # What web.run_app does, but with the bound port in hand before serving: run_app only logs
+        # the port it was given (0 stays 0).
+        runner = web.AppRunner(app, access_log=None, handle_signals=True)
+        await runner.setup()
+        try:
+            try:
+                await web.TCPSite(runner, host, port).start()
+            except OSError as exc:
+                raise ListenError(f"cannot listen on {host}:{port}: {_os_reason(exc)}") from exc
+            bound = runner.addresses[0][1]
+            if port_file is not None:
+                write_port_file(port_file, bound)
+            log.info(
+                "J-Quants emulator (v1: /v1, v2: /v2), plan %s (%d req/min), page size %d",
+                cfg.plan,
+                cfg.limit_per_minute,
+                cfg.page_size,
+            )
+            print(f"J-Quants emulator listening on http://{host}:{bound}", flush=True)
+            await asyncio.Event().wait()  # until a signal ends the loop (GracefulExit)
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
