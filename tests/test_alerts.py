@@ -15,6 +15,7 @@ import pytest
 
 from gogooku3.alerts import AlertContext, error_head, format_alert, send_alert
 from gogooku3.config import Secret, SlackSettings
+from gogooku3.devtools.ports import wait_for_port_file
 from gogooku3.devtools.slack_capture import read_captures, running_slack_capture
 
 CTX = AlertContext(
@@ -114,16 +115,15 @@ def test_refused_token_is_logged_not_raised(caplog: pytest.LogCaptureFixture) ->
     assert TOKEN not in caplog.text
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_slack_never_raises(caplog: pytest.LogCaptureFixture) -> None:
-    slack = SlackSettings(token=Secret(TOKEN), base_url=f"http://127.0.0.1:{_closed_port()}/api/")
-    with caplog.at_level(logging.WARNING, logger="t"):
-        assert send_alert(CTX, slack, logger=logging.getLogger("t")) is False
+    # A port bound but not listening refuses connections, and stays ours (nothing else can start
+    # listening there) until the socket is closed at the end of the test.
+    with socket.socket() as unreachable:
+        unreachable.bind(("127.0.0.1", 0))
+        port = unreachable.getsockname()[1]
+        slack = SlackSettings(token=Secret(TOKEN), base_url=f"http://127.0.0.1:{port}/api/")
+        with caplog.at_level(logging.WARNING, logger="t"):
+            assert send_alert(CTX, slack, logger=logging.getLogger("t")) is False
     assert "could not be sent" in caplog.text
     assert CTX.task_id in caplog.text  # the alert itself is still in the log
     assert TOKEN not in caplog.text
@@ -149,15 +149,28 @@ def test_capture_refuses_a_request_without_token() -> None:
 
 
 def test_capture_cli_writes_the_out_file(tmp_path) -> None:
-    out = tmp_path / "slack.json"
-    port = _closed_port()
+    out, port_file = tmp_path / "slack.json", tmp_path / "slack.port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gogooku3.devtools.slack_capture", "--port", str(port), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "gogooku3.devtools.slack_capture",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--out",
+            str(out),
+        ],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        assert "listening" in proc.stdout.readline()
+        # port 0: the server binds a free port itself and reports it, in the file and on stdout
+        port = wait_for_port_file(port_file, proc, timeout_s=30)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(f"slack capture listening on http://127.0.0.1:{port}/api/")
         assert read_captures(out) == []
         slack = SlackSettings(token=Secret(TOKEN), channel="#ops", base_url=f"http://127.0.0.1:{port}/api/")
         assert send_alert(CTX, slack) is True
@@ -170,3 +183,20 @@ def test_capture_cli_writes_the_out_file(tmp_path) -> None:
         proc.wait(timeout=10)
     assert [c["body"]["channel"] for c in captured] == ["#ops"]
     assert CTX.log_url in json.dumps(captured)
+
+
+def test_capture_cli_reports_a_busy_port(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # held for the whole test: no race
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gogooku3.devtools.slack_capture", "--port", str(port)]
+            + ["--port-file", str(tmp_path / "port"), "--out", str(tmp_path / "slack.json")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"slack capture: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert not (tmp_path / "port").exists()

@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from gogooku3.devtools.ports import wait_for_port_file
 from gogooku3.devtools.s3_server import S3Server, running_s3_server
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ def test_two_servers_get_their_own_ports_and_buckets() -> None:
 
 
 def test_standalone_command_serves_until_terminated(tmp_path: Path) -> None:
-    ready = tmp_path / "ready"
+    ready, port_file = tmp_path / "ready", tmp_path / "port"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -55,6 +55,8 @@ def test_standalone_command_serves_until_terminated(tmp_path: Path) -> None:
             "demo-lake",
             "--ready-file",
             str(ready),
+            "--port-file",
+            str(port_file),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -62,12 +64,10 @@ def test_standalone_command_serves_until_terminated(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        deadline = time.monotonic() + 60
-        while not ready.exists() or not ready.read_text().endswith("\n"):
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.05)
-        endpoint = ready.read_text().strip()
+        # port 0: the server binds a free port itself and reports it once the bucket exists
+        port = wait_for_port_file(port_file, proc, timeout_s=60)
+        endpoint = ready.read_text().strip()  # written before the port file
+        assert endpoint == f"http://127.0.0.1:{port}"
         from gogooku3.config import S3Settings, Secret
         from gogooku3.lake import open_lake
 
@@ -83,7 +83,7 @@ def test_standalone_command_serves_until_terminated(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
-    assert f"serving {endpoint} bucket=demo-lake" in out and "stopped" in out
+    assert f"s3_server: listening on {endpoint} bucket=demo-lake" in out and "stopped" in out
 
 
 def test_standalone_command_reports_a_busy_port() -> None:

@@ -29,7 +29,6 @@ import asyncio
 import datetime as dt
 import json
 import math
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from typing import Any
 
 from gogooku3.calendar import trading_days
 from gogooku3.config import PLAN_RATE_PER_MINUTE, JQuantsSettings, Secret
+from gogooku3.devtools.ports import wait_for_port_file
 from gogooku3.emulator.config import DEFAULT_API_KEY
 from gogooku3.jquants.client import JQuantsClient, Query
 from gogooku3.market import Market, MarketConfig, generate_market
@@ -66,45 +66,29 @@ class Emulator:
             return json.loads(resp.read())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def emulator_process(spec: dict[str, Any]) -> Iterator[Emulator]:
-    port = _free_port()
-    args = ["emulator", "--port", str(port), "--seed", str(SEED), "--codes", str(spec["codes"])]
-    args += ["--start", spec["start"].isoformat(), "--end", spec["end"].isoformat(), "--plan", PLAN]
-    args += ["--page-size", str(PAGE_SIZE), "--latency-ms", str(LATENCY_S * 1000)]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from gogooku3.cli import app; app()", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    emu = Emulator(port)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"emulator exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
-                )
-            try:
-                urllib.request.urlopen(f"{emu.base_url}/health", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("emulator did not answer /health within 120 s") from None
-                time.sleep(0.2)
-        yield emu
-    finally:
-        proc.terminate()
+    # Port 0: the emulator binds a free port itself and writes it to the port file once it answers
+    # (a port picked here and passed on could be taken by something else before it binds).
+    with tempfile.TemporaryDirectory(prefix="gogooku3-bench-emulator-") as tmp:
+        port_file = f"{tmp}/port"
+        args = ["emulator", "--port", "0", "--port-file", port_file, "--seed", str(SEED)]
+        args += ["--codes", str(spec["codes"]), "--start", spec["start"].isoformat()]
+        args += ["--end", spec["end"].isoformat(), "--plan", PLAN]
+        args += ["--page-size", str(PAGE_SIZE), "--latency-ms", str(LATENCY_S * 1000)]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from gogooku3.cli import app; app()", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            yield Emulator(wait_for_port_file(port_file, proc, timeout_s=120))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _minimum_requests(market: Market, days: list[dt.date]) -> tuple[int, int]:

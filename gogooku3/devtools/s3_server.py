@@ -8,7 +8,8 @@ In tests::
         lake = open_lake(s3.lake_uri("lake"), s3.s3_settings())
         subprocess.run([...], env={**os.environ, **s3.env()})   # for child processes
 
-Standalone (runs until SIGINT/SIGTERM)::
+Standalone (runs until SIGINT/SIGTERM; ``--port 0`` binds a free port and ``--port-file`` tells which,
+see :mod:`gogooku3.devtools.ports`)::
 
     python -m gogooku3.devtools.s3_server --port 9000 --bucket gogooku3-lake
 
@@ -31,10 +32,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from gogooku3.config import S3Settings, Secret
+from gogooku3.devtools.ports import write_port_file, write_text_atomic
 
-#: moto accepts any credentials; these are placeholders, not secrets.
-ACCESS_KEY_ID = "testing"
-SECRET_ACCESS_KEY = "testing"
+#: moto accepts any credentials; these are placeholders, not secrets. They are distinctive because
+#: every Secret is scrubbed from messages by value: a plain word ("testing") would vanish from them.
+ACCESS_KEY_ID = "gogooku3-local-s3-key-id"
+SECRET_ACCESS_KEY = "gogooku3-local-s3-secret"
 REGION = "us-east-1"
 
 
@@ -185,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000, help="0 picks a free port")
     parser.add_argument("--bucket", default="gogooku3-lake", help="bucket to create at start")
-    parser.add_argument("--ready-file", help="write the endpoint URL here once serving")
+    parser.add_argument("--port-file", help="write the port bound here (atomically) once serving")
+    parser.add_argument("--ready-file", help="write the endpoint URL here (atomically) once serving")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
 
@@ -195,14 +199,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = S3Server(args.bucket, host=args.host, port=args.port, quiet=not args.verbose)
     try:
         server.start()
-    except OSError as e:
+    except (OSError, OverflowError) as e:  # OverflowError: a port outside 0..65535
         print(f"s3_server: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 1
     try:
-        print(f"s3_server: serving {server.endpoint_url} bucket={server.bucket}", flush=True)
+        # Serving, with the bucket created: report where. The port file comes last, as scripts wait
+        # for it and may then read the others.
         if args.ready_file:
-            with open(args.ready_file, "w") as f:
-                f.write(server.endpoint_url + "\n")
+            write_text_atomic(args.ready_file, server.endpoint_url + "\n")
+        if args.port_file:
+            assert server.port is not None  # start() returned: it listens
+            write_port_file(args.port_file, server.port)
+        print(f"s3_server: listening on {server.endpoint_url} bucket={server.bucket}", flush=True)
         while not stop.wait(3600):
             pass
     finally:

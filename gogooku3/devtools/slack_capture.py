@@ -17,7 +17,8 @@ Use it in tests::
         ...
         assert cap.messages()[0]["body"]["channel"] == "#alerts"
 
-or as a process (demo, ``make dag-test``)::
+or as a process (demo, ``make dag-test``; ``--port 0`` binds a free port and ``--port-file`` tells
+which, see :mod:`gogooku3.devtools.ports`)::
 
     python -m gogooku3.devtools.slack_capture --port 8766 --out .run/slack.json
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -37,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
+
+from gogooku3.devtools.ports import write_port_file
 
 _CHANNEL_ID = "C0GOGOOKU3"
 
@@ -224,18 +228,26 @@ def running_slack_capture(
         thread.join(timeout=5)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Local Slack Web API capture server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8766, help="0 picks a free port")
+    parser.add_argument("--port-file", help="write the port bound here (atomically) once listening")
     parser.add_argument("--out", required=True, help="JSON file the captured requests are written to")
     parser.add_argument("--expected-token", default=None, help="refuse other tokens (invalid_auth)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     store = CaptureStore(out=out)
     _write_json_atomic(out, [])  # an empty list from the start: readers never see a missing file
-    server = _serve(args.host, args.port, store, args.expected_token)
+    try:
+        server = _serve(args.host, args.port, store, args.expected_token)
+    except (OSError, OverflowError) as e:  # OverflowError: a port outside 0..65535
+        print(f"slack capture: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 1
     host, port = server.server_address[:2]
+    # The socket listens from here on (the constructor bound it): report the port that it got.
+    if args.port_file:
+        write_port_file(args.port_file, port)
     print(f"slack capture listening on http://{host}:{port}/api/ writing {out}", flush=True)
     try:
         server.serve_forever()
@@ -243,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         server.server_close()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

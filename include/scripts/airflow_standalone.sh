@@ -7,6 +7,8 @@
 #   Slack     a capture server; alerts land in .airflow/slack.json  http://127.0.0.1:${SLACK_PORT:-8766}
 #   S3        a moto server (bucket gogooku3-lake) for the s3_lake connection  ${S3_PORT:-9000}
 #
+# A port of 0 (e.g. EMULATOR_PORT=0) binds a free one; the connections use the ports the servers report
+# in their port files (lib.sh), so a busy port fails at once with that server's log.
 # State (SQLite DB, logs) lives in .airflow/ and survives restarts; the lake defaults to ./data/lake
 # (GOGOOKU3_LAKE_URI=s3://gogooku3-lake/lake uses the S3 server instead). The DAGs start paused:
 # jquants_daily has catchup=True, so unpausing it backfills every trading day since its start date.
@@ -59,16 +61,19 @@ export AIRFLOW__API__BASE_URL=http://127.0.0.1:8080
 export GOGOOKU3_LAKE_URI=${GOGOOKU3_LAKE_URI:-$ROOT/data/lake}
 
 log "emulator: $EMULATOR_CODES codes from $EMULATOR_START, port $EMULATOR_PORT"
-gogooku3 emulator --port "$EMULATOR_PORT" --codes "$EMULATOR_CODES" --start "$EMULATOR_START" --plan premium \
-  >"$RUN/emulator.log" 2>&1 &
-EMU_PID=$!; PIDS+=("$EMU_PID")
-python -m gogooku3.devtools.slack_capture --port "$SLACK_PORT" --out "$AIRFLOW_HOME/slack.json" >"$RUN/slack.log" 2>&1 &
-SLACK_PID=$!; PIDS+=("$SLACK_PID")
-python -m gogooku3.devtools.s3_server --port "$S3_PORT" --bucket gogooku3-lake >"$RUN/s3.log" 2>&1 &
-S3_PID=$!; PIDS+=("$S3_PID")
+start_emulator "$EMULATOR_PORT" "$RUN/emulator.port" "$RUN/emulator.log" \
+  --codes "$EMULATOR_CODES" --start "$EMULATOR_START"
+start_slack_capture "$SLACK_PORT" "$AIRFLOW_HOME/slack.json" "$RUN/slack.port" "$RUN/slack.log"
+start_s3_server "$S3_PORT" gogooku3-lake "$RUN/s3.port" "$RUN/s3.log"
 
 airflow db migrate >"$RUN/migrate.log" 2>&1 || { tail -n 40 "$RUN/migrate.log" >&2; exit 1; }
 airflow pools import "$ROOT/include/airflow/pools.json" >/dev/null
+
+# The ports the servers bound (the ones asked for, unless 0 was).
+EMULATOR_PORT=$(wait_port_file "$RUN/emulator.port" "$EMU_PID" emulator "$RUN/emulator.log")
+SLACK_PORT=$(wait_port_file "$RUN/slack.port" "$SLACK_PID" "slack capture" "$RUN/slack.log")
+S3_PORT=$(wait_port_file "$RUN/s3.port" "$S3_PID" "S3 server" "$RUN/s3.log")
+log "emulator on 127.0.0.1:$EMULATOR_PORT, slack capture on 127.0.0.1:$SLACK_PORT, S3 on 127.0.0.1:$S3_PORT"
 
 # Connections in the metadata DB (visible and editable in the UI), pointing at the local servers.
 # The credentials are the emulator's and moto's public test values, not secrets.
@@ -78,15 +83,11 @@ cat >"$RUN/connections.json" <<EOF
               "extra_dejson": {"api_version": "v2", "plan": "premium"}},
   "slack_alerts": {"conn_type": "slack", "password": "xoxb-local-capture",
                    "extra_dejson": {"channel": "#gogooku3-alerts", "base_url": "http://127.0.0.1:$SLACK_PORT/api/"}},
-  "s3_lake": {"conn_type": "aws", "login": "testing", "password": "testing",
+  "s3_lake": {"conn_type": "aws", "login": "gogooku3-local-s3-key-id", "password": "gogooku3-local-s3-secret",
               "extra_dejson": {"endpoint_url": "http://127.0.0.1:$S3_PORT", "region_name": "us-east-1"}}
 }
 EOF
 airflow connections import --overwrite "$RUN/connections.json" >/dev/null
-
-wait_http "http://127.0.0.1:$EMULATOR_PORT/health" "$EMU_PID" emulator "$RUN/emulator.log"
-wait_http "http://127.0.0.1:$SLACK_PORT/health" "$SLACK_PID" "slack capture" "$RUN/slack.log"
-kill -0 "$S3_PID" 2>/dev/null || { log "S3 server exited:"; tail -n 20 "$RUN/s3.log" >&2; exit 1; }
 
 log "Airflow UI on http://127.0.0.1:8080 (DAGs paused; alerts -> $AIRFLOW_HOME/slack.json; lake $GOGOOKU3_LAKE_URI)"
 # In the background, in its own session/process group, so that Ctrl-C (or a TERM to this script)

@@ -38,15 +38,14 @@ airflow_env "$WORK/airflow"
 # The market starts 15 months before the first fetched day: that much history is seeded.
 MARKET_START=$(python -c 'import datetime as dt, sys; print(dt.date.fromisoformat(sys.argv[1]) - dt.timedelta(days=456))' "$FIRST")
 BEFORE_FIRST=$(python -c 'import datetime as dt, sys; print(dt.date.fromisoformat(sys.argv[1]) - dt.timedelta(days=1))' "$FIRST")
-EMU_PORT=$(free_port)
-SLACK_PORT=$(free_port)
 log "emulator: $CODES codes, market $MARKET_START..$LAST; lake $LAKE; logs $WORK"
-start_emulator "$EMU_PORT" "$WORK/emulator.log" --codes "$CODES" --start "$MARKET_START" --end "$LAST"
+# Both servers bind free ports themselves and report them in port files (lib.sh).
+start_emulator 0 "$WORK/emulator.port" "$WORK/emulator.log" --codes "$CODES" --start "$MARKET_START" --end "$LAST"
 rm -f "$WORK/slack.json"
-start_slack_capture "$SLACK_PORT" "$WORK/slack.json" "$WORK/slack.log"
+start_slack_capture 0 "$WORK/slack.json" "$WORK/slack.port" "$WORK/slack.log"
 airflow_init "$WORK"
-wait_http "http://127.0.0.1:$EMU_PORT/health" "$EMU_PID" emulator "$WORK/emulator.log"
-wait_http "http://127.0.0.1:$SLACK_PORT/health" "$SLACK_PID" "slack capture" "$WORK/slack.log"
+EMU_PORT=$(wait_port_file "$WORK/emulator.port" "$EMU_PID" emulator "$WORK/emulator.log")
+SLACK_PORT=$(wait_port_file "$WORK/slack.port" "$SLACK_PID" "slack capture" "$WORK/slack.log")
 
 export JQUANTS_BASE_URL="http://127.0.0.1:$EMU_PORT/v2" JQUANTS_API_KEY=emulator-api-key JQUANTS_PLAN=premium
 export GOGOOKU3_LAKE_URI="$LAKE" GOGOOKU3_PACER_DIR="$WORK/pacer"

@@ -3,23 +3,27 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export PATH="$ROOT/.venv/bin:$PATH"
 
-free_port() {
-  python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# The servers below bind the port they are given themselves, 0 meaning any free port, and write the
+# port they got to a port file once they listen; callers read it back with wait_port_file. (Picking a
+# free port here and passing the number on raced with anything else binding one meanwhile.)
 
-# wait_http URL PID NAME LOGFILE: until URL answers (or the process died / 120 s passed).
-wait_http() {
-  local url=$1 pid=$2 name=$3 logfile=$4
-  for _ in $(seq 1 240); do
+# wait_port_file PORTFILE PID NAME LOGFILE [TIMEOUT_S]: print the port the server PID wrote to
+# PORTFILE, waiting at most TIMEOUT_S (default 120; the emulator generates its market first). Fails,
+# with the end of LOGFILE on stderr, if the process exits first or the time runs out.
+wait_port_file() {
+  local file=$1 pid=$2 name=$3 logfile=$4 timeout=${5:-120}
+  local deadline=$((SECONDS + timeout))
+  # The servers write the file in one rename, so a non-empty file holds the whole port.
+  while [ ! -s "$file" ]; do
     if ! kill -0 "$pid" 2>/dev/null; then
-      log "$name exited early:"; tail -n 30 "$logfile" >&2; return 1
+      log "$name exited before it listened:" >&2; tail -n 30 "$logfile" >&2; return 1
     fi
-    if python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url" 2>/dev/null; then
-      return 0
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "$name did not listen within $timeout s:" >&2; tail -n 30 "$logfile" >&2; return 1
     fi
-    sleep 0.5
+    sleep 0.2
   done
-  log "$name did not answer at $url within 120 s:"; tail -n 30 "$logfile" >&2; return 1
+  cat "$file"
 }
 
 # clean_environment: nothing Airflow/J-Quants/gogooku3-specific leaks in from the caller's shell.
@@ -48,20 +52,31 @@ airflow_init() {
   airflow pools import "$ROOT/include/airflow/pools.json" >"$dir/pools.log" 2>&1 || { cat "$dir/pools.log" >&2; return 1; }
 }
 
-# start_emulator PORT LOGFILE [gogooku3 emulator options...]: sets EMU_PID.
+# start_emulator PORT PORTFILE LOGFILE [gogooku3 emulator options...]: sets EMU_PID. PORT 0 binds a
+# free port; either way the port bound is read back with wait_port_file PORTFILE.
 start_emulator() {
-  local port=$1 logfile=$2
-  shift 2
-  gogooku3 emulator --port "$port" --plan premium "$@" >"$logfile" 2>&1 &
+  local port=$1 portfile=$2 logfile=$3
+  shift 3
+  rm -f "$portfile"  # a port file left by an earlier run would be read as this run's
+  gogooku3 emulator --port "$port" --port-file "$portfile" --plan premium "$@" >"$logfile" 2>&1 &
   EMU_PID=$!
   PIDS+=("$EMU_PID")
 }
 
-# start_slack_capture PORT OUTFILE LOGFILE: sets SLACK_PID.
+# start_slack_capture PORT OUTFILE PORTFILE LOGFILE: sets SLACK_PID (PORT and PORTFILE as above).
 start_slack_capture() {
-  python -m gogooku3.devtools.slack_capture --port "$1" --out "$2" >"$3" 2>&1 &
+  rm -f "$3"
+  python -m gogooku3.devtools.slack_capture --port "$1" --out "$2" --port-file "$3" >"$4" 2>&1 &
   SLACK_PID=$!
   PIDS+=("$SLACK_PID")
+}
+
+# start_s3_server PORT BUCKET PORTFILE LOGFILE: sets S3_PID; the port file appears once BUCKET exists.
+start_s3_server() {
+  rm -f "$3"
+  python -m gogooku3.devtools.s3_server --port "$1" --bucket "$2" --port-file "$3" >"$4" 2>&1 &
+  S3_PID=$!
+  PIDS+=("$S3_PID")
 }
 
 # export_local_connections EMU_PORT SLACK_PORT CHANNEL: the connections production uses, pointing at
