@@ -16,7 +16,9 @@ app.add_typer(features_app, name="features")
 
 
 def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
+    from gogooku3.redaction import scrub
+
+    typer.echo(f"error: {scrub(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -28,6 +30,14 @@ def _date(value: str, option: str) -> dt.date:
     except ValueError as exc:
         _fail(f"{option}: {exc}")
         raise  # unreachable
+
+
+def _lake(value: str | None) -> str | None:
+    """``--lake`` as given (None: the configured lake). An empty value is an error, not the default:
+    a script whose variable came out empty must not write into whatever lake the environment names."""
+    if value is not None and not value.strip():
+        _fail("--lake is empty: give a lake URI (a path, file://... or s3://bucket/prefix) or leave it out")
+    return value
 
 
 @app.command()
@@ -44,16 +54,23 @@ def fetch(
         "--end",
         help="backfill every calendar day from --date through --end (each day is one logical date)",
     ),
+    force: bool = typer.Option(
+        False, "--force", help="refetch partitions that are already complete and verified in the lake"
+    ),
 ) -> None:
     """Fetch one JST date (or each date of a range) of J-Quants data into the lake.
 
-    Credentials and protocol come from the environment (JQUANTS_API_KEY, or JQUANTS_API_VERSION=v1 with
-    JQUANTS_AUTH_EMAIL/JQUANTS_AUTH_PASSWORD or JQUANTS_REFRESH_TOKEN; JQUANTS_BASE_URL)."""
+    A dataset whose partition of a day is already complete (committed, checksum verified, written
+    after that day's last publication) is skipped, saying so, to spare the plan's request quota;
+    ``--force`` refetches it. Credentials and protocol come from the environment (JQUANTS_API_KEY, or
+    JQUANTS_API_VERSION=v1 with JQUANTS_AUTH_EMAIL/JQUANTS_AUTH_PASSWORD or JQUANTS_REFRESH_TOKEN;
+    JQUANTS_BASE_URL)."""
     from gogooku3.config import ConfigError, Settings
     from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
 
     day = _date(date, "--date")
-    last = _date(end, "--end") if end else day
+    last = _date(end, "--end") if end is not None else day
+    lake = _lake(lake)
     if last < day:
         _fail(f"--end {last} is before --date {day}")
     names = endpoint or list(DATASET_NAMES)
@@ -70,7 +87,11 @@ def fetch(
     while day <= last:
         try:
             results = fetch_to_lake_sync(
-                settings, [d.name for d in datasets], day, lake_uri=lake or settings.lake_uri
+                settings,
+                [d.name for d in datasets],
+                day,
+                lake_uri=lake or settings.lake_uri,
+                skip_complete=not force,
             )
         except (JQuantsError, LakeError) as exc:
             _fail(f"{day}: {exc}", code=1)
@@ -88,12 +109,14 @@ def trades_spec_expand(
     """Expand raw/trades_spec into point-in-time daily rows in interim/trades_spec_daily."""
     from gogooku3.config import ConfigError, Settings
     from gogooku3.flows.cli import expand_command, summarize
+    from gogooku3.lake import LakeError
 
     first, last = _date(start, "--start"), _date(end, "--end")
+    lake = _lake(lake)
     try:
         settings = Settings.from_env()
         manifests = expand_command(first, last, lake, settings)
-    except (ValueError, ConfigError) as exc:
+    except (ValueError, ConfigError, LakeError) as exc:
         _fail(str(exc))
     typer.echo(summarize(manifests))
 
@@ -112,6 +135,7 @@ def features_build(
     from gogooku3.lake import LakeError
 
     first, last = _date(start, "--start"), _date(end, "--end")
+    lake = _lake(lake)
     try:
         settings = Settings.from_env()
         manifests = build_command(first, last, engine, lake, settings)
@@ -125,7 +149,10 @@ def features_build(
 @app.command()
 def emulator(
     host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8765, "--port"),
+    port: int = typer.Option(8765, "--port", help="0: bind any free port (see --port-file)"),
+    port_file: str = typer.Option(
+        None, "--port-file", help="write the port bound here (atomically) once the server answers"
+    ),
     seed: int = typer.Option(7, "--seed"),
     codes: int = typer.Option(4000, "--codes"),
     start: str = typer.Option("2019-01-01", "--start"),
@@ -142,21 +169,29 @@ def emulator(
     ),
 ) -> None:
     """Serve the J-Quants-compatible emulator (v1 under /v1, v2 under /v2)."""
-    from gogooku3.emulator.server import EmulatorConfig, serve_forever
+    from gogooku3.emulator.options import OptionError, check_port, config_from_options
+    from gogooku3.emulator.server import ListenError, serve_forever
 
-    cfg = EmulatorConfig.build(
-        seed=seed,
-        codes=codes,
-        start=_date(start, "--start"),
-        end=_date(end, "--end") if end else None,
-        plan=plan,
-        signal=signal,
-        page_size=page_size,
-        latency_s=latency_ms / 1000.0,
-        fault_rate=fault_rate,
-        faults=[f.strip() for f in faults.split(",") if f.strip()],
-    )
-    serve_forever(cfg, host=host, port=port)
+    try:
+        check_port(port)
+        cfg = config_from_options(
+            seed=seed,
+            codes=codes,
+            start=start,
+            end=end,
+            plan=plan,
+            signal=signal,
+            page_size=page_size,
+            latency_ms=latency_ms,
+            fault_rate=fault_rate,
+            faults=faults,
+        )
+    except OptionError as exc:
+        _fail(str(exc))
+    try:
+        serve_forever(cfg, host=host, port=port, port_file=port_file)
+    except ListenError as exc:
+        _fail(f"--host/--port: {exc}", code=1)
 
 
 def main() -> None:  # pragma: no cover

@@ -21,6 +21,13 @@ trading day an empty ``daily_quotes``/``topix``/``listed_info`` answer is an err
 published yet or the source is broken - so the task fails and Airflow retries instead of recording
 a hole. ``statements`` and ``trades_spec`` legitimately have quiet days: an empty partition is
 written so "fetched, nothing disclosed" is distinguishable from "not fetched".
+
+Backfills spend the plan's request quota, so ``skip_complete=True`` (the CLI's default; ``--force``
+turns it off) requests nothing for a dataset whose partition of D is already *complete*: committed,
+its bytes matching the manifest's SHA-256, and written after the dataset's last publication for D
+(:data:`FINAL_AFTER_JST`: a statements partition written by the 19:00 run of D still lacks the 24:30
+batch, so it is fetched again). Airflow tasks always fetch: a task run is a request for the data,
+and Airflow decides which runs a backfill repeats.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any
 
 import polars as pl
 
-from gogooku3.calendar import is_trading_day
+from gogooku3.calendar import JST, is_trading_day
 from gogooku3.config import Settings
 from gogooku3.jquants.client import JQuantsClient, Query
 from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
@@ -41,6 +48,17 @@ from gogooku3.jquants.errors import JQuantsError
 
 #: Datasets that have rows on every trading day; an empty answer then is a failure.
 DAILY_DATASETS = frozenset({"listed_info", "daily_quotes", "topix"})
+
+#: When day D's data of each dataset is final, as (days after D, JST time): bars, TOPIX and listed
+#: info are out after the close (19:00 leaves slack), investor types after ~16:30 (18:00), and
+#: statements in two batches, the second at 24:30, i.e. 00:30 on D+1 (01:00 leaves slack).
+FINAL_AFTER_JST: dict[str, tuple[int, dt.time]] = {
+    "listed_info": (0, dt.time(19, 0)),
+    "daily_quotes": (0, dt.time(19, 0)),
+    "topix": (0, dt.time(19, 0)),
+    "trades_spec": (0, dt.time(18, 0)),
+    "statements": (1, dt.time(1, 0)),
+}
 
 
 class EmptyAnswerError(JQuantsError):
@@ -70,6 +88,28 @@ class FetchResult:
         if self.written:
             return f"{head} wrote {self.rows} rows ({cost}) -> {self.uri}"
         return f"{head} skipped, {self.reason} ({cost})"
+
+
+def final_after(name: str, day: dt.date) -> dt.datetime:
+    """The moment (aware, JST) after which dataset ``name``'s data of ``day`` no longer changes."""
+    days_after, at = FINAL_AFTER_JST[get_dataset(name).name]
+    return dt.datetime.combine(day + dt.timedelta(days=days_after), at, tzinfo=JST)
+
+
+def complete_partition(lake: Any, name: str, day: dt.date) -> Any | None:
+    """The manifest of ``raw/<name>/date=day`` when the partition is complete (committed, its bytes
+    verified against the manifest, written after :func:`final_after`), else None. A corrupt
+    partition is not complete: fetching it again heals it."""
+    from gogooku3.lake import CorruptPartitionError
+
+    if not lake.has_partition("raw", name, day):
+        return None
+    try:
+        manifest = lake.verify_partition("raw", name, day)
+    except CorruptPartitionError:
+        return None
+    written = dt.datetime.fromisoformat(manifest.written_at)
+    return manifest if written >= final_after(name, day) else None
 
 
 def query_for(name: str, day: dt.date) -> Query:
@@ -113,16 +153,39 @@ async def fetch_to_lake(
     lake: Any,
     *,
     client: JQuantsClient | None = None,
+    skip_complete: bool = False,
 ) -> list[FetchResult]:
     """Fetch ``day`` of each dataset concurrently and write its raw partition; results in input order.
 
     ``client`` may be an open client to reuse (backfills); otherwise one is opened and closed here.
-    Nothing is written until every dataset was fetched and validated, so a failed fetch writes nothing.
+    With ``skip_complete`` a dataset whose partition is already complete (:func:`complete_partition`)
+    is not requested; its result says so. Nothing is written until every requested dataset was
+    fetched and validated, so a failed fetch writes nothing.
     """
     names = list(dict.fromkeys(dataset_names))
     unknown = [n for n in names if n not in DATASET_NAMES]
     if unknown:
         raise ValueError(f"unknown endpoint {unknown[0]!r}: expected one of {', '.join(DATASET_NAMES)}")
+    done: dict[str, FetchResult] = {}
+    if skip_complete:
+        for name in names:
+            manifest = await asyncio.to_thread(complete_partition, lake, name, day)
+            if manifest is not None:
+                reason = (
+                    f"already complete in the lake ({manifest.rows} rows, sha256 {manifest.checksum[:12]} "
+                    f"verified, written {manifest.written_at}); --force refetches"
+                )
+                done[name] = FetchResult(name, day, manifest.rows, 0, 0, written=False, reason=reason)
+    results = await _fetch_and_write(settings, [n for n in names if n not in done], day, lake, client)
+    fetched = {r.dataset: r for r in results}
+    return [done.get(n) or fetched[n] for n in names]
+
+
+async def _fetch_and_write(
+    settings: Settings, names: list[str], day: dt.date, lake: Any, client: JQuantsClient | None
+) -> list[FetchResult]:
+    if not names:
+        return []
     queries = [query_for(n, day) for n in names]
     if client is None:
         async with JQuantsClient(settings.jquants) as own:
@@ -166,10 +229,15 @@ async def fetch_to_lake(
 
 
 def fetch_to_lake_sync(
-    settings: Settings, dataset_names: Sequence[str], day: dt.date, *, lake_uri: str | None = None
+    settings: Settings,
+    dataset_names: Sequence[str],
+    day: dt.date,
+    *,
+    lake_uri: str | None = None,
+    skip_complete: bool = False,
 ) -> list[FetchResult]:
     """Blocking wrapper for the CLI and Airflow tasks: opens the lake and runs :func:`fetch_to_lake`."""
     from gogooku3.lake import open_lake
 
     lake = open_lake(lake_uri or settings.lake_uri, settings.s3)
-    return asyncio.run(fetch_to_lake(settings, dataset_names, day, lake))
+    return asyncio.run(fetch_to_lake(settings, dataset_names, day, lake, skip_complete=skip_complete))

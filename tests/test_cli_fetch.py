@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import subprocess
 import sys
@@ -141,8 +142,10 @@ def test_fetch_with_a_wrong_api_key_fails_naming_the_cause(emulator, tmp_path):
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["--date", "2024-02-30"], "2024-02-30"),
+        (["--date", "2024-02-30"], "--date: bad date '2024-02-30': that day does not exist"),
         (["--date", "yesterday"], "yesterday"),
+        (["--date", "202461"], "--date: bad date '202461': expected YYYY-MM-DD"),
+        (["--date", "2024-02-15", "--end", "2024113"], "--end: bad date '2024113': expected YYYY-MM-DD"),
         (["--date", "2024-02-15", "--endpoint", "quotes"], "'quotes'"),
         (["--date", "2024-02-15", "--endpoint", "topix", "--endpoint", "prices_daily"], "'prices_daily'"),
         (["--date", "2024-02-15", "--end", "2024-02-14"], "--end 2024-02-14 is before --date 2024-02-15"),
@@ -153,7 +156,67 @@ def test_bad_arguments_exit_non_zero_naming_them(args, named, tmp_path):
     proc = run_cli(["fetch", *args, "--lake", str(tmp_path / "lake")], env, tmp_path)
     assert proc.returncode != 0
     assert named in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "lake").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["fetch", "--date", "2024-02-15"],
+        ["trades-spec", "expand", "--start", "2024-02-15", "--end", "2024-02-16"],
+        ["features", "build", "--start", "2024-02-15", "--end", "2024-02-16"],
+    ],
+    ids=["fetch", "trades-spec-expand", "features-build"],
+)
+@pytest.mark.parametrize("empty", ["", "  "], ids=["empty", "blank"])
+def test_an_empty_lake_option_is_an_error_not_the_default_lake(command, empty, tmp_path):
+    default_lake = tmp_path / "default-lake"
+    env = {
+        "JQUANTS_API_KEY": "k",
+        "JQUANTS_BASE_URL": "http://127.0.0.1:9",
+        "GOGOOKU3_LAKE_URI": str(default_lake),
+    }
+    proc = run_cli([*command, "--lake", empty], env, tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "error: --lake is empty" in proc.stderr and "Traceback" not in proc.stderr
+    assert not default_lake.exists()
+
+
+@pytest.mark.integration
+def test_a_backfill_skips_complete_partitions_and_force_refetches_them(emulator, tmp_path):
+    lake_dir = tmp_path / "lake"
+    first, last = dt.date(2024, 2, 14), DAY
+    args = ["fetch", "--date", first.isoformat(), "--end", last.isoformat(), "--lake", str(lake_dir)]
+    args += ["--endpoint", "daily_quotes", "--endpoint", "statements"]
+    assert (
+        run_cli(
+            ["fetch", "--date", first.isoformat(), "--endpoint", "daily_quotes", "--lake", str(lake_dir)],
+            v2_env(emulator),
+            tmp_path,
+        ).returncode
+        == 0
+    )
+    lake = open_lake(str(lake_dir))
+    kept = lake.read_manifest("raw", "daily_quotes", first)
+
+    emulator.reset_stats()
+    proc = run_cli(args, v2_env(emulator), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # the complete day is not requested again, and the output says so; everything else is fetched
+    assert f"daily_quotes {first}: skipped, already complete in the lake ({kept.rows} rows" in proc.stdout
+    assert "--force refetches" in proc.stdout
+    assert f"daily_quotes {last}: wrote" in proc.stdout and f"statements {first}: wrote" in proc.stdout
+    pages_of_last_day = math.ceil(emulator.market.frame("daily_quotes", last).height / 30)
+    assert emulator.stats["requests"].get("/v2/equities/bars/daily", 0) == pages_of_last_day
+    assert lake.read_manifest("raw", "daily_quotes", first).written_at == kept.written_at
+
+    emulator.reset_stats()
+    forced = run_cli([*args, "--force"], v2_env(emulator), tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert "skipped" not in forced.stdout
+    assert lake.read_manifest("raw", "daily_quotes", first).written_at != kept.written_at
+    assert lake.read_manifest("raw", "daily_quotes", first).same_content(kept)
 
 
 def test_missing_credentials_are_named(tmp_path):

@@ -160,3 +160,40 @@ async def test_duplicate_keys_are_refused(api_factory):
 def test_unknown_dataset_is_named():
     with pytest.raises(ValueError, match="'quotes'"):
         query_for("quotes", TRADING)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "written_jst", "complete"),
+    [
+        ("daily_quotes", dt.datetime(2024, 1, 4, 19, 0), True),
+        ("daily_quotes", dt.datetime(2024, 1, 4, 18, 59), False),
+        # the 24:30 statements batch: a partition written by the 19:00 run of the day is not final
+        ("statements", dt.datetime(2024, 1, 4, 19, 0), False),
+        ("statements", dt.datetime(2024, 1, 5, 1, 0), True),
+        ("trades_spec", dt.datetime(2024, 1, 4, 18, 0), True),
+    ],
+)
+def test_a_partition_is_complete_once_written_after_its_last_publication(
+    tmp_path, dataset, written_jst, complete
+) -> None:
+    from gogooku3.calendar import JST
+    from gogooku3.fetch import complete_partition
+    from gogooku3.lake import LocalLake
+
+    written = written_jst.replace(tzinfo=JST)
+    lake = LocalLake(tmp_path / "lake", clock=lambda: written.astimezone(dt.UTC))
+    frame = pl.DataFrame({"Date": [TRADING], "DisclosedDate": [TRADING], "PublishedDate": [TRADING]})
+    lake.write_partition("raw", dataset, TRADING, frame, source="test")
+    assert (complete_partition(lake, dataset, TRADING) is not None) is complete
+    assert complete_partition(lake, dataset, SATURDAY) is None  # absent
+
+
+def test_a_corrupt_partition_is_not_complete(tmp_path) -> None:
+    from gogooku3.fetch import complete_partition
+    from gogooku3.lake import LocalLake
+
+    lake = LocalLake(tmp_path / "lake")
+    lake.write_partition("raw", "topix", TRADING, pl.DataFrame({"Date": [TRADING]}), source="test")
+    data = next((tmp_path / "lake" / "raw" / "topix").glob("date=*/part-00000.parquet"))
+    data.write_bytes(data.read_bytes()[:-8])
+    assert complete_partition(lake, "topix", TRADING) is None

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,8 +43,9 @@ from gogooku3.lake.manifest import (
     sha256_hex,
 )
 from gogooku3.lake.storage import LocalStorage, Storage
+from gogooku3.redaction import library_logger
 
-log = logging.getLogger(__name__)
+log = library_logger(__name__)
 
 _MARK_ATTEMPTS = 20
 _READ_WORKERS = 8
@@ -228,11 +228,24 @@ class Lake:
         Raises :class:`MissingPartitionError` if absent and :class:`CorruptPartitionError` if the
         data does not match the manifest; both name the partition and the lake.
         """
+        manifest, data = self._verified(layer, dataset, day)
+        if columns is not None:
+            unknown = [c for c in columns if c not in manifest.column_names]
+            if unknown:
+                where = self._where(layer, dataset, manifest.date)
+                raise KeyError(f"{where} has no columns {unknown} (it has {list(manifest.column_names)})")
+        return decode_parquet(data, columns=columns)
+
+    def verify_partition(self, layer: str, dataset: str, day: dt.date | str) -> Manifest:
+        """The partition's manifest once its data file matched the manifest's SHA-256 (nothing is
+        decoded); raises like :meth:`read_partition`."""
+        return self._verified(layer, dataset, day)[0]
+
+    def _verified(self, layer: str, dataset: str, day: dt.date | str) -> tuple[Manifest, bytes]:
         manifest = self.read_manifest(layer, dataset, day)
-        day = manifest.date
-        where = self._where(layer, dataset, day)
+        where = self._where(layer, dataset, manifest.date)
         try:
-            data = self.storage.get_bytes(layout.data_key(layer, dataset, day))
+            data = self.storage.get_bytes(layout.data_key(layer, dataset, manifest.date))
         except FileNotFoundError:
             raise CorruptPartitionError(f"{where} has a manifest but no data file; rewrite it") from None
         actual = sha256_hex(data)
@@ -242,23 +255,30 @@ class Lake:
                 f"{manifest.checksum[:16]}... (a writer may have died between data and manifest); "
                 "rewrite the partition"
             )
-        if columns is not None:
-            unknown = [c for c in columns if c not in manifest.column_names]
-            if unknown:
-                raise KeyError(f"{where} has no columns {unknown} (it has {list(manifest.column_names)})")
-        return decode_parquet(data, columns=columns)
+        return manifest, data
 
     def list_partitions(self, layer: str, dataset: str) -> list[dt.date]:
         """Dates of the committed partitions (those with a manifest), sorted ascending."""
+        return sorted(self._partition_files(layer, dataset).get(layout.MANIFEST_FILE, set()))
+
+    def orphaned_partitions(self, layer: str, dataset: str) -> list[dt.date]:
+        """Dates with a data file but no manifest, sorted: a writer stopped before committing (or
+        the manifest was removed). Readers treat them as absent; callers that need every day of a
+        span name them, because a rerun of that day's write heals them."""
+        files = self._partition_files(layer, dataset)
+        return sorted(files.get(layout.DATA_FILE, set()) - files.get(layout.MANIFEST_FILE, set()))
+
+    def _partition_files(self, layer: str, dataset: str) -> dict[str, set[dt.date]]:
+        """File name (data file, manifest) -> the partition dates holding one, from one listing."""
         prefix = layout.dataset_prefix(layer, dataset)
-        days = set()
+        found: dict[str, set[dt.date]] = {}
         for key in self.storage.list(prefix):
             parts = key[len(prefix) + 1 :].split("/")
-            if len(parts) == 2 and parts[1] == layout.MANIFEST_FILE:
+            if len(parts) == 2 and parts[1] in (layout.MANIFEST_FILE, layout.DATA_FILE):
                 day = layout.parse_partition_dir(parts[0])
                 if day is not None:
-                    days.add(day)
-        return sorted(days)
+                    found.setdefault(parts[1], set()).add(day)
+        return found
 
     def read_range(
         self,
