@@ -89,3 +89,60 @@ def test_cli_build_command(lake_root):
         build_command(dt.date(2022, 6, 20), dt.date(2022, 6, 22), "fpga", str(lake_root), settings)
     with pytest.raises(ValueError, match="--start 2022-06-22 is after --end"):
         build_command(dt.date(2022, 6, 22), dt.date(2022, 6, 20), "cpu", str(lake_root), settings)
+
+
+@pytest.mark.parametrize(
+    ("layer", "dataset", "how"),
+    [
+        ("raw", "daily_quotes", "partition"),
+        ("raw", "daily_quotes", "manifest"),
+        ("raw", "topix", "partition"),
+        ("interim", "trades_spec_daily", "partition"),
+    ],
+    ids=["quotes-partition-removed", "quotes-manifest-removed", "topix-removed", "flows-removed"],
+)
+def test_a_missing_window_day_fails_before_anything_is_written(lake_root, tmp_path, layer, dataset, how):
+    import shutil
+
+    root = tmp_path / "lake"
+    shutil.copytree(lake_root, root)
+    hole = dt.date(2022, 5, 11)  # a Wednesday inside the history of the built range
+    folder = root / layer / dataset / f"date={hole.isoformat()}"
+    if how == "manifest":
+        (folder / "_manifest.json").unlink()
+    else:
+        shutil.rmtree(folder)
+    lake = open_lake(str(root))
+    before = lake.list_partitions("features", "features")
+    with pytest.raises(MissingPartitionError) as err:
+        build_features_to_lake(lake, dt.date(2022, 6, 1), dt.date(2022, 6, 3), "cpu")
+    message = str(err.value)
+    assert f"{layer}/{dataset} is missing 1 trading day(s): {hole.isoformat()}" in message
+    assert ("(data file without manifest)" in message) == (how == "manifest")
+    assert lake.list_partitions("features", "features") == before
+
+
+def test_a_range_beyond_the_last_bars_builds_the_days_that_have_them(lake_root, tmp_path):
+    """A trades_spec event's range runs through the next publication day; days without bars yet are
+    not needed by any window and get no partition."""
+    lake = open_lake(str(lake_root))
+    manifests = build_features_to_lake(lake, dt.date(2022, 6, 29), dt.date(2022, 7, 8), "cpu")
+    assert [m.date for m in manifests] == [dt.date(2022, 6, 29), dt.date(2022, 6, 30)]
+
+
+def test_the_cli_names_the_missing_day_and_writes_nothing(lake_root, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = tmp_path / "lake"
+    shutil.copytree(lake_root, root)
+    shutil.rmtree(root / "raw" / "daily_quotes" / "date=2022-05-11")
+    before = open_lake(str(root)).list_partitions("features", "features")
+    cli = str(Path(sys.executable).with_name("gogooku3"))
+    args = ["features", "build", "--start", "2022-06-01", "--end", "2022-06-03", "--lake", str(root)]
+    proc = subprocess.run([cli, *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "raw/daily_quotes is missing 1 trading day(s): 2022-05-11" in proc.stderr
+    assert open_lake(str(root)).list_partitions("features", "features") == before

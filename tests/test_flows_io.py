@@ -10,7 +10,7 @@ import pytest
 
 from gogooku3.calendar import trading_days
 from gogooku3.config import Settings
-from gogooku3.flows import OUTPUT_SCHEMA, expand_trades_spec
+from gogooku3.flows import OUTPUT_SCHEMA, TradesSpecCoverageError, expand_trades_spec
 from gogooku3.flows.cli import expand_command, summarize
 from gogooku3.flows.io import expand_to_lake
 from gogooku3.flows.synthetic import synthetic_raw
@@ -86,3 +86,52 @@ def test_last_determined_day() -> None:
     # Through 2023-12-29 (last session of the year): the closure days are not trading days.
     assert last_determined_day(D(2023, 12, 29)) == D(2023, 12, 29)
     assert last_determined_day(D(2024, 1, 3)) == D(2024, 1, 4)
+
+
+def _interim_days(lake) -> list[dt.date]:
+    return lake.list_partitions("interim", "trades_spec_daily")
+
+
+def test_an_orphaned_publication_day_is_an_error_not_a_skip(lake_with_raw, tmp_path: Path) -> None:
+    lake, raw = lake_with_raw
+    published = sorted(raw.get_column("PublishedDate").unique())
+    orphan = published[len(published) // 2]
+    (Path(lake.root) / "raw" / "trades_spec" / f"date={orphan}" / "_manifest.json").unlink()
+    with pytest.raises(TradesSpecCoverageError) as err:
+        expand_to_lake(lake, D(2022, 3, 1), D(2022, 4, 30))
+    assert f"has data without a manifest on {orphan}" in str(err.value)
+    assert _interim_days(lake) == []
+
+
+def test_days_beyond_the_provisional_window_are_refused(lake_with_raw) -> None:
+    from gogooku3.flows import provisional_through
+
+    lake, _ = lake_with_raw
+    fetched_through = lake.list_partitions("raw", "trades_spec")[-1]
+    limit = provisional_through(fetched_through)
+    assert limit > fetched_through
+    # Through the provisional window: written (the next weekly run rewrites the provisional rows).
+    assert expand_to_lake(lake, limit, limit)[-1].date == limit
+    later = trading_days(limit + dt.timedelta(days=1), limit + dt.timedelta(days=60))
+    with pytest.raises(TradesSpecCoverageError) as err:
+        expand_to_lake(lake, limit, later[-1])
+    message = str(err.value)
+    assert f"{later[-1]} is beyond what" in message and f"fetched through {fetched_through}" in message
+    assert f"provisional through {limit}" in message
+    assert _interim_days(lake) == [limit]
+
+
+def test_the_cli_names_a_corrupt_partition_without_a_traceback(lake_with_raw, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    lake, raw = lake_with_raw
+    day = sorted(raw.get_column("PublishedDate").unique())[3]
+    data = Path(lake.root) / "raw" / "trades_spec" / f"date={day}" / "part-00000.parquet"
+    data.write_bytes(data.read_bytes()[:-16])
+    cli = str(Path(sys.executable).with_name("gogooku3"))
+    args = ["trades-spec", "expand", "--start", "2022-03-01", "--end", "2022-03-31", "--lake", lake.root]
+    proc = subprocess.run([cli, *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: ") and f"raw/trades_spec date={day}" in proc.stderr
+    assert "corrupt" in proc.stderr

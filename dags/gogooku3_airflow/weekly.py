@@ -144,13 +144,12 @@ def expand_range(day: dt.date, fetched_start: dt.date) -> tuple[dt.date, dt.date
     """``(start, final_through, end)`` of the interim rebuild after fetching ``[fetched_start, day]``.
 
     ``start = usable_date(fetched_start)``: no earlier row can use a record of the window.
-    ``final_through = last_determined_day(day)``. ``end = max(final_through, next_publication_day(day))``:
-    the trading day before the next publication becomes usable (see the module docstring).
+    ``final_through = last_determined_day(day)``; ``end = provisional_through(day)``: the trading day
+    before the next publication becomes usable (see the module docstring).
     """
-    from gogooku3.flows import last_determined_day
+    from gogooku3.flows import last_determined_day, provisional_through
 
-    final = last_determined_day(day)
-    return next_trading_day(fetched_start), final, max(final, next_publication_day(day))
+    return next_trading_day(fetched_start), last_determined_day(day), provisional_through(day)
 
 
 # ------------------------------------------------------------------------------ task bodies

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
+from gogooku3.calendar import trading_days
 from gogooku3.features.catalogue import OUTPUT_FEATURES
 from gogooku3.features.prepare import KEY_COLUMNS, prepare_panel
 from gogooku3.features.targets import FORWARD_COLUMNS, TARGET_NAMES, finish_targets, forward_returns
@@ -152,6 +153,55 @@ def _read(lake: Lake, layer: str, dataset: str, start: dt.date, end: dt.date) ->
     return df if df.height else None
 
 
+#: Inputs the windows read day by day, as (layer, dataset, from): every trading day from ``from``
+#: through the build's end must be in the lake. "history" is the history start (the first
+#: daily_quotes partition unless given); "first" is the table's own first partition, because the
+#: flows may start later than the bars (the investor-type history is shorter). listed_info and
+#: statements are as-of inputs (the latest row on or before a day counts), not windows.
+WINDOW_INPUTS: tuple[tuple[str, str, Literal["history", "first"]], ...] = (
+    ("raw", "daily_quotes", "history"),
+    ("raw", "topix", "history"),
+    ("interim", "trades_spec_daily", "first"),
+)
+
+
+def missing_window_days(
+    present: set[dt.date], orphaned: set[dt.date], start: dt.date, end: dt.date
+) -> list[str]:
+    """The trading days of ``[start, end]`` not in ``present`` (ISO), each marked when only its data
+    file (no manifest) is there."""
+    return [
+        d.isoformat() + (" (data file without manifest)" if d in orphaned else "")
+        for d in trading_days(start, end)
+        if d not in present
+    ]
+
+
+def check_window_inputs(lake: Lake, history_start: dt.date, end: dt.date) -> None:
+    """Fail, naming every missing day of every window input (:data:`WINDOW_INPUTS`), before anything
+    is read or written: a hole would shift every window across it, and EMAs and ``obs_count``
+    would silently differ on every later day."""
+    from gogooku3.lake import MissingPartitionError
+
+    problems = []
+    for layer, dataset, since in WINDOW_INPUTS:
+        present = set(lake.list_partitions(layer, dataset))
+        start = history_start if since == "history" else min(present, default=None)
+        if start is None:
+            problems.append(f"{layer}/{dataset} has no partition at all")
+            continue
+        missing = missing_window_days(present, set(lake.orphaned_partitions(layer, dataset)), start, end)
+        if missing:
+            shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            problems.append(f"{layer}/{dataset} is missing {len(missing)} trading day(s): {shown}")
+    if problems:
+        raise MissingPartitionError(
+            f"features {history_start}..{end} need every trading day of their windows in lake {lake.uri}: "
+            + "; ".join(problems)
+            + " (fetch or rebuild those days first; nothing was written)"
+        )
+
+
 def build_features_to_lake(
     lake: Lake,
     start: dt.date,
@@ -167,7 +217,9 @@ def build_features_to_lake(
 
     ``history_start`` (default: the earliest daily_quotes partition) bounds the history read;
     leave it unset for results independent of how a range is split. Returns the manifests written.
-    Raises ``MissingPartitionError`` (from the lake) when no daily_quotes partition is in range.
+    Raises ``MissingPartitionError`` (from the lake) when no daily_quotes partition is in range, or
+    (:func:`check_window_inputs`) when a trading day that the windows of the output rows read is
+    missing; nothing is written then.
     """
     _check_engine(engine)
     if start > end:
@@ -180,6 +232,9 @@ def build_features_to_lake(
             f"raw/daily_quotes has no partition between {start} and {end} in {lake.uri}"
         )
     lo = history_start or days[0]
+    # The windows of the last output row reach back to ``lo``; days after it in the range have no
+    # bars yet (a trades_spec event's range runs through the next publication day) and no row.
+    check_window_inputs(lake, lo, max(d for d in days if start <= d <= end))
     quotes = lake.read_range("raw", "daily_quotes", lo, end)
     listed = _read(lake, "raw", "listed_info", dt.date.min, end)
     topix = _read(lake, "raw", "topix", lo, end)

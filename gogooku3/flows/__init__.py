@@ -15,7 +15,12 @@ from gogooku3.flows.expand import (
     expand_trades_spec,
     usable_date,
 )
-from gogooku3.flows.io import expand_to_lake, last_determined_day
+from gogooku3.flows.io import (
+    TradesSpecCoverageError,
+    expand_to_lake,
+    last_determined_day,
+    provisional_through,
+)
 from gogooku3.flows.sections import (
     MARKET_SECTIONS,
     PREDECESSORS,
@@ -35,12 +40,14 @@ __all__ = [
     "SUCCESSORS",
     "FlowHistory",
     "SectionLineage",
+    "TradesSpecCoverageError",
     "attach_flows_to_stocks",
     "empty_output",
     "expand_to_lake",
     "expand_trades_spec",
     "fallback_section_for_market_code",
     "last_determined_day",
+    "provisional_through",
     "section_for_market_code",
     "usable_date",
 ]

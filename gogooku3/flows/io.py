@@ -10,6 +10,12 @@ Idempotent: each partition is a pure function of the raw partitions and the day,
 by (Date, Section), so a rerun writes byte-identical data (the lake replaces partitions
 atomically). A trading day on which no Section has a usable week yet gets an empty partition
 with the full schema, so downstream readers can require every trading day.
+
+What the raw layer must cover (:func:`check_raw_coverage`, before anything is written): no
+partition whose data file lacks its manifest (a fetch that stopped before committing: its records
+would silently be missing), and no day to expand after :func:`provisional_through` of the last
+fetched day: rows beyond it would carry the last week forward for weeks (``days_since_published``
+49) as if nothing had been published since.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from gogooku3.calendar import is_trading_day, trading_days
+from gogooku3.calendar import is_trading_day, next_publication_day, trading_days
 from gogooku3.flows.expand import FlowHistory, expand_trades_spec
 from gogooku3.jquants.datasets import TRADES_SPEC
 from gogooku3.redaction import library_logger
@@ -49,6 +55,45 @@ def last_determined_day(fetched_through: dt.date) -> dt.date:
     return day
 
 
+def provisional_through(fetched_through: dt.date) -> dt.date:
+    """The last trading day an expansion may write once ``raw/trades_spec`` holds every day through
+    ``fetched_through`` (F): final through :func:`last_determined_day` (F), provisional after that
+    through the next scheduled publication day. Provisional rows assume nothing is published
+    between F and their day, which holds on the regular schedule; the next weekly run, whose window
+    starts right after F, rewrites them."""
+    return max(last_determined_day(fetched_through), next_publication_day(fetched_through))
+
+
+class TradesSpecCoverageError(ValueError):
+    """``raw/trades_spec`` does not cover what an expansion needs; the message names the days."""
+
+
+def check_raw_coverage(lake: Lake, start: dt.date, end: dt.date) -> None:
+    """Raise :class:`TradesSpecCoverageError` unless the raw layer covers an expansion of
+    ``[start, end]`` (see the module docstring)."""
+    raw_uri = lake.uri_for(RAW_LAYER, RAW_DATASET)
+    orphaned = [d for d in lake.orphaned_partitions(RAW_LAYER, RAW_DATASET) if d < end]
+    if orphaned:
+        days = ", ".join(d.isoformat() for d in orphaned)
+        raise TradesSpecCoverageError(
+            f"trades_spec expand: {raw_uri} has data without a manifest on {days} (a fetch stopped "
+            f"before committing); fetch those days again (gogooku3 fetch --date {orphaned[0]} "
+            "--endpoint trades_spec --force)"
+        )
+    fetched = lake.list_partitions(RAW_LAYER, RAW_DATASET)
+    if not fetched:
+        return  # expand_to_lake names an empty raw layer itself
+    last = fetched[-1]
+    limit = provisional_through(last)
+    beyond = [d for d in trading_days(start, end) if d > limit]
+    if beyond:
+        raise TradesSpecCoverageError(
+            f"trades_spec expand: {beyond[-1]} is beyond what {raw_uri} covers: fetched through {last}, "
+            f"final through {last_determined_day(last)}, provisional through {limit} (the next "
+            f"publication day); fetch the publications after {last} first"
+        )
+
+
 def read_raw_trades_spec(lake: Lake, end: dt.date) -> pl.DataFrame:
     """All raw trades_spec records published before ``end`` (canonical schema; empty allowed)."""
     published = [d for d in lake.list_partitions(RAW_LAYER, RAW_DATASET) if d < end]
@@ -66,7 +111,8 @@ def expand_to_lake(
 ) -> list[Manifest]:
     """Expand raw trades_spec into one interim partition per trading day in [start, end].
 
-    Returns the manifests written, in date order (empty when the range has no trading day).
+    Returns the manifests written, in date order (empty when the range has no trading day). Raises
+    :class:`TradesSpecCoverageError` (nothing written) when the raw layer does not cover the range.
     """
     if start > end:
         raise ValueError(f"trades_spec expand: start {start} is after end {end}")
@@ -74,6 +120,7 @@ def expand_to_lake(
     if not days:
         log.info("trades_spec expand: no trading day in %s..%s, nothing to write", start, end)
         return []
+    check_raw_coverage(lake, start, end)
     raw = read_raw_trades_spec(lake, end)
     if raw.height == 0:
         # Writing empty days here would pass an unfetched lake off as "no usable week yet".
