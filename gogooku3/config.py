@@ -116,6 +116,20 @@ def parse_size(text: str, *, name: str = "size") -> int:
     return int(number * factor)
 
 
+def parse_user(text: str, *, name: str) -> tuple[int, int]:
+    """``uid:gid`` (or ``uid``, meaning ``uid:uid``) as numbers; names are refused (a container's
+    /etc/passwd is not the host's, so only numbers mean the same on both sides), and so is uid 0:
+    task containers never run as root."""
+    m = re.fullmatch(r"\s*([0-9]+)(?::([0-9]+))?\s*", text)
+    if not m:
+        raise ConfigError(f"{name}={text!r} must be a numeric uid:gid (e.g. 10001:10001)")
+    uid = int(m.group(1))
+    gid = int(m.group(2)) if m.group(2) is not None else uid
+    if uid == 0:
+        raise ConfigError(f"{name}={text!r}: task containers never run as root (uid 0)")
+    return uid, gid
+
+
 @dataclass(frozen=True)
 class JQuantsSettings:
     """How to reach J-Quants (or the emulator): protocol, credentials, pacing."""
@@ -229,6 +243,9 @@ class Settings:
     slack: SlackSettings = field(default_factory=SlackSettings)
     #: RMM pool size in bytes for the GPU feature build; None = derive from the device's memory.
     rmm_pool_size: int | None = None
+    #: ``(uid, gid)`` the task containers run as (``GOGOOKU3_TASK_USER``); None = the image's own
+    #: non-root user. Never root.
+    task_user: tuple[int, int] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -241,10 +258,12 @@ class Settings:
                 f"GOGOOKU3_LAKE_URI={lake!r}: only local paths, file:// and s3:// are supported"
             )
         rmm = _get(env, "RMM_POOL_SIZE")
+        task_user = _get(env, "GOGOOKU3_TASK_USER")
         return cls(
             lake_uri=lake,
             jquants=JQuantsSettings.from_env(env),
             s3=S3Settings.from_env(env),
             slack=SlackSettings.from_env(env),
             rmm_pool_size=parse_size(rmm, name="RMM_POOL_SIZE") if rmm else None,
+            task_user=parse_user(task_user, name="GOGOOKU3_TASK_USER") if task_user else None,
         )

@@ -10,6 +10,9 @@ the engine the scheduler can reach, and the choice (with its reason) belongs in 
   with the request (``true`` as its command, no network) and reports the engine's own answer.
 - ``plan_task_runtime()``: the decision the DAG applies: ``gpu`` with the GPU image, else ``cpu`` with
   the CPU image, else ``in-process`` when no engine is reachable at all.
+- ``image_user()`` / ``grant_lake_access()``: who the container runs as (never root: the configured
+  ``GOGOOKU3_TASK_USER``, else the image's own non-root USER) and making a bind-mounted lake usable by
+  that user before it starts.
 
 The ``docker`` SDK (shipped with apache-airflow-providers-docker) is imported lazily, so importing this
 module needs nothing beyond the standard library. No Airflow imports here.
@@ -18,8 +21,10 @@ module needs nothing beyond the standard library. No Airflow imports here.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 DEFAULT_CPU_IMAGE = "gogooku3/task-cpu:latest"
@@ -208,3 +213,73 @@ def plan_task_runtime(
         return TaskRuntime("cpu", cpu_image, f"{why}; running {cpu_image} on CPU")
     finally:
         client.close()
+
+
+# ---------------------------------------------------------------------------------- container user
+
+
+class TaskUserError(ValueError):
+    """The task container would run as root, or as a user the lake cannot be opened to."""
+
+
+def image_user(api: Any, image: str) -> tuple[int, int]:
+    """The numeric non-root ``(uid, gid)`` that ``image`` runs as (its ``USER``), read from the engine
+    through a docker-py ``APIClient`` (``inspect_image``). An image without a USER runs as root, and a
+    user name cannot be mapped to host ownership: both are refused, naming GOGOOKU3_TASK_USER."""
+    from gogooku3.config import ConfigError, parse_user
+
+    user = str((api.inspect_image(image).get("Config") or {}).get("User") or "")
+    if not user:
+        raise TaskUserError(
+            f"image {image} has no USER, so it would run as root; rebuild it with a non-root USER or "
+            "set GOGOOKU3_TASK_USER=uid:gid"
+        )
+    try:
+        return parse_user(user, name=f"USER of image {image}")
+    except ConfigError as exc:
+        raise TaskUserError(f"{exc}; set GOGOOKU3_TASK_USER=uid:gid") from None
+
+
+#: Permission bits a directory needs: read + search to read below it, plus write to create in it.
+READ_DIR = 0o5
+WRITE_DIR = 0o7
+
+
+def _granted(st: os.stat_result, uid: int, gid: int) -> int:
+    """The rwx bits ``uid:gid`` gets on a file with ``st`` (owner, else group, else others): the
+    container's process has exactly one group, so supplementary host groups do not count."""
+    if st.st_uid == uid:
+        return (st.st_mode >> 6) & 0o7
+    if st.st_gid == gid:
+        return (st.st_mode >> 3) & 0o7
+    return st.st_mode & 0o7
+
+
+def grant_lake_access(
+    root: Path, write_dirs: Iterable[Path], uid: int, gid: int, *, euid: int | None = None
+) -> list[Path]:
+    """Make a bind-mounted local lake usable by the container user ``uid:gid``: ``root`` readable,
+    each of ``write_dirs`` (created when missing) writable. A directory that already allows it is
+    left alone; otherwise it is handed to ``uid:gid`` (chown) when this process is root, which is
+    how a root worker keeps its containers off root. A non-root worker cannot do that, and a lake
+    its containers cannot write is an error naming the directory, not a failure halfway through the
+    build. Returns the directories whose owner changed.
+    """
+    euid = os.geteuid() if euid is None else euid
+    changed: list[Path] = []
+    for path, need in [(root, READ_DIR), *((d, WRITE_DIR) for d in write_dirs)]:
+        path.mkdir(parents=True, exist_ok=True)
+        st = path.stat()
+        if _granted(st, uid, gid) & need == need:
+            continue
+        if euid != 0:
+            raise TaskUserError(
+                f"the task container runs as {uid}:{gid} but {path} (owner {st.st_uid}:{st.st_gid}, mode "
+                f"{stat.filemode(st.st_mode)}) does not let it {'write' if need == WRITE_DIR else 'read'} "
+                "there; set GOGOOKU3_TASK_USER to the lake's owner, or give that user access"
+            )
+        os.chown(path, uid, gid)
+        if (st.st_mode >> 6) & need != need:
+            os.chmod(path, st.st_mode | (need << 6))
+        changed.append(path)
+    return changed

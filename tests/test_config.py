@@ -60,3 +60,12 @@ def test_lake_uri_and_base_url_errors_name_the_variable_without_a_password() -> 
     with pytest.raises(ConfigError) as err:
         Settings.from_env({"GOGOOKU3_LAKE_URI": "ftp://user:hunter2-pw@host/lake"})
     assert "GOGOOKU3_LAKE_URI" in str(err.value) and "hunter2-pw" not in str(err.value)
+
+
+def test_task_user_is_a_numeric_non_root_uid_gid() -> None:
+    assert Settings.from_env({"GOGOOKU3_TASK_USER": "50000:0"}).task_user == (50000, 0)
+    assert Settings.from_env({"GOGOOKU3_TASK_USER": "10001"}).task_user == (10001, 10001)
+    assert Settings.from_env({}).task_user is None  # the image's own user
+    for value, named in (("0:0", "never run as root"), ("0", "never run as root"), ("airflow", "numeric")):
+        with pytest.raises(ConfigError, match=named):
+            Settings.from_env({"GOGOOKU3_TASK_USER": value})

@@ -84,14 +84,17 @@ def test_local_lake_paths_are_absolute_and_s3_is_not_mounted(tmp_path, monkeypat
     assert glue.local_lake_path("s3://bucket/prefix") is None
 
 
+IMAGE_USER = (10001, 10001)
+
+
 def test_container_for_a_local_lake_has_the_lake_mounted_and_no_network_or_gpu(tmp_path) -> None:
     from gogooku3.config import Settings
 
     op = glue.FeatureBuildDockerOperator(task_id="build_features")
     plan = {"start": "2024-05-01", "end": "2024-05-02", "engine": "cpu", "image": "img:cpu", "mode": "cpu"}
-    op.configure(plan, Settings(lake_uri=str(tmp_path / "lake")))
+    op.configure(plan, Settings(lake_uri=str(tmp_path / "lake")), IMAGE_USER)
     assert (op.image, op.network_mode, op.device_requests) == ("img:cpu", "none", None)
-    assert op.user == f"{os.getuid()}:{os.getgid()}"
+    assert op.user == "10001:10001"
     assert (op.auto_remove, op.mount_tmp_dir) == ("success", False)
     (mount,) = op.mounts
     assert (mount["Source"], mount["Target"], mount["Type"]) == (str(tmp_path / "lake"), "/lake", "bind")
@@ -101,25 +104,123 @@ def test_container_for_a_local_lake_has_the_lake_mounted_and_no_network_or_gpu(t
     assert "CUDA_VISIBLE_DEVICES" not in op.environment and "RMM_POOL_SIZE" not in op.environment
 
 
-def test_gpu_container_for_an_s3_lake_keeps_credentials_out_of_rendered_fields() -> None:
+class RecordingDockerApi:
+    """The docker-py APIClient calls DockerOperator makes, recording what the engine would receive."""
+
+    def __init__(self, image_user: str = "10001:10001") -> None:
+        self.image_user = image_user
+        self.created: dict | None = None
+        self.removed: list[str] = []
+
+    def inspect_image(self, image: str) -> dict:
+        return {"Id": "sha256:0", "Config": {"User": self.image_user}}
+
+    def images(self, name: str) -> list[dict]:
+        return [{"Id": "sha256:0"}]  # present: nothing is pulled
+
+    def create_host_config(self, **kwargs) -> dict:
+        return kwargs
+
+    def create_container(self, **kwargs) -> dict:
+        self.created = kwargs
+        return {"Id": "c0ffee"}
+
+    def attach(self, **kwargs):
+        return iter([b"features: wrote 1 partitions\n"])
+
+    def start(self, container_id: str) -> None:
+        pass
+
+    def wait(self, container_id: str) -> dict:
+        return {"StatusCode": 0}
+
+    def remove_container(self, container_id: str, **kwargs) -> None:
+        self.removed.append(container_id)
+
+
+def run_operator(monkeypatch, settings, plan, api: RecordingDockerApi) -> glue.FeatureBuildDockerOperator:
+    """execute() as the task runs it, the engine replaced by ``api``."""
+    monkeypatch.setattr(glue, "lake_settings", lambda: settings)
+    op = glue.FeatureBuildDockerOperator(task_id="build_features")
+    op.hook = SimpleNamespace(api_client=api)
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: plan)
+    op.execute({"ti": ti})
+    return op
+
+
+S3_PLAN = {"start": "2024-05-01", "end": "2024-05-01", "engine": "gpu", "image": "img:gpu", "mode": "gpu"}
+
+
+def s3_settings(**changes):
+    from dataclasses import replace
+
     from gogooku3.config import S3Settings, Secret, Settings
 
-    key, secret = "AKIAFEATURESTEST", "s3-secret-never-rendered"
     settings = Settings(
         lake_uri="s3://lake-bucket/prefix",
-        s3=S3Settings("http://127.0.0.1:9000", "ap-northeast-1", Secret(key), Secret(secret)),
+        s3=S3Settings(
+            "http://127.0.0.1:9000",
+            "ap-northeast-1",
+            Secret("AKIAFEATURESTEST"),
+            Secret("s3-secret-never-rendered"),
+        ),
         rmm_pool_size=70 * 2**30,
     )
-    op = glue.FeatureBuildDockerOperator(task_id="build_features")
-    plan = {"start": "2024-05-01", "end": "2024-05-01", "engine": "gpu", "image": "img:gpu", "mode": "gpu"}
-    op.configure(plan, settings)
-    (request,) = op.device_requests
+    return replace(settings, **changes)
+
+
+def test_an_s3_container_receives_the_credentials_and_never_renders_them(monkeypatch) -> None:
+    api = RecordingDockerApi()
+    op = run_operator(monkeypatch, s3_settings(), S3_PLAN, api)
+    created = api.created
+    assert created is not None and api.removed == ["c0ffee"]
+    env = created["environment"]
+    assert env["AWS_ACCESS_KEY_ID"] == "AKIAFEATURESTEST"
+    assert env["AWS_SECRET_ACCESS_KEY"] == "s3-secret-never-rendered"
+    assert env["GOGOOKU3_S3_ENDPOINT_URL"] == "http://127.0.0.1:9000"
+    assert env["AWS_DEFAULT_REGION"] == "ap-northeast-1" and env["RMM_POOL_SIZE"] == str(70 * 2**30)
+    assert "CUDA_VISIBLE_DEVICES" in env
+    host = created["host_config"]
+    assert host["network_mode"] == "host" and host["mounts"] == []
+    (request,) = host["device_requests"]
     assert request["Capabilities"] == [["gpu"]] and request["Count"] == -1
-    assert op.environment["RMM_POOL_SIZE"] == str(70 * 2**30) and "CUDA_VISIBLE_DEVICES" in op.environment
-    assert op.environment["GOGOOKU3_S3_ENDPOINT_URL"] == "http://127.0.0.1:9000"
-    assert (op.network_mode, op.mounts) == ("host", [])
-    assert op.command[-2:] == ["--lake", "s3://lake-bucket/prefix"]
-    assert op.private_environment == {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
+    assert created["image"] == "img:gpu" and created["command"][-2:] == ["--lake", "s3://lake-bucket/prefix"]
+    # the keys travel only in the container's environment: no rendered field carries them
     assert "private_environment" not in op.template_fields
     rendered = repr([getattr(op, f) for f in op.template_fields])
-    assert key not in rendered and secret not in rendered
+    assert "AKIAFEATURESTEST" not in rendered and "s3-secret-never-rendered" not in rendered
+
+
+def test_the_container_runs_as_the_images_user_or_the_configured_one_never_root(monkeypatch) -> None:
+    api = RecordingDockerApi(image_user="10001:10001")
+    run_operator(monkeypatch, s3_settings(), S3_PLAN, api)
+    assert api.created["user"] == "10001:10001"  # not the worker's uid (root here)
+    api = RecordingDockerApi(image_user="10001:10001")
+    run_operator(monkeypatch, s3_settings(task_user=(50000, 0)), S3_PLAN, api)
+    assert api.created["user"] == "50000:0"
+    for refused, named in (("", "has no USER"), ("0:0", "never run as root"), ("gogooku3", "numeric")):
+        api = RecordingDockerApi(image_user=refused)
+        with pytest.raises(AirflowFailException, match=named):
+            run_operator(monkeypatch, s3_settings(), S3_PLAN, api)
+        assert api.created is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hands lake directories to another uid: needs a root worker")
+def test_a_root_worker_opens_a_local_lake_to_the_container_user(monkeypatch, tmp_path) -> None:
+    from gogooku3.config import Settings
+
+    lake = tmp_path / "lake"
+    (lake / "raw" / "daily_quotes").mkdir(parents=True)
+    lake.chmod(0o700)
+    kept = lake / "features" / "features" / "date=2024-04-30"  # outside the build's range
+    rebuilt = lake / "features" / "features" / "date=2024-05-01"
+    for folder in (kept, rebuilt):
+        folder.mkdir(parents=True)
+    plan = {"start": "2024-05-01", "end": "2024-05-02", "engine": "cpu", "image": "img:cpu", "mode": "cpu"}
+    api = RecordingDockerApi()
+    run_operator(monkeypatch, Settings(lake_uri=str(lake)), plan, api)
+    assert api.created["user"] == "10001:10001"
+    assert api.created["host_config"]["network_mode"] == "none"
+    owners = {p: (p.stat().st_uid, p.stat().st_gid) for p in (lake, lake / "features" / "features", rebuilt)}
+    assert set(owners.values()) == {IMAGE_USER}, owners
+    assert (kept.stat().st_uid, (lake / "raw").stat().st_uid) == (0, 0)  # nothing else changes hands

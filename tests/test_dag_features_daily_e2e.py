@@ -1,18 +1,22 @@
 """``airflow dags test features_daily`` end to end with the DockerOperator running the task image FOR
 REAL on a Docker engine started by include/scripts/dockerd.sh (skipped, with the reason, only where no
-engine can be started).
+engine can be started and CI does not require one).
 
 The lake is seeded from the synthetic market's ground truth (200 codes: fewer leave one-member sectors whose
 sector z-scores are null and fail the gate, as they should; the fetch path has its own tests). The
 run must write the features partitions equal to an in-process build of the same lake, gate them (the
 validation and Data Docs saved, the latest-good marker advanced), record the features Asset event, and
-say in its log that it ran the image on CPU because this engine has no GPU runtime.
+say in its log that it ran the image on CPU because this engine has no GPU runtime. The container runs
+as the image's non-root user, never as the (root) worker, on a local lake and on an S3 lake (the
+project's S3 server), whose credentials it must receive. A lake too small for its sectors fails the
+gate: the run fails, publishes nothing, keeps the latest-good marker and alerts Slack once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -20,7 +24,9 @@ import pytest
 from airflow_harness import asset_events, dags_test, make_airflow_env, tail
 from polars.testing import assert_frame_equal
 
+from gogooku3.devtools.s3_server import SECRET_ACCESS_KEY, running_s3_server
 from gogooku3.devtools.seed_lake import seed_lake
+from gogooku3.devtools.slack_capture import running_slack_capture
 from gogooku3.features import build_features_to_lake
 from gogooku3.lake import open_lake
 from gogooku3.market import MarketConfig, generate_market
@@ -34,12 +40,9 @@ FIRST, LAST = dt.date(2024, 3, 25), dt.date(2024, 3, 29)
 
 
 @pytest.fixture(scope="module")
-def task_image() -> None:
-    started = subprocess.run(
-        ["bash", str(SCRIPTS / "dockerd.sh"), "start"], capture_output=True, text=True, timeout=300
-    )
-    if started.returncode != 0:
-        pytest.skip(f"no Docker engine could be started here: {(started.stdout + started.stderr)[-600:]}")
+def task_image(docker_engine: None) -> None:
+    """The task image for the current sources, on the engine the docker_engine fixture started (it skips
+    without one, or fails under GOGOOKU3_REQUIRE_DOCKER=1: tests/docker_env.py)."""
     built = subprocess.run(
         ["bash", str(SCRIPTS / "build_images.sh")], capture_output=True, text=True, timeout=1200
     )
@@ -68,6 +71,7 @@ def test_feature_build_runs_in_the_container_gates_and_publishes(task_image, see
     assert "engine has no GPU runtime; running the same image on CPU" in log
     assert 'could not select device driver ""' in log
     assert "running gogooku3/task-cpu:latest features build" in log and "--lake /lake" in log
+    assert "as 10001:10001" in log
 
     lake, reference = open_lake(str(lake_dir)), open_lake(str(reference_dir))
     expected = build_features_to_lake(reference, FIRST, LAST)
@@ -81,6 +85,9 @@ def test_feature_build_runs_in_the_container_gates_and_publishes(task_image, see
         )
         assert lake.read_manifest("features", "features", m.date).checksum == m.checksum
         assert "gx/validation.json" in lake.list_artifacts("features", "features", m.date)
+        # written by the container's non-root user, not by the (root) worker that started it
+        data = lake_dir / "features" / "features" / f"date={m.date}" / "part-00000.parquet"
+        assert (data.stat().st_uid, data.stat().st_gid) == (10001, 10001)
     assert lake.latest_good("features", "features") == LAST
 
     (uri, extra), *_ = [(u, e) for u, e in asset_events(env) if u == "gogooku3://lake/features/features"]
@@ -90,3 +97,93 @@ def test_feature_build_runs_in_the_container_gates_and_publishes(task_image, see
         5,
         "cpu",
     )
+
+
+def test_an_s3_lake_is_built_in_the_container_with_the_credentials_it_receives(
+    task_image, seeded, tmp_path
+) -> None:
+    reference_dir = tmp_path / "reference"
+    shutil.copytree(seeded, reference_dir)
+    env = make_airflow_env(tmp_path / "airflow_home")
+    with running_s3_server() as s3:
+        client = s3.client()
+        for path in sorted(p for p in seeded.rglob("*") if p.is_file()):
+            client.upload_file(str(path), s3.bucket, f"lake/{path.relative_to(seeded).as_posix()}")
+        conf = {"start": LAST.isoformat(), "end": LAST.isoformat()}
+        proc = dags_test(
+            env, "features_daily", LAST, conf=conf, GOGOOKU3_LAKE_URI=s3.lake_uri("lake"), **s3.env()
+        )
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, tail(proc)
+        assert f"--lake {s3.lake_uri('lake')}" in log and "as 10001:10001" in log
+        assert SECRET_ACCESS_KEY not in log
+        lake = open_lake(s3.lake_uri("lake"), s3.s3_settings())
+        (expected,) = build_features_to_lake(open_lake(str(reference_dir)), LAST, LAST)
+        assert lake.read_manifest("features", "features", LAST).checksum == expected.checksum
+        assert lake.latest_good("features", "features") == LAST
+
+
+def _task_states(env: dict[str, str], dag_id: str) -> dict[str, str]:
+    db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
+    try:
+        rows = db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ?", (dag_id,)).fetchall()
+    finally:
+        db.close()
+    return dict(rows)
+
+
+def test_a_failing_gate_fails_the_run_publishes_nothing_and_alerts_once(task_image, tmp_path) -> None:
+    # 30 codes leave most of the 33 sectors with one member: their sector z-scores are null, so the
+    # features suite's coverage expectations fail on every day.
+    lake_dir = tmp_path / "lake"
+    market = generate_market(MarketConfig(seed=12, n_codes=30, start=START, end=END))
+    lake = open_lake(str(lake_dir))
+    seed_lake(lake, market, START, END)
+    earlier = dt.date(2024, 3, 1)
+    (good,) = build_features_to_lake(lake, earlier, earlier)
+    marker = lake.mark_good("features", "features", earlier, validation_ref="an earlier passing run")
+    token = "xoxb-gate-e2e-token"
+    with running_slack_capture(expected_token=token) as slack:
+        env = make_airflow_env(tmp_path / "airflow_home", slack=slack, slack_token=token)
+        conf = {"start": FIRST.isoformat(), "end": LAST.isoformat()}
+        proc = dags_test(env, "features_daily", LAST, conf=conf, GOGOOKU3_LAKE_URI=str(lake_dir))
+        messages = slack.messages()
+    assert proc.returncode != 0, "a failed gate must fail the run"
+    states = _task_states(env, "features_daily")
+    assert (states["build_features"], states["gate_features"]) == ("success", "failed"), states
+    assert states["publish"] == "upstream_failed", states
+    assert not [uri for uri, _ in asset_events(env) if uri == "gogooku3://lake/features/features"]
+    assert lake.latest_good_marker("features", "features") == marker
+    assert marker.checksum == good.checksum
+    assert len(messages) == 1, messages
+    text = str(messages[0]["body"])
+    assert "gate_features" in text and "QualityGateFailed" in text
+    assert "failed on 5 day(s)" in text and "expect_column_values_to_not_be_null" in text
+
+
+def test_without_a_docker_engine_the_build_runs_in_process_and_says_so(seeded, tmp_path) -> None:
+    lake_dir = tmp_path / "lake"
+    shutil.copytree(seeded, lake_dir)
+    reference_dir = tmp_path / "reference"
+    shutil.copytree(seeded, reference_dir)
+    env = make_airflow_env(tmp_path / "airflow_home")
+    conf = {"start": LAST.isoformat(), "end": LAST.isoformat()}
+    proc = dags_test(
+        env,
+        "features_daily",
+        LAST,
+        conf=conf,
+        GOGOOKU3_LAKE_URI=str(lake_dir),
+        DOCKER_HOST=f"unix://{tmp_path / 'no-engine.sock'}",
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, tail(proc)
+    assert "NO DOCKER ENGINE; running the feature build IN-PROCESS" in log and "no-engine.sock" in log
+    states = _task_states(env, "features_daily")
+    assert (states["build_features"], states["build_features_in_process"]) == ("skipped", "success"), states
+    (expected,) = build_features_to_lake(open_lake(str(reference_dir)), LAST, LAST)
+    lake = open_lake(str(lake_dir))
+    assert lake.read_manifest("features", "features", LAST).checksum == expected.checksum
+    assert lake.latest_good("features", "features") == LAST
+    (extra,) = [e for u, e in asset_events(env) if u == "gogooku3://lake/features/features"]
+    assert (extra["mode"], extra["engine"], extra["days"]) == ("in-process", "cpu", 1)

@@ -5,6 +5,7 @@ plan_task_runtime turns the answers into a mode with a reason."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -198,3 +199,52 @@ def test_task_images_from_environment() -> None:
     env = {containers.CPU_IMAGE_ENV: "reg/cpu:9", containers.GPU_IMAGE_ENV: ""}
     assert containers.task_images(env) == ("reg/cpu:9", containers.DEFAULT_GPU_IMAGE)
     assert containers.task_images({}) == (containers.DEFAULT_CPU_IMAGE, containers.DEFAULT_GPU_IMAGE)
+
+
+def test_a_lake_the_user_can_already_use_is_left_alone(tmp_path) -> None:
+    root = tmp_path / "lake"
+    (root / "features" / "features").mkdir(parents=True)
+    for path in (root, root / "features" / "features"):
+        path.chmod(0o777)
+    before = {p: p.stat() for p in (root, root / "features" / "features")}
+    assert containers.grant_lake_access(root, [root / "features" / "features"], 10001, 10001, euid=1234) == []
+    assert {p: (p.stat().st_uid, p.stat().st_mode) for p in before} == {
+        p: (st.st_uid, st.st_mode) for p, st in before.items()
+    }
+
+
+def test_a_non_root_worker_is_told_which_directory_the_container_user_cannot_write(tmp_path) -> None:
+    root = tmp_path / "lake"
+    root.mkdir(mode=0o755)
+    target = root / "features" / "features"
+    with pytest.raises(containers.TaskUserError) as err:
+        containers.grant_lake_access(root, [target], 10001, 10001, euid=1234)
+    message = str(err.value)
+    assert "runs as 10001:10001" in message and str(target) in message and "write" in message
+    assert "GOGOOKU3_TASK_USER" in message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+def test_a_root_worker_hands_an_unreadable_root_and_the_write_dirs_to_the_user(tmp_path) -> None:
+    root = tmp_path / "lake"
+    root.mkdir(mode=0o700)
+    target = root / "features" / "features"
+    changed = containers.grant_lake_access(root, [target], 10001, 10002)
+    assert changed == [root, target]
+    assert all((p.stat().st_uid, p.stat().st_gid) == (10001, 10002) for p in changed)
+    assert (root / "features").stat().st_uid == 0  # only searched through, kept as it was
+
+
+def test_image_user_reads_the_images_user_and_refuses_root() -> None:
+    class Api:
+        def __init__(self, user: str) -> None:
+            self.user = user
+
+        def inspect_image(self, image: str) -> dict:
+            return {"Config": {"User": self.user}}
+
+    assert containers.image_user(Api("10001:10001"), "img") == (10001, 10001)
+    assert containers.image_user(Api("123"), "img") == (123, 123)
+    for user, named in (("", "has no USER"), ("0", "never run as root"), ("root", "numeric uid:gid")):
+        with pytest.raises(containers.TaskUserError, match=named):
+            containers.image_user(Api(user), "img")

@@ -20,8 +20,12 @@ logged as a warning whenever the run is not on a GPU, so a CPU fallback never go
 The container gets the lake as a bind mount (``/lake``, no network at all) for a local lake, or the
 S3 endpoint and credentials for an ``s3://`` lake: credentials through DockerOperator's
 ``private_environment``, which is neither rendered into templates nor logged; the container then
-uses the host network, the only network it needs being the S3 endpoint's. It runs as the caller's
-uid:gid so lake files stay owned by the caller, and is removed when it succeeds.
+uses the host network, the only network it needs being the S3 endpoint's. It never runs as root:
+it runs as ``GOGOOKU3_TASK_USER`` when set (a deployment whose workers run as ``AIRFLOW_UID`` sets
+it to that uid, so worker and container own the lake alike), else as the image's own non-root USER
+(10001:10001 in the project's images); a bind-mounted lake is opened to that user first (a root
+worker hands the directories the build writes to it; a non-root worker that cannot is told so by
+name). The container is removed when it succeeds.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from airflow.providers.docker.operators.docker import DockerOperator
@@ -196,16 +201,17 @@ class FeatureBuildDockerOperator(DockerOperator):
         super().__init__(**kwargs)
         self.plan_task_id = plan_task_id
 
-    def configure(self, plan: Mapping[str, Any], settings: Any) -> None:
-        """Set the container up from the ``plan_runtime`` result and the lake settings: image,
-        command, caller's uid:gid, GPU device request and CUDA/RMM environment only for a GPU run,
-        and the lake (bind mount without network, or S3 with credentials kept private)."""
+    def configure(self, plan: Mapping[str, Any], settings: Any, user: tuple[int, int]) -> None:
+        """Set the container up from the ``plan_runtime`` result, the lake settings and the
+        (non-root) ``user`` it runs as: image, command, GPU device request and CUDA/RMM environment
+        only for a GPU run, and the lake (bind mount without network, or S3 with credentials kept
+        private)."""
         from docker.types import Mount
 
         from gogooku3.containers import gpu_device_requests
 
         self.image = plan["image"]
-        self.user = f"{os.getuid()}:{os.getgid()}"
+        self.user = f"{user[0]}:{user[1]}"
         self.device_requests = gpu_device_requests() if plan["engine"] == "gpu" else None
         self.environment = {"PYTHONUNBUFFERED": "1"}
         if settings.rmm_pool_size:
@@ -213,8 +219,10 @@ class FeatureBuildDockerOperator(DockerOperator):
         if plan["engine"] == "gpu":
             self.environment["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES", "0")
         host_lake = local_lake_path(settings.lake_uri)
+        # The provider (4.6.x) passes `_private_environment` to create_container; the public
+        # constructor argument is only stored there, so the run-time value must go there too.
+        self._private_environment = {}
         if host_lake is not None:
-            os.makedirs(host_lake, exist_ok=True)
             self.mounts = [Mount(source=host_lake, target=CONTAINER_LAKE, type="bind")]
             self.network_mode = "none"
             lake_arg = CONTAINER_LAKE
@@ -230,16 +238,56 @@ class FeatureBuildDockerOperator(DockerOperator):
                 "AWS_ACCESS_KEY_ID": settings.s3.access_key_id.get(),
                 "AWS_SECRET_ACCESS_KEY": settings.s3.secret_access_key.get(),
             }
-            self.private_environment = {k: v for k, v in keys.items() if v}
+            self._private_environment = {k: v for k, v in keys.items() if v}
         self.command = _cli_args(plan, lake_arg)
+
+    def container_user(self, plan: Mapping[str, Any], settings: Any) -> tuple[int, int]:
+        """``GOGOOKU3_TASK_USER``, else the image's own USER (asked of the engine); never root."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from gogooku3.containers import TaskUserError, image_user
+
+        if settings.task_user is not None:
+            return settings.task_user
+        try:
+            return image_user(self.cli, plan["image"])
+        except TaskUserError as exc:
+            raise AirflowFailException(f"TaskUserError: {exc}") from None
+
+    def open_local_lake(self, plan: Mapping[str, Any], host_lake: str, user: tuple[int, int]) -> None:
+        """Let ``user`` read the bind-mounted lake and write the partitions this build replaces."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from gogooku3.containers import TaskUserError, grant_lake_access
+        from gogooku3.lake.layout import parse_partition_dir
+
+        root = Path(host_lake)
+        features = root / "features" / "features"
+        start, end = dt.date.fromisoformat(plan["start"]), dt.date.fromisoformat(plan["end"])
+        days = {folder: parse_partition_dir(folder.name) for folder in sorted(features.glob("date=*"))}
+        rewritten = [folder for folder, day in days.items() if day is not None and start <= day <= end]
+        try:
+            changed = grant_lake_access(root, [features, *rewritten], *user)
+        except TaskUserError as exc:
+            raise AirflowFailException(f"TaskUserError: {exc}") from None
+        if changed:
+            log.info(
+                "lake directories handed to the task user %d:%d: %s", *user, ", ".join(map(str, changed))
+            )
 
     def execute(self, context: Any) -> Any:
         plan = context["ti"].xcom_pull(task_ids=self.plan_task_id)
-        self.configure(plan, lake_settings())
+        settings = lake_settings()
+        user = self.container_user(plan, settings)
+        host_lake = local_lake_path(settings.lake_uri)
+        if host_lake is not None:
+            self.open_local_lake(plan, host_lake, user)
+        self.configure(plan, settings, user)
         log.info(
-            "running %s %s (engine %s, %s)",
+            "running %s %s as %s (engine %s, %s)",
             self.image,
             " ".join(self.command),
+            self.user,
             plan["engine"],
             "GPU device request" if self.device_requests else "no GPU device request",
         )
