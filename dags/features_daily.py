@@ -2,16 +2,16 @@
 
 Schedule: the lake's Assets. A run starts when ``jquants_daily`` publishes ``raw/daily_quotes`` or
 ``trades_spec_weekly`` publishes ``interim/trades_spec_daily``, and builds the dates those events
-carry (or ``dag_run.conf`` ``{"start", "end", "engine"}``; see :mod:`gogooku3_airflow.features`).
+carry (or ``dag_run.conf`` ``{"start", "end", "engine"}``; see :mod:`gogooku3_airflow.tasks`).
 
 Tasks:
 
 1. ``plan_runtime``: ask the Docker engine whether it honours a GPU device request. GPU container
    (cuDF + RMM pool, ``Dockerfile.gpu``) when it does; otherwise the same build in the CPU image,
    logged as a warning; only where no Docker engine is reachable at all, in-process (loudly).
-2. ``build_features`` (DockerOperator: the task image runs ``gogooku3 features build``; lake as a
-   bind mount with no network, or S3 with credentials in ``private_environment``; auto-removed), or
-   ``build_features_in_process``.
+2. ``build_features`` (:class:`~gogooku3_airflow.operators.FeatureBuildOperator`: the task image runs
+   ``gogooku3 features build`` as a non-root user; lake as a bind mount with no network, or S3 with
+   credentials in the container's private environment; auto-removed), or ``build_features_in_process``.
 3. ``gate_features``: the features great-expectations suite on every built partition; a failure
    alerts Slack with the failing expectations and stops the run; passing partitions become the
    latest good ones.
@@ -21,16 +21,10 @@ Tasks:
 from __future__ import annotations
 
 from airflow.sdk import dag, task
+from gogooku3_airflow import tasks
 from gogooku3_airflow.assets import FEATURES, INTERIM_TRADES_SPEC_DAILY, RAW_DAILY_QUOTES
 from gogooku3_airflow.defaults import START_DATE, default_args
-from gogooku3_airflow.features import (
-    FeatureBuildDockerOperator,
-    build_in_process_task,
-    choose_build,
-    gate_features_task,
-    plan_task,
-    publish_features_task,
-)
+from gogooku3_airflow.operators import FeatureBuildOperator
 
 
 @dag(
@@ -46,26 +40,28 @@ from gogooku3_airflow.features import (
 )
 def features_daily():
     @task
-    def plan_runtime(**context):
-        return plan_task(context)
+    def plan_runtime(logical_date=None, dag_run=None, triggering_asset_events=None):
+        return tasks.plan_feature_build(
+            logical_date=logical_date, dag_run=dag_run, triggering_asset_events=triggering_asset_events
+        )
 
     @task.branch
     def choose(plan):
-        return choose_build(plan)
+        return tasks.choose_build(plan)
 
-    build_in_container = FeatureBuildDockerOperator(task_id="build_features")
+    build_in_container = FeatureBuildOperator(task_id="build_features")
 
     @task
     def build_features_in_process(plan):
-        return build_in_process_task(plan)
+        return tasks.build_features_in_process(plan)
 
     @task(trigger_rule="none_failed_min_one_success")
     def gate_features(plan):
-        return gate_features_task(plan)
+        return tasks.gate_features(plan)
 
     @task(outlets=[FEATURES])
-    def publish(plan, gated, **context):
-        return publish_features_task(context, plan, gated)
+    def publish(plan, gated, outlet_events=None):
+        return tasks.publish_features(plan, gated, outlet_events=outlet_events)
 
     plan = plan_runtime()
     gated = gate_features(plan)

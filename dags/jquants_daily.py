@@ -1,6 +1,6 @@
 """Daily J-Quants fetch into the lake's raw layer, one run per JPX trading day.
 
-Schedule: :class:`~gogooku3_airflow.timetable.JpxTradingDayTimetable`, 19:00 JST on every trading day
+Schedule: :class:`~gogooku3_airflow.timetables.JpxTradingDayTimetable`, 19:00 JST on every trading day
 (after the day's bars, TOPIX, listed info and 18:00 statements are published; the 24:30 statements
 batch is picked up by the next run's statements task, see the timetable's docstring). The run for
 trading day D has the data interval [D 00:00 JST, D+1 00:00 JST); every task fetches the JST date D.
@@ -9,11 +9,11 @@ start date; ``max_active_runs`` bounds parallel runs and the ``jquants_api`` poo
 API tasks across them, while the client's cross-process pacer keeps the request *rate* under the
 plan's limit.
 
-Tasks: ``listed_info`` -> ``daily_quotes``, ``statements``, ``topix`` -> ``publish`` (asset events
-for the raw tables, see :mod:`gogooku3_airflow.assets`), with ``gate_daily_quotes`` (the raw
-daily_quotes great-expectations suite, row count against the day's listed universe) between
-``daily_quotes`` and ``publish``: a failed gate alerts Slack with the failing expectations and
-nothing is published.
+Tasks: ``listed_info`` -> ``daily_quotes``, ``statements``, ``topix`` (one ``fetch`` task each) ->
+``publish`` (asset events for the raw tables, see :mod:`gogooku3_airflow.assets`), with
+``gate_daily_quotes`` (the raw daily_quotes great-expectations suite, row count against the day's
+listed universe) between ``daily_quotes`` and ``publish``: a failed gate alerts Slack with the
+failing expectations and nothing is published.
 
 ``dag_run.conf`` (optional): ``{"endpoints": ["daily_quotes", ...]}`` fetches only those datasets;
 anything else fails the run at its first task with a message naming the bad key or name.
@@ -25,14 +25,10 @@ Connections: ``jquants`` (base URL, credentials, plan), ``s3_lake`` (for an ``s3
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from gogooku3_airflow import JQUANTS_POOL
+from gogooku3_airflow import JQUANTS_DAILY_DATASETS, JQUANTS_POOL, tasks
 from gogooku3_airflow.assets import JQUANTS_DAILY_RAW
 from gogooku3_airflow.defaults import START_DATE, default_args
-from gogooku3_airflow.fetching import fetch_task, publish_task
-from gogooku3_airflow.gates import daily_quotes_gate_task
-from gogooku3_airflow.timetable import JpxTradingDayTimetable
-
-DATASETS = ("listed_info", "daily_quotes", "statements", "topix")
+from gogooku3_airflow.timetables import JpxTradingDayTimetable
 
 
 @dag(
@@ -47,37 +43,26 @@ DATASETS = ("listed_info", "daily_quotes", "statements", "topix")
 )
 def jquants_daily():
     @task(pool=JQUANTS_POOL)
-    def listed_info(**context):
-        return fetch_task("listed_info", context, DATASETS)
-
-    @task(pool=JQUANTS_POOL)
-    def daily_quotes(**context):
-        return fetch_task("daily_quotes", context, DATASETS)
-
-    @task(pool=JQUANTS_POOL)
-    def statements(**context):
-        return fetch_task("statements", context, DATASETS)
-
-    @task(pool=JQUANTS_POOL)
-    def topix(**context):
-        return fetch_task("topix", context, DATASETS)
+    def fetch(dataset: str, logical_date=None, dag_run=None):
+        return tasks.fetch_dataset(dataset, logical_date=logical_date, dag_run=dag_run)
 
     @task(trigger_rule="none_failed")
-    def gate_daily_quotes(**context):
-        return daily_quotes_gate_task(context, DATASETS)
+    def gate_daily_quotes(logical_date=None, dag_run=None):
+        return tasks.gate_daily_quotes(logical_date=logical_date, dag_run=dag_run)
 
     # none_failed: a dataset skipped via dag_run.conf does not block publishing the others.
     @task(outlets=[JQUANTS_DAILY_RAW], trigger_rule="none_failed")
-    def publish(**context):
-        return publish_task(context, DATASETS, JQUANTS_DAILY_RAW)
+    def publish(logical_date=None, dag_run=None, outlet_events=None):
+        return tasks.publish_raw(
+            JQUANTS_DAILY_RAW, logical_date=logical_date, dag_run=dag_run, outlet_events=outlet_events
+        )
 
-    listed = listed_info()
-    quotes = daily_quotes()
-    fetched = [quotes, statements(), topix()]
-    listed >> fetched
+    fetched = {name: fetch.override(task_id=name)(name) for name in JQUANTS_DAILY_DATASETS}
+    listed = fetched.pop("listed_info")
+    listed >> list(fetched.values())
     gated = gate_daily_quotes()
-    quotes >> gated
-    [*fetched, gated] >> publish()
+    fetched["daily_quotes"] >> gated
+    [*fetched.values(), gated] >> publish()
 
 
 jquants_daily()

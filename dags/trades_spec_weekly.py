@@ -1,14 +1,14 @@
 """Weekly investor-type flows (J-Quants trades_spec): fetch the newly published weeks, rebuild their
 point-in-time daily expansion, gate it, and publish it as an asset for the feature build.
 
-Schedule: :class:`~gogooku3_airflow.weekly.JpxPublicationDayTimetable`, **18:00 JST on each
+Schedule: :class:`~gogooku3_airflow.timetables.JpxPublicationDayTimetable`, **18:00 JST on each
 scheduled publication day**: the Thursday after each week, or the next JPX trading day when that
 Thursday is closed (e.g. 2023-11-23 -> Friday 2023-11-24). J-Quants publishes the week after the
 close; 18:00 leaves slack for a late publication (the fetch retries with backoff) and precedes the
 daily DAG's 19:00 run. The logical date is the publication day at 00:00 JST (data interval = that
 JST day). ``catchup=True`` backfills every publication day since the start date.
 
-Tasks (bodies in :mod:`gogooku3_airflow.weekly`, library in :mod:`gogooku3.flows`):
+Tasks (bodies in :mod:`gogooku3_airflow.tasks`, library in :mod:`gogooku3.flows`):
 
 1. ``fetch_trades_spec``: one ranged request for the calendar days since the previous scheduled
    publication (at least the 7 days ending on the publication day, so off-schedule revisions are
@@ -16,7 +16,7 @@ Tasks (bodies in :mod:`gogooku3_airflow.weekly`, library in :mod:`gogooku3.flows
    nothing was published that day). Pool ``jquants_api``.
 2. ``expand``: ``interim/trades_spec_daily`` for the trading days from the window's first usable
    day through the next publication day: final through ``last_determined_day(P)``, provisional
-   after that until the next run rewrites them (see the glue module's docstring).
+   after that until the next run rewrites them (see :func:`gogooku3_airflow.tasks.expand_range`).
 3. ``gate``: the ``trades_spec_daily`` quality gate on every written partition; a failure fails the
    run without retry and the Slack alert lists the failing expectations.
 4. ``publish``: an event for the asset ``gogooku3://lake/interim/trades_spec_daily`` whose extra
@@ -29,16 +29,10 @@ from the raw layer without fetching; any other shape fails the run naming the ba
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from gogooku3_airflow import JQUANTS_POOL
+from gogooku3_airflow import JQUANTS_POOL, tasks
+from gogooku3_airflow.assets import INTERIM_TRADES_SPEC_DAILY
 from gogooku3_airflow.defaults import START_DATE, default_args
-from gogooku3_airflow.weekly import (
-    INTERIM_TRADES_SPEC_DAILY,
-    JpxPublicationDayTimetable,
-    expand_task,
-    fetch_trades_spec_task,
-    gate_task,
-    publish_task,
-)
+from gogooku3_airflow.timetables import JpxPublicationDayTimetable
 
 
 @dag(
@@ -54,20 +48,22 @@ from gogooku3_airflow.weekly import (
 )
 def trades_spec_weekly():
     @task(pool=JQUANTS_POOL)
-    def fetch_trades_spec(**context):
-        return fetch_trades_spec_task(context)
+    def fetch_trades_spec(logical_date=None, dag_run=None):
+        return tasks.fetch_trades_spec(logical_date=logical_date, dag_run=dag_run)
 
     @task
     def expand(fetched):
-        return expand_task(fetched)
+        return tasks.expand_trades_spec(fetched)
 
     @task
     def gate(expanded):
-        return gate_task(expanded)
+        return tasks.gate_trades_spec(expanded)
 
     @task(outlets=[INTERIM_TRADES_SPEC_DAILY])
-    def publish(expanded, **context):
-        return publish_task(context, expanded)
+    def publish(expanded, logical_date=None, dag_run=None, outlet_events=None):
+        return tasks.publish_trades_spec(
+            expanded, logical_date=logical_date, dag_run=dag_run, outlet_events=outlet_events
+        )
 
     expanded = expand(fetch_trades_spec())
     gate(expanded) >> publish(expanded)

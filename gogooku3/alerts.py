@@ -118,13 +118,16 @@ def send_alert(
     ctx: AlertContext,
     slack: SlackSettings,
     *,
+    client: Any = None,
     logger: _Logger | None = None,
 ) -> bool:
     """Post the alert to Slack; return True when Slack accepted it. Never raises.
 
-    Without a token (``slack.configured`` false) the alert is logged as a warning, prefixed
-    ``SLACK ALERT (not sent: no Slack token configured)``, and False is returned. Any failure to
-    send is logged (without the token) and False is returned.
+    ``client`` is a ``slack_sdk.WebClient`` (in Airflow: the Slack provider's, from
+    ``SlackAlertsHook``); without one, a client is built from ``slack``. Without a token
+    (``slack.configured`` false) the alert is logged as a warning, prefixed ``SLACK ALERT (not sent: no
+    Slack token configured)``, and False is returned. Any failure to send is logged (without the
+    token) and False is returned.
     """
     log = logger or logging.getLogger(__name__)
     try:
@@ -140,15 +143,16 @@ def send_alert(
         )
         return False
     try:
-        from slack_sdk import WebClient
+        if client is None:
+            from slack_sdk import WebClient
 
-        base_url = slack.base_url or WebClient.BASE_URL
-        client = WebClient(
-            token=slack.token.get(),
-            # slack_sdk joins method names onto base_url, which therefore must end with "/".
-            base_url=base_url if base_url.endswith("/") else base_url + "/",
-            timeout=SLACK_TIMEOUT_S,
-        )
+            base_url = slack.base_url or WebClient.BASE_URL
+            client = WebClient(
+                token=slack.token.get(),
+                # slack_sdk joins method names onto base_url, which therefore must end with "/".
+                base_url=base_url if base_url.endswith("/") else base_url + "/",
+                timeout=SLACK_TIMEOUT_S,
+            )
         response = client.chat_postMessage(channel=slack.channel, text=text, blocks=blocks)
     except Exception as exc:
         # SlackApiError, URLError, timeouts...: their messages carry the answer or the URL, never

@@ -108,14 +108,14 @@ def trades_spec_expand(
 ) -> None:
     """Expand raw/trades_spec into point-in-time daily rows in interim/trades_spec_daily."""
     from gogooku3.config import ConfigError, Settings
-    from gogooku3.flows.cli import expand_command, summarize
+    from gogooku3.flows.job import run_expansion, summarize
     from gogooku3.lake import LakeError
 
     first, last = _date(start, "--start"), _date(end, "--end")
     lake = _lake(lake)
     try:
         settings = Settings.from_env()
-        manifests = expand_command(first, last, lake, settings)
+        manifests = run_expansion(first, last, lake, settings)
     except (ValueError, ConfigError, LakeError) as exc:
         _fail(str(exc))
     typer.echo(summarize(manifests))
@@ -130,15 +130,15 @@ def features_build(
 ) -> None:
     """Build features/features/date=D/ partitions from the raw and interim lake tables."""
     from gogooku3.config import ConfigError, Settings
-    from gogooku3.features.cli import build_command, summarize
     from gogooku3.features.engine_gpu import GpuUnavailableError
+    from gogooku3.features.job import run_build, summarize
     from gogooku3.lake import LakeError
 
     first, last = _date(start, "--start"), _date(end, "--end")
     lake = _lake(lake)
     try:
         settings = Settings.from_env()
-        manifests = build_command(first, last, engine, lake, settings)
+        manifests = run_build(first, last, engine, lake, settings)
     except (ValueError, ConfigError, LakeError) as exc:
         _fail(str(exc))
     except GpuUnavailableError as exc:  # engine gpu on a machine without a GPU or RAPIDS

@@ -1,5 +1,6 @@
-"""features_daily's glue: which dates a run builds (conf, asset events, logical date) and where it runs
-(the runtime plan and its loud fallbacks). The gates' failure path is in test_dag_gates.py."""
+"""features_daily's glue: which dates a run builds (conf, asset events, logical date), where it runs
+(the runtime plan and its loud fallbacks) and what its task container receives (the base operator of
+every task container). The gates' failure path is in test_dag_gates.py."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from types import SimpleNamespace
 import pendulum
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from gogooku3_airflow import features as glue
-from gogooku3_airflow.fetching import RunConfError
+from gogooku3_airflow import operators, tasks
+from gogooku3_airflow.runconf import FEATURES_DAILY_CONF, RunConfError
 
 from gogooku3.containers import TaskRuntime
 
@@ -22,66 +23,72 @@ D = dt.date
 @pytest.mark.parametrize(
     ("conf", "named"),
     [
-        ({"start": "2024-05-01"}, "both 'start' and 'end'"),
-        ({"engine": "gpu"}, "no 'start'/'end'"),
+        ({"start": "2024-05-01"}, "dag_run.conf['end'] is missing: 'start' and 'end' go together"),
+        ({"engine": "gpu"}, "dag_run.conf['engine'] needs 'start' and 'end' as well"),
         ({"start": "2024-05-01", "end": "2024-05-02", "engine": "tpu"}, "'tpu'"),
         ({"start": "2024-05-01", "end": "2024-13-02"}, "dag_run.conf['end']"),
         ({"start": "202451", "end": "2024-05-02"}, "dag_run.conf['start']: bad date '202451'"),
         ({"start": 20240501, "end": "2024-05-02"}, "dag_run.conf['start']: bad date 20240501"),
         ({"start": "2024-05-01", "end": "2024-04-31"}, "'2024-04-31': that day does not exist"),
-        ({"start": "2024-05-03", "end": "2024-05-02"}, "start 2024-05-03 is after end 2024-05-02"),
+        (
+            {"start": "2024-05-03", "end": "2024-05-02"},
+            "dag_run.conf['start'] 2024-05-03 is after dag_run.conf['end'] 2024-05-02",
+        ),
         ({"from": "2024-05-01"}, "unknown key(s) ['from']"),
     ],
 )
 def test_bad_conf_is_named(conf, named) -> None:
     with pytest.raises(RunConfError) as err:
-        glue.parse_features_conf(conf)
+        FEATURES_DAILY_CONF.parse(conf)
     assert named in str(err.value)
+
+
+def feature_range(conf=None, events=None, logical_date=None):
+    return tasks.feature_range(
+        logical_date=logical_date, dag_run=SimpleNamespace(conf=conf), triggering_asset_events=events
+    )
 
 
 def test_conf_then_asset_events_then_logical_date() -> None:
     conf = {"start": "2024-05-01", "end": "2024-05-02", "engine": "cpu"}
-    assert glue.parse_features_conf(conf) == glue.FeatureRun(D(2024, 5, 1), D(2024, 5, 2), "cpu")
+    assert feature_range(conf) == (D(2024, 5, 1), D(2024, 5, 2), "cpu")
     events = {
         "raw": [SimpleNamespace(extra={"date": "2024-05-10", "rows": 4000})],
         "interim": [SimpleNamespace(extra={"start": "2024-05-07", "end": "2024-05-16"})],
     }
-    by_events = glue.feature_run({"dag_run": SimpleNamespace(conf={}), "triggering_asset_events": events})
-    assert (by_events.start, by_events.end) == (D(2024, 5, 7), D(2024, 5, 16))
+    assert feature_range({}, events) == (D(2024, 5, 7), D(2024, 5, 16), None)
     # A manual run without conf: the run's JST logical date (15:00 UTC is the next day in JST).
-    manual = glue.feature_run({"logical_date": pendulum.datetime(2024, 5, 12, 15, tz="UTC")})
-    assert (manual.start, manual.end) == (D(2024, 5, 13), D(2024, 5, 13))
+    manual = feature_range(logical_date=pendulum.datetime(2024, 5, 12, 15, tz="UTC"))
+    assert manual == (D(2024, 5, 13), D(2024, 5, 13), None)
     with pytest.raises(AirflowFailException, match="RunConfError"):
-        glue.feature_run({"dag_run": SimpleNamespace(conf={"start": "x", "end": "y"})})
+        feature_range({"start": "x", "end": "y"})
 
 
 def test_plan_logs_a_cpu_fallback_loudly_and_refuses_a_gpu_it_cannot_have(monkeypatch, caplog) -> None:
     cpu = TaskRuntime("cpu", "gogooku3/task-cpu:latest", 'no GPU: could not select device driver ""')
     monkeypatch.setattr("gogooku3.containers.plan_task_runtime", lambda want_gpu=True: cpu)
-    ctx = {"dag_run": SimpleNamespace(conf={"start": "2024-05-01", "end": "2024-05-02"})}
+    run = SimpleNamespace(conf={"start": "2024-05-01", "end": "2024-05-02"})
     with caplog.at_level(logging.WARNING):
-        plan = glue.plan_task(ctx)
+        plan = tasks.plan_feature_build(logical_date=None, dag_run=run, triggering_asset_events=None)
     assert plan["mode"] == "cpu" and plan["engine"] == "cpu" and plan["image"] == cpu.image
     assert "engine has no GPU runtime; running the same image on CPU" in caplog.text
-    assert glue.choose_build(plan) == "build_features"
-    gpu_conf = {
-        "dag_run": SimpleNamespace(conf={"start": "2024-05-01", "end": "2024-05-02", "engine": "gpu"})
-    }
+    assert tasks.choose_build(plan) == "build_features"
+    gpu_run = SimpleNamespace(conf={"start": "2024-05-01", "end": "2024-05-02", "engine": "gpu"})
     with pytest.raises(AirflowFailException, match="asked for engine 'gpu'"):
-        glue.plan_task(gpu_conf)
+        tasks.plan_feature_build(logical_date=None, dag_run=gpu_run, triggering_asset_events=None)
     none = TaskRuntime("in-process", None, "Docker engine unreachable")
     monkeypatch.setattr("gogooku3.containers.plan_task_runtime", lambda want_gpu=True: none)
     with caplog.at_level(logging.WARNING):
-        plan = glue.plan_task(ctx)
-    assert glue.choose_build(plan) == "build_features_in_process"
+        plan = tasks.plan_feature_build(logical_date=None, dag_run=run, triggering_asset_events=None)
+    assert tasks.choose_build(plan) == "build_features_in_process"
     assert "NO DOCKER ENGINE" in caplog.text
 
 
 def test_local_lake_paths_are_absolute_and_s3_is_not_mounted(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert glue.local_lake_path("./data/lake") == str(tmp_path / "data" / "lake")
-    assert glue.local_lake_path("file:///srv/lake") == "/srv/lake"
-    assert glue.local_lake_path("s3://bucket/prefix") is None
+    assert operators.local_lake_path("./data/lake") == str(tmp_path / "data" / "lake")
+    assert operators.local_lake_path("file:///srv/lake") == "/srv/lake"
+    assert operators.local_lake_path("s3://bucket/prefix") is None
 
 
 IMAGE_USER = (10001, 10001)
@@ -90,7 +97,7 @@ IMAGE_USER = (10001, 10001)
 def test_container_for_a_local_lake_has_the_lake_mounted_and_no_network_or_gpu(tmp_path) -> None:
     from gogooku3.config import Settings
 
-    op = glue.FeatureBuildDockerOperator(task_id="build_features")
+    op = operators.FeatureBuildOperator(task_id="build_features")
     plan = {"start": "2024-05-01", "end": "2024-05-02", "engine": "cpu", "image": "img:cpu", "mode": "cpu"}
     op.configure(plan, Settings(lake_uri=str(tmp_path / "lake")), IMAGE_USER)
     assert (op.image, op.network_mode, op.device_requests) == ("img:cpu", "none", None)
@@ -138,10 +145,12 @@ class RecordingDockerApi:
         self.removed.append(container_id)
 
 
-def run_operator(monkeypatch, settings, plan, api: RecordingDockerApi) -> glue.FeatureBuildDockerOperator:
+def run_operator(monkeypatch, settings, plan, api: RecordingDockerApi) -> operators.FeatureBuildOperator:
     """execute() as the task runs it, the engine replaced by ``api``."""
-    monkeypatch.setattr(glue, "lake_settings", lambda: settings)
-    op = glue.FeatureBuildDockerOperator(task_id="build_features")
+    from gogooku3_airflow import hooks
+
+    monkeypatch.setattr(hooks, "task_settings", lambda **_: settings)
+    op = operators.FeatureBuildOperator(task_id="build_features")
     op.hook = SimpleNamespace(api_client=api)
     ti = SimpleNamespace(xcom_pull=lambda task_ids: plan)
     op.execute({"ti": ti})

@@ -19,15 +19,11 @@ from airflow.sdk import Connection  # noqa: E402
 _root.handlers[:] = _saved_logging[0]
 _root.setLevel(_saved_logging[1])
 
-from gogooku3_airflow import callbacks, connections  # noqa: E402
-from gogooku3_airflow.connections import resolve_settings, resolve_slack, secret_values  # noqa: E402
-from gogooku3_airflow.fetching import (  # noqa: E402
-    RunConfError,
-    fetch_days,
-    fetch_task,
-    jst_day,
-    parse_run_conf,
-)
+from gogooku3_airflow import callbacks, hooks  # noqa: E402
+from gogooku3_airflow.hooks import resolve_settings, resolve_slack, secret_values  # noqa: E402
+from gogooku3_airflow.runconf import RunConfError  # noqa: E402
+from gogooku3_airflow.tasks import fetch_dataset, fetch_days, requested_datasets  # noqa: E402
+from gogooku3_airflow.timetables import run_day  # noqa: E402
 
 from gogooku3.config import ConfigError, Secret  # noqa: E402
 from gogooku3.devtools.slack_capture import running_slack_capture  # noqa: E402
@@ -171,10 +167,14 @@ def test_bad_s3_endpoint_is_named() -> None:
 # -- run options and the day a run covers ------------------------------------------------------
 
 
+def run_with(conf) -> SimpleNamespace:
+    return SimpleNamespace(conf=conf)
+
+
 def test_run_conf_defaults_to_all_datasets() -> None:
-    assert parse_run_conf(None, DATASETS).endpoints == DATASETS
-    assert parse_run_conf({}, DATASETS).endpoints == DATASETS
-    assert parse_run_conf({"endpoints": ["topix", "topix", "daily_quotes"]}, DATASETS).endpoints == (
+    assert requested_datasets(run_with(None)) == DATASETS
+    assert requested_datasets(run_with({})) == DATASETS
+    assert requested_datasets(run_with({"endpoints": ["topix", "topix", "daily_quotes"]})) == (
         "topix",
         "daily_quotes",
     )
@@ -191,27 +191,29 @@ def test_run_conf_defaults_to_all_datasets() -> None:
     ],
 )
 def test_bad_run_conf_is_named(conf: dict, named: str) -> None:
+    from gogooku3_airflow.runconf import JQUANTS_DAILY_CONF
+
     with pytest.raises(RunConfError) as err:
-        parse_run_conf(conf, DATASETS)
+        JQUANTS_DAILY_CONF.parse(conf)
     assert named in str(err.value)
 
 
-def test_jst_day_is_the_jst_date_of_the_logical_date() -> None:
+def test_run_day_is_the_jst_date_of_the_logical_date() -> None:
     # The run for 14 June: logical date = interval start = 14 June 00:00 JST = 13 June 15:00 UTC.
     start = pendulum.datetime(2024, 6, 13, 15, tz="UTC")
-    assert jst_day({"data_interval_start": start, "logical_date": start}) == dt.date(2024, 6, 14)
+    assert run_day(start, start) == dt.date(2024, 6, 14)
     # `airflow dags trigger -l 2024-05-13` infers the interval from "now": the logical date wins.
     now_interval = pendulum.datetime(2026, 11, 19, 15, tz="UTC")
     logical = pendulum.datetime(2024, 5, 13, tz="UTC")
-    assert jst_day({"data_interval_start": now_interval, "logical_date": logical}) == dt.date(2024, 5, 13)
+    assert run_day(logical, now_interval) == dt.date(2024, 5, 13)
     # 23:00 UTC is already the next day in Tokyo.
-    assert jst_day({"logical_date": pendulum.datetime(2024, 6, 14, 23, tz="UTC")}) == dt.date(2024, 6, 15)
+    assert run_day(pendulum.datetime(2024, 6, 14, 23, tz="UTC")) == dt.date(2024, 6, 15)
     # No logical date (Airflow 3 allows it): the interval, then run_after.
-    assert jst_day({"logical_date": None, "data_interval_start": start}) == dt.date(2024, 6, 14)
+    assert run_day(None, start) == dt.date(2024, 6, 14)
     run = SimpleNamespace(logical_date=None, run_after=pendulum.datetime(2024, 6, 17, 10, tz="UTC"))
-    assert jst_day({"dag_run": run}) == dt.date(2024, 6, 17)
-    with pytest.raises(RunConfError):
-        jst_day({})
+    assert run_day(dag_run=run) == dt.date(2024, 6, 17)
+    with pytest.raises(ValueError, match="no logical date"):
+        run_day()
 
 
 def test_statements_refetch_since_the_previous_trading_day() -> None:
@@ -229,22 +231,15 @@ def test_statements_refetch_since_the_previous_trading_day() -> None:
 def test_fetch_task_skips_with_a_visible_reason_or_fails_without_retry() -> None:
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    saturday = {
-        "logical_date": pendulum.datetime(2024, 6, 15, tz="Asia/Tokyo"),
-        "dag_run": SimpleNamespace(conf={}),
-    }
+    saturday = pendulum.datetime(2024, 6, 15, tz="Asia/Tokyo")
     with pytest.raises(AirflowSkipException, match=r"2024-06-15 \(Saturday\) is not a JPX trading day"):
-        fetch_task("daily_quotes", saturday, DATASETS)
-    friday = {
-        "logical_date": pendulum.datetime(2024, 6, 14, tz="Asia/Tokyo"),
-        "dag_run": SimpleNamespace(conf={"endpoints": ["topix"]}),
-    }
+        fetch_dataset("daily_quotes", logical_date=saturday, dag_run=run_with({}))
+    friday = pendulum.datetime(2024, 6, 14, tz="Asia/Tokyo")
     with pytest.raises(AirflowSkipException, match="daily_quotes: not in dag_run.conf"):
-        fetch_task("daily_quotes", friday, DATASETS)
-    friday["dag_run"] = SimpleNamespace(conf={"endpoints": ["topix", "nope"]})
+        fetch_dataset("daily_quotes", logical_date=friday, dag_run=run_with({"endpoints": ["topix"]}))
     # AirflowFailException: a bad conf fails at once instead of burning the retries.
     with pytest.raises(AirflowFailException, match=r"RunConfError: .*\['nope'\]"):
-        fetch_task("topix", friday, DATASETS)
+        fetch_dataset("topix", logical_date=friday, dag_run=run_with({"endpoints": ["topix", "nope"]}))
 
 
 # -- the failure callback --------------------------------------------------------------------
@@ -293,7 +288,7 @@ def test_failure_callback_delivers_to_slack(monkeypatch: pytest.MonkeyPatch) -> 
             ),
             conn("jquants", conn_type="http", password="jq-key-abcdef"),
         )
-        monkeypatch.setattr(connections, "airflow_connection", conns)
+        monkeypatch.setattr(hooks, "airflow_connection", conns)
         callbacks.on_task_failure(_failure_context(RuntimeError("401 for jq-key-abcdef")))
         msgs = cap.messages()
     assert len(msgs) == 1
@@ -316,10 +311,52 @@ def test_failure_callback_never_raises(
     def broken(conn_id: str):
         raise RuntimeError("secrets backend down")
 
-    monkeypatch.setattr(connections, "airflow_connection", broken)
+    monkeypatch.setattr(hooks, "airflow_connection", broken)
     monkeypatch.delenv("GOGOOKU3_SLACK_TOKEN", raising=False)
     with caplog.at_level(logging.WARNING, logger="gogooku3.alerts"):
         callbacks.on_task_failure(_failure_context(ValueError("the task's own error")))
         callbacks.on_task_failure({})  # not even a task instance: logged, not raised
     assert "secrets backend down" in caplog.text
     assert "SLACK ALERT (not sent" in caplog.text and "the task's own error" in caplog.text
+
+
+def test_a_task_that_only_touches_the_lake_needs_no_jquants_credentials(monkeypatch, tmp_path) -> None:
+    """publish reads manifests; it must run where no J-Quants key is configured at all."""
+    import polars as pl
+    from gogooku3_airflow.assets import JQUANTS_DAILY_RAW, RAW_ASSETS
+    from gogooku3_airflow.tasks import publish_raw
+
+    from gogooku3.lake import open_lake
+
+    for var in ("JQUANTS_API_KEY", "JQUANTS_API_VERSION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(hooks, "airflow_connection", getter())
+    monkeypatch.setenv("GOGOOKU3_LAKE_URI", str(tmp_path / "lake"))
+    day = dt.date(2024, 6, 14)
+    lake = open_lake(str(tmp_path / "lake"))
+    for name in DATASETS:
+        lake.write_partition("raw", name, day, pl.DataFrame({"Date": [day]}), source="test")
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.added: list[tuple[str, dict]] = []
+
+        def add(self, asset, extra) -> None:
+            self.added.append((asset.uri, extra))
+
+    events = {JQUANTS_DAILY_RAW: Recorder()}
+    published = publish_raw(
+        JQUANTS_DAILY_RAW,
+        logical_date=pendulum.datetime(2024, 6, 14, tz="Asia/Tokyo"),
+        dag_run=run_with({}),
+        outlet_events=events,
+    )
+    assert sorted(published) == sorted(DATASETS)
+    assert [uri for uri, _ in events[JQUANTS_DAILY_RAW].added] == [RAW_ASSETS[n].uri for n in DATASETS]
+    # the fetch tasks, which call the API, still refuse to start without a key
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="JQUANTS_API_KEY is not set"):
+        fetch_dataset(
+            "topix", logical_date=pendulum.datetime(2024, 6, 14, tz="Asia/Tokyo"), dag_run=run_with({})
+        )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
-import logging
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -14,37 +13,25 @@ from unittest import mock
 import pendulum
 import polars as pl
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.timetables.base import TimeRestriction
+from gogooku3_airflow import callbacks, tasks
+from gogooku3_airflow.runconf import TRADES_SPEC_WEEKLY_CONF, RunConfError
+from gogooku3_airflow.tasks import expand_range, gate_trades_spec
+from gogooku3_airflow.timetables import JpxPublicationDayTimetable
 
-DAGS = Path(__file__).resolve().parents[1] / "dags"
-
-# Importing Airflow configures the root logger; undo that so other test modules see pytest's setup.
-_root = logging.getLogger()
-_saved_logging = (list(_root.handlers), _root.level)
-from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
-from airflow.timetables.base import TimeRestriction  # noqa: E402
-
-_root.handlers[:] = _saved_logging[0]
-_root.setLevel(_saved_logging[1])
-
-from gogooku3_airflow import callbacks, weekly  # noqa: E402
-from gogooku3_airflow.fetching import RunConfError  # noqa: E402
-from gogooku3_airflow.weekly import (  # noqa: E402
-    JpxPublicationDayTimetable,
-    expand_range,
-    gate_task,
-    parse_weekly_conf,
-)
-
-from gogooku3.calendar import publication_days  # noqa: E402
-from gogooku3.flows import expand_to_lake, expand_trades_spec  # noqa: E402
-from gogooku3.flows.fetching import (  # noqa: E402
+from gogooku3.calendar import publication_days
+from gogooku3.flows import expand_to_lake, expand_trades_spec
+from gogooku3.flows.fetching import (
     FetchedWindow,
     TradesSpecWindowError,
     fetch_window,
     split_by_published,
 )
-from gogooku3.jquants.datasets import TRADES_SPEC  # noqa: E402
-from gogooku3.lake import open_lake  # noqa: E402
+from gogooku3.jquants.datasets import TRADES_SPEC
+from gogooku3.lake import open_lake
+
+DAGS = Path(__file__).resolve().parents[1] / "dags"
 
 JST = "Asia/Tokyo"
 TT = JpxPublicationDayTimetable()
@@ -188,9 +175,9 @@ def test_windows_of_consecutive_runs_cover_every_calendar_day() -> None:
 
 
 def test_conf_range_is_parsed() -> None:
-    assert not parse_weekly_conf(None).reexpand
-    opts = parse_weekly_conf({"start": "2023-01-05", "end": "2023-03-30"})
-    assert (opts.start, opts.end) == (dt.date(2023, 1, 5), dt.date(2023, 3, 30))
+    assert TRADES_SPEC_WEEKLY_CONF.parse(None) == {}
+    opts = TRADES_SPEC_WEEKLY_CONF.parse({"start": "2023-01-05", "end": "2023-03-30"})
+    assert (opts["start"], opts["end"]) == (dt.date(2023, 1, 5), dt.date(2023, 3, 30))
 
 
 @pytest.mark.parametrize(
@@ -202,17 +189,19 @@ def test_conf_range_is_parsed() -> None:
         ({"start": 20230105, "end": "2023-01-06"}, "dag_run.conf['start']: bad date 20230105"),
         ({"start": "2023161", "end": "2023-01-06"}, "dag_run.conf['start']: bad date '2023161'"),
         ({"start": "2023-01-05", "end": "2023-02-30"}, "'2023-02-30': that day does not exist"),
-        ({"start": "2023-02-01", "end": "2023-01-06"}, "dag_run.conf['start']='2023-02-01' is after"),
+        (
+            {"start": "2023-02-01", "end": "2023-01-06"},
+            "dag_run.conf['start'] 2023-02-01 is after dag_run.conf['end'] 2023-01-06",
+        ),
     ],
 )
 def test_bad_conf_is_named(conf: dict, named: str) -> None:
     with pytest.raises(RunConfError) as err:
-        parse_weekly_conf(conf)
+        TRADES_SPEC_WEEKLY_CONF.parse(conf)
     assert named in str(err.value)
     # In the task it fails at once (AirflowFailException: no retries) before fetching anything.
-    context = {"logical_date": jst(2023, 12, 7), "dag_run": SimpleNamespace(conf=conf)}
     with pytest.raises(AirflowFailException, match="RunConfError"):
-        weekly.fetch_trades_spec_task(context)
+        tasks.fetch_trades_spec(logical_date=jst(2023, 12, 7), dag_run=SimpleNamespace(conf=conf))
 
 
 # ------------------------------------------------------------------------------ window split
@@ -265,6 +254,14 @@ def test_fetched_window_affected_range() -> None:
 # ------------------------------------------------------------------------------ gate
 
 
+def use_lake(monkeypatch: pytest.MonkeyPatch, lake) -> None:
+    """The tasks' settings: this lake, no connections (as in a task without any defined)."""
+    from gogooku3_airflow import hooks
+
+    monkeypatch.setattr(hooks, "airflow_connection", lambda conn_id: None)
+    monkeypatch.setenv("GOGOOKU3_LAKE_URI", lake.root)
+
+
 def test_gate_failure_names_the_expectations_in_the_alert(tmp_path, monkeypatch) -> None:
     from gogooku3.emulator.testing import small_config
     from gogooku3.market import generate_market
@@ -281,8 +278,8 @@ def test_gate_failure_names_the_expectations_in_the_alert(tmp_path, monkeypatch)
         m.date.isoformat(): m.rows for m in expand_to_lake(lake, dt.date(2023, 12, 4), dt.date(2023, 12, 5))
     }
     good = sorted(written)
-    monkeypatch.setattr(weekly, "_settings_and_lake", lambda: (None, lake))
-    assert gate_task({"days": written}) == {"passed": good, "not_gated": []}
+    use_lake(monkeypatch, lake)
+    assert gate_trades_spec({"days": written}) == {"passed": good, "not_gated": []}
 
     # Corrupt one day: a net ratio outside [-1, 1].
     bad_day = dt.date(2023, 12, 5)
@@ -293,7 +290,7 @@ def test_gate_failure_names_the_expectations_in_the_alert(tmp_path, monkeypatch)
     lake.write_partition("interim", "trades_spec_daily", bad_day, frame, source="t", sort_by=("Date", "Section"),
                          date_column="Date")  # fmt: skip
     with pytest.raises(AirflowFailException) as err:
-        gate_task({"days": written})
+        gate_trades_spec({"days": written})
     message = str(err.value)
     assert message.startswith("QualityGateFailed: interim/trades_spec_daily")
     assert "['2023-12-05']" in message and "flow_foreigners_net_ratio" in message
@@ -326,8 +323,8 @@ def test_gate_skips_only_empty_days_before_any_publication(tmp_path, monkeypatch
         "2023-12-06",
         "2023-12-07",
     ]
-    monkeypatch.setattr(weekly, "_settings_and_lake", lambda: (None, lake))
-    out = gate_task({"days": written})
+    use_lake(monkeypatch, lake)
+    out = gate_trades_spec({"days": written})
     assert out == {
         "passed": ["2023-12-08"],
         "not_gated": ["2023-12-04", "2023-12-05", "2023-12-06", "2023-12-07"],
@@ -338,4 +335,4 @@ def test_gate_skips_only_empty_days_before_any_publication(tmp_path, monkeypatch
     lake.write_partition("interim", "trades_spec_daily", dt.date(2023, 12, 8), empty, source="t",
                          sort_by=("Date", "Section"), date_column="Date")  # fmt: skip
     with pytest.raises(AirflowFailException, match=r"failed on 1 day\(s\) \['2023-12-08'\]"):
-        gate_task({"days": {**written, "2023-12-08": 0}})
+        gate_trades_spec({"days": {**written, "2023-12-08": 0}})

@@ -9,7 +9,7 @@ import pytest
 
 from gogooku3.config import Settings
 from gogooku3.features import OUTPUT_FEATURES, TARGET_NAMES, build_features, build_features_to_lake
-from gogooku3.features.cli import build_command, summarize
+from gogooku3.features.job import run_build, summarize
 from gogooku3.features.testing import market_inputs
 from gogooku3.lake import MissingPartitionError, open_lake
 
@@ -80,15 +80,15 @@ def test_missing_input_range_is_named(lake_root):
         build_features_to_lake(lake, dt.date(2030, 1, 1), dt.date(2030, 1, 31), "cpu")
 
 
-def test_cli_build_command(lake_root):
+def test_cli_run_build(lake_root):
     settings = Settings.from_env({})
-    manifests = build_command(dt.date(2022, 6, 20), dt.date(2022, 6, 22), "cpu", str(lake_root), settings)
+    manifests = run_build(dt.date(2022, 6, 20), dt.date(2022, 6, 22), "cpu", str(lake_root), settings)
     assert [m.date for m in manifests] == [dt.date(2022, 6, 20), dt.date(2022, 6, 21), dt.date(2022, 6, 22)]
     assert "wrote 3 partitions 2022-06-20..2022-06-22" in summarize(manifests)
     with pytest.raises(ValueError, match="--engine 'fpga'"):
-        build_command(dt.date(2022, 6, 20), dt.date(2022, 6, 22), "fpga", str(lake_root), settings)
+        run_build(dt.date(2022, 6, 20), dt.date(2022, 6, 22), "fpga", str(lake_root), settings)
     with pytest.raises(ValueError, match="--start 2022-06-22 is after --end"):
-        build_command(dt.date(2022, 6, 22), dt.date(2022, 6, 20), "cpu", str(lake_root), settings)
+        run_build(dt.date(2022, 6, 22), dt.date(2022, 6, 20), "cpu", str(lake_root), settings)
 
 
 @pytest.mark.parametrize(

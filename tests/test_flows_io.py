@@ -11,8 +11,8 @@ import pytest
 from gogooku3.calendar import trading_days
 from gogooku3.config import Settings
 from gogooku3.flows import OUTPUT_SCHEMA, TradesSpecCoverageError, expand_trades_spec
-from gogooku3.flows.cli import expand_command, summarize
 from gogooku3.flows.io import expand_to_lake
+from gogooku3.flows.job import run_expansion, summarize
 from gogooku3.flows.synthetic import synthetic_raw
 from gogooku3.lake import open_lake
 
@@ -67,9 +67,9 @@ def test_empty_lake_and_empty_range(tmp_path: Path) -> None:
         expand_to_lake(lake, D(2024, 1, 7), D(2024, 1, 6))
 
 
-def test_expand_command_uses_the_given_lake(lake_with_raw) -> None:
+def test_run_expansion_uses_the_given_lake(lake_with_raw) -> None:
     lake, _ = lake_with_raw
-    manifests = expand_command(D(2022, 4, 4), D(2022, 4, 8), lake.uri, Settings())
+    manifests = run_expansion(D(2022, 4, 4), D(2022, 4, 8), lake.uri, Settings())
     assert [m.date for m in manifests] == list(trading_days(D(2022, 4, 4), D(2022, 4, 8)))
     assert summarize(manifests).startswith("trades_spec_daily: wrote 5 partitions 2022-04-04..2022-04-08")
 

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from unittest import mock
 
 import pendulum
 import pytest
+from airflow.timetables.base import DataInterval, TimeRestriction
+from gogooku3_airflow import timetables as tt_module
+from gogooku3_airflow.timetables import JpxTradingDayTimetable
 
-# Importing Airflow configures the root logger; undo that so other test modules see pytest's setup.
-_root = logging.getLogger()
-_saved_logging = (list(_root.handlers), _root.level)
-from airflow.timetables.base import DataInterval, TimeRestriction  # noqa: E402
-
-_root.handlers[:] = _saved_logging[0]
-_root.setLevel(_saved_logging[1])
-
-from gogooku3_airflow import timetable as tt_module  # noqa: E402
-from gogooku3_airflow.timetable import JpxTradingDayTimetable  # noqa: E402
-
-from gogooku3.calendar import is_trading_day, trading_days  # noqa: E402
+from gogooku3.calendar import is_trading_day, trading_days
 
 JST = "Asia/Tokyo"
 TT = JpxTradingDayTimetable()

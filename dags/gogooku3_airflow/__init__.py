@@ -1,5 +1,19 @@
-"""Airflow glue for gogooku3: connections -> settings, the JPX trading-day timetable, the Slack
-failure callback, lake assets and the fetch tasks' bodies.
+"""Airflow glue for gogooku3, split by role the way Airflow's provider packages are:
+
+=================  ===================================================================================
+module             what it is
+=================  ===================================================================================
+``hooks``          connections (J-Quants, S3 lake, Slack) -> the library's typed settings; the
+                   settings a task runs with (:func:`~gogooku3_airflow.hooks.task_settings`)
+``operators``      the task containers: ``TaskContainerOperator`` and ``FeatureBuildOperator``
+``timetables``     the trading-day and publication-day timetables; the JST day a run covers
+``runconf``        the one ``dag_run.conf`` parser and each DAG's schema
+``callbacks``      the Slack failure callback
+``gates``          quality-gate glue: ``QualityGateStop`` and gating a list of partitions
+``assets``         the lake's Airflow Assets
+``tasks``          the TaskFlow tasks' bodies, which call the library
+``defaults``       conventions every DAG shares (owner, retries, callback, start date)
+=================  ===================================================================================
 
 This package lives next to the DAG files (the DAG processor puts ``dags/`` on ``sys.path``) and is
 excluded from DAG parsing by ``dags/.airflowignore``. It is the only place where Airflow meets the
@@ -12,3 +26,6 @@ aiohttp, boto3 at import time): DAG files import this package on every parse.
 JQUANTS_POOL = "jquants_api"
 #: Owner shown in the UI for the project's DAGs.
 OWNER = "gogooku3-data"
+#: The raw datasets ``jquants_daily`` fetches, in dependency order (listed_info first: the gate
+#: counts daily_quotes against that day's listed universe).
+JQUANTS_DAILY_DATASETS = ("listed_info", "daily_quotes", "statements", "topix")

@@ -1,4 +1,5 @@
-"""Task failure callback: a Slack alert via :mod:`gogooku3.alerts`.
+"""Task failure callback: a Slack alert, formatted by :mod:`gogooku3.alerts` (pure) and sent through the
+Slack provider's client (:class:`~gogooku3_airflow.hooks.SlackAlertsHook`).
 
 Used as ``on_failure_callback`` in every DAG's ``default_args``. It runs in the task's process after
 the task failed for the last time (retries exhausted or a non-retryable failure). It must never
@@ -15,9 +16,8 @@ from typing import Any
 from gogooku3.alerts import AlertContext, error_head, send_alert
 from gogooku3.calendar import JST
 from gogooku3.config import Secret, SlackSettings
-from gogooku3_airflow.connections import resolve_settings, resolve_slack, secret_values
-from gogooku3_airflow.fetching import jst_day
 from gogooku3_airflow.gates import GATE_ALERT_CHARS, GATE_ALERT_LINES, QualityGateStop
+from gogooku3_airflow.timetables import run_day
 
 log = logging.getLogger("gogooku3.alerts")
 
@@ -30,7 +30,9 @@ def _fmt_jst(moment: dt.datetime | None) -> str:
 
 def _data_date(context: Mapping[str, Any]) -> str | None:
     try:
-        return jst_day(context).isoformat()
+        return run_day(
+            context.get("logical_date"), context.get("data_interval_start"), context.get("dag_run")
+        ).isoformat()
     except Exception:
         return None
 
@@ -67,8 +69,11 @@ def alert_context(context: Mapping[str, Any], *, redact: list[Secret] | None = N
 
 
 def on_task_failure(context: Mapping[str, Any]) -> None:
-    """``on_failure_callback``: send (or, without Slack configured, log) an alert. Never raises."""
+    """``on_failure_callback``: send (or, without Slack configured, log) an alert through the Slack
+    provider's client (:class:`~gogooku3_airflow.hooks.SlackAlertsHook`). Never raises."""
     try:
+        from gogooku3_airflow.hooks import SlackAlertsHook, resolve_settings, resolve_slack, secret_values
+
         try:
             slack = resolve_slack()
         except Exception as exc:  # a malformed slack_alerts connection must not hide the task's error
@@ -79,7 +84,8 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
             redact += secret_values(resolve_settings())
         except Exception:
             pass  # the configuration may be exactly what failed; Slack's own token is still redacted
-        send_alert(alert_context(context, redact=redact), slack, logger=log)
+        client = SlackAlertsHook(settings=slack).client if slack.configured else None
+        send_alert(alert_context(context, redact=redact), slack, client=client, logger=log)
     except Exception as exc:
         log.warning(
             "Slack alert failed (%s: %s); the task's own error is unaffected", type(exc).__name__, exc

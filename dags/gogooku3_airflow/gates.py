@@ -89,30 +89,3 @@ def gate_days(
         raise QualityGateStop(message)
     log.info("quality gate passed for %s/%s on %d partition(s)", layer, dataset, len(passed))
     return passed
-
-
-def daily_quotes_gate_task(context: Mapping[str, Any], datasets: Iterable[str]) -> list[str]:
-    """``jquants_daily``'s gate on the raw ``daily_quotes`` partition it wrote, with the row count
-    checked against that day's listed universe (``raw/listed_info``). Skips, with the reason, when
-    the run did not fetch daily_quotes (``dag_run.conf``) or the day is not a trading day."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from gogooku3.calendar import is_trading_day
-    from gogooku3.lake import open_lake
-    from gogooku3.quality import expected_rows_from_listed_info
-    from gogooku3_airflow.fetching import _run_options, _settings, jst_day
-
-    if "daily_quotes" not in _run_options(context, tuple(datasets)).endpoints:
-        raise AirflowSkipException("dag_run.conf did not ask for daily_quotes: nothing to gate")
-    day = jst_day(context)
-    if not is_trading_day(day):
-        raise AirflowSkipException(f"{day.isoformat()} is not a JPX trading day: nothing to gate")
-    settings = _settings()
-    lake = open_lake(settings.lake_uri, settings.s3)
-    return gate_days(
-        lake,
-        "raw",
-        "daily_quotes",
-        [day],
-        expected_rows=lambda d: expected_rows_from_listed_info(lake, d),
-    )

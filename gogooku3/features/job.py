@@ -1,4 +1,6 @@
-"""``gogooku3 features build``: the library call behind the CLI command (wired in gogooku3/cli.py)."""
+"""The feature build as a job: from settings and a lake URI to written partitions and a one-line
+summary, exactly as ``gogooku3 features build`` (gogooku3/cli.py) and the in-process fallback task of
+``features_daily`` run it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
     from gogooku3.lake import Manifest
 
 
-def build_command(
+def run_build(
     start: dt.date, end: dt.date, engine: str, lake_uri: str | None, settings: Settings
 ) -> list[Manifest]:
     """Open the lake (``lake_uri``, else ``settings.lake_uri``; S3 credentials from ``settings.s3``) and

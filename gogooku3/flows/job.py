@@ -1,4 +1,5 @@
-"""``gogooku3 trades-spec expand``: the library call behind the CLI command (wired in gogooku3/cli.py)."""
+"""The trades_spec expansion as a job: from settings and a lake URI to written partitions and a one-line
+summary, as ``gogooku3 trades-spec expand`` (gogooku3/cli.py) runs it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from gogooku3.lake import Manifest
 
 
-def expand_command(start: dt.date, end: dt.date, lake_uri: str | None, settings: Settings) -> list[Manifest]:
+def run_expansion(start: dt.date, end: dt.date, lake_uri: str | None, settings: Settings) -> list[Manifest]:
     """Open the lake (``lake_uri``, else ``settings.lake_uri``; S3 credentials from ``settings.s3``)
     and write ``interim/trades_spec_daily`` for the trading days in [start, end]."""
     from gogooku3.lake import open_lake

@@ -1,4 +1,14 @@
-"""A timetable that runs once per JPX trading day, in JST.
+"""The project's two timetables, both in JST on the JPX calendar, and the JST day a run covers.
+
+* :class:`JpxTradingDayTimetable` (``jquants_daily``): one run per JPX trading day.
+* :class:`JpxPublicationDayTimetable` (``trades_spec_weekly``): one run per scheduled trades_spec
+  publication day (the Thursday after each week, or the next trading day when it is closed), at 18:00.
+* :func:`run_day`: the JST date a run covers, for every kind of run (scheduled, manual, ``dags test``).
+
+Both classes are registered by the one plugin in ``include/airflow/plugins`` so the scheduler and the
+API server can deserialize the DAGs that use them.
+
+The trading-day timetable in detail:
 
 **When.** The run for trading day *D* is created at **19:00 JST on D** (10:00 UTC). J-Quants
 publishes the day's data on trading days at roughly these JST times: daily bars and TOPIX after
@@ -23,11 +33,11 @@ may be fetched; with ``catchup=True`` every trading day since then gets a run (b
 
 **Manual runs** (``airflow dags test <dag> <date>``, a trigger from the UI or CLI) cover the JST
 day of their logical date. That day may not be a trading day; the tasks then skip with that reason
-(see ``gogooku3_airflow.fetching.jst_day``, which reads the logical date because ``airflow dags
-trigger -l`` infers the data interval from the trigger time rather than from ``-l``).
+(see :func:`run_day`, which reads the logical date because ``airflow dags trigger -l`` infers
+the data interval from the trigger time rather than from ``-l``).
 
-The class must be registered through an Airflow plugin (``include/airflow/plugins``) so the
-scheduler can deserialize DAGs that use it; ``AIRFLOW__CORE__PLUGINS_FOLDER`` points there.
+``AIRFLOW__CORE__PLUGINS_FOLDER`` must point at ``include/airflow/plugins`` (the one local Airflow
+environment, :mod:`gogooku3.devtools.airflow_env`, and the compose file do).
 """
 
 from __future__ import annotations
@@ -38,7 +48,14 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
 
-from gogooku3.calendar import JST, is_trading_day, next_trading_day, to_jst_date
+from gogooku3.calendar import (
+    JST,
+    is_publication_day,
+    is_trading_day,
+    next_publication_day,
+    next_trading_day,
+    to_jst_date,
+)
 
 if TYPE_CHECKING:
     from airflow.timetables.base import TimeRestriction
@@ -146,3 +163,79 @@ class JpxTradingDayTimetable(Timetable):
 
     def __repr__(self) -> str:
         return f"JpxTradingDayTimetable(run_at={self.run_at!r})"
+
+
+#: Run time on a publication day. J-Quants publishes investor types after the close (around
+#: 15:30-16:30 JST); 18:00 leaves ample slack for a late publication, and the task retries with
+#: backoff if the week is still missing. It is also before the daily DAG's 19:00 run, so the
+#: provisional rows through the next publication exist when that evening's features build starts.
+DEFAULT_PUBLICATION_RUN_AT_JST = dt.time(18, 0)
+
+JST_NAME = "Asia/Tokyo"
+
+
+class JpxPublicationDayTimetable(JpxTradingDayTimetable):
+    """One run per scheduled trades_spec publication day (Thursday, or the next JPX trading day when
+    Thursday is closed) at ``run_at`` JST (default 18:00); the data interval is that JST day, so
+    the logical date is the publication day at 00:00 JST, exactly as for
+    :class:`~JpxTradingDayTimetable`."""
+
+    def __init__(self, run_at: dt.time = DEFAULT_PUBLICATION_RUN_AT_JST) -> None:
+        super().__init__(run_at=run_at)
+        self.description = (
+            f"trades_spec publication days (Thursday, or the next JPX trading day) at {run_at:%H:%M} JST"
+        )
+
+    @property
+    def summary(self) -> str:
+        return f"JPX publication Thursdays {self.run_at:%H:%M} JST"
+
+    def is_run_day(self, day: dt.date) -> bool:
+        return is_publication_day(day)
+
+    def next_run_day(self, day: dt.date) -> dt.date:
+        return next_publication_day(day)
+
+    def serialize(self) -> dict[str, Any]:
+        # The timezone is fixed (JST); it is recorded so the serialized DAG says so.
+        return {"run_at": self.run_at.isoformat(timespec="seconds"), "timezone": JST_NAME}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> JpxPublicationDayTimetable:
+        return cls(
+            run_at=dt.time.fromisoformat(data.get("run_at", DEFAULT_PUBLICATION_RUN_AT_JST.isoformat()))
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JpxPublicationDayTimetable) and other.run_at == self.run_at
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.run_at))
+
+    def __repr__(self) -> str:
+        return f"JpxPublicationDayTimetable(run_at={self.run_at!r})"
+
+
+def run_day(
+    logical_date: dt.datetime | None = None,
+    data_interval_start: dt.datetime | None = None,
+    dag_run: Any = None,
+) -> dt.date:
+    """The JST date a run covers: the JST date of its logical date.
+
+    Never the UTC date: the run for trading day D has its logical date (= data interval start) at
+    D 00:00 JST, which is the previous day in UTC. The logical date is read first because it is
+    what every kind of run agrees on (scheduled: the interval start; ``dags test`` and UI triggers:
+    the date given; ``airflow dags trigger -l``: the date given, while Airflow infers that run's
+    data interval from the trigger time). Runs without a logical date use their data interval's
+    start, then their ``run_after``. Tasks pass the context values of the same names.
+    """
+    moment = (
+        logical_date
+        or data_interval_start
+        or getattr(dag_run, "logical_date", None)
+        or getattr(dag_run, "run_after", None)
+    )
+    if moment is None:
+        raise ValueError("the run has no logical date, data interval or run_after: no day to work on")
+    return to_jst_date(moment)
