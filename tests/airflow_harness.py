@@ -1,11 +1,10 @@
-"""Shared helpers for end-to-end DAG tests: a throwaway, migrated AIRFLOW_HOME (SQLite) whose
-connections point at local servers, and ``airflow dags test`` as a subprocess.
-
-Usage in a test module::
+"""Helpers for end-to-end DAG tests: ``airflow dags test`` as a subprocess and what to read back from
+the Airflow DB afterwards. The migrated AIRFLOW_HOME they run in comes from the ``airflow_env_factory``
+fixture (tests/conftest.py)::
 
     @pytest.fixture(scope="module")
-    def airflow_env(tmp_path_factory, emulator):
-        return make_airflow_env(tmp_path_factory.mktemp("airflow_home"), emulator=emulator)
+    def airflow_env(tmp_path_factory, airflow_env_factory, emulator):
+        return airflow_env_factory(tmp_path_factory.mktemp("airflow_home"), emulator=emulator)
 
     proc = dags_test(airflow_env, "trades_spec_weekly", day, GOGOOKU3_LAKE_URI=str(lake_dir))
     assert proc.returncode == 0, tail(proc)
@@ -15,62 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+import re
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Environment variables of the developer's shell that must not leak into the Airflow subprocess.
-ISOLATE = ("AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME", "GOGOOKU3_", "JQUANTS_", "AWS_")
-
-
-def make_airflow_env(
-    home: Path,
-    *,
-    emulator: Any | None = None,
-    slack: Any | None = None,
-    slack_token: str = "xoxb-harness-bot-token",
-    plan: str = "premium",
-) -> dict[str, str]:
-    """Environment for a migrated AIRFLOW_HOME at ``home`` with the project's DAGs, plugins and
-    pools, the ``jquants`` connection on ``emulator`` (v2, when given) and, with ``slack`` (a running
-    ``gogooku3.devtools.slack_capture``), the ``slack_alerts`` connection on it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ISOLATE)}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "include" / "airflow" / "plugins"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        AIRFLOW__API__BASE_URL="http://127.0.0.1:8080",
-        GOGOOKU3_PACER_DIR=str(home / "pacer"),
-    )
-    if emulator is not None:
-        env["AIRFLOW_CONN_JQUANTS"] = json.dumps(
-            {
-                "conn_type": "http",
-                "host": emulator.base_url_v2,
-                "password": emulator.api_key,
-                "extra": {"api_version": "v2", "plan": plan},
-            }
-        )
-    if slack is not None:
-        env["AIRFLOW_CONN_SLACK_ALERTS"] = json.dumps(
-            {
-                "conn_type": "slack",
-                "password": slack_token,
-                "extra": {"channel": "#gogooku3-e2e", "base_url": slack.base_url},
-            }
-        )
-    for cmd in (["db", "migrate"], ["pools", "import", str(ROOT / "include" / "airflow" / "pools.json")]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "airflow", *cmd], env=env, capture_output=True, text=True, timeout=300
-        )
-        assert proc.returncode == 0, f"airflow {' '.join(cmd)} failed:\n{proc.stderr[-3000:]}"
-    return env
 
 
 def dags_test(
@@ -97,3 +51,41 @@ def asset_events(env: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
     finally:
         db.close()
     return [(uri, json.loads(extra) if extra else {}) for uri, extra in rows]
+
+
+def task_states(env: dict[str, str], dag_id: str) -> dict[str, str]:
+    """Task id -> state of the DAG's task instances in the Airflow DB (one run per home)."""
+    db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
+    try:
+        rows = db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ?", (dag_id,)).fetchall()
+    finally:
+        db.close()
+    return dict(rows)
+
+
+@contextmanager
+def api_server(env: dict[str, str], log_path: Path, apps: str = "all") -> Iterator[str]:
+    """``airflow api-server --apps APPS`` on 127.0.0.1 and a port it picks itself (port 0, read back
+    from its log: no free-port race); yields its URL and stops it afterwards."""
+    with log_path.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server", "--apps", apps, "-H", "127.0.0.1", "--port", "0"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if m := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log_path.read_text()):
+                yield m.group(1)
+                return
+            assert proc.poll() is None, f"api-server exited early:\n{log_path.read_text()[-3000:]}"
+            time.sleep(0.5)
+        raise AssertionError(f"api-server did not start within 120 s:\n{log_path.read_text()[-3000:]}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,9 +1,35 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures: the Docker engine, a migrated local Airflow home, and Airflow's logging
+set-up undone once for every module."""
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import docker_env
 import pytest
+
+from gogooku3.devtools.airflow_env import (
+    POOLS_FILE,
+    REPO_ROOT,
+    isolated,
+    local_airflow_env,
+    local_connections,
+)
+
+# Importing Airflow configures the root logger (handlers, level), once per process. Do it here, before
+# any test module imports it, and undo it, so every module sees pytest's own logging set-up.
+_root = logging.getLogger()
+_saved_logging = (list(_root.handlers), _root.level)
+import airflow.sdk  # noqa: E402, F401
+import airflow.timetables.base  # noqa: E402, F401
+
+_root.handlers[:] = _saved_logging[0]
+_root.setLevel(_saved_logging[1])
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +40,42 @@ def docker_engine() -> None:
     (set by ``make test``, i.e. in CI): see tests/docker_env.py.
     """
     docker_env.need_engine()
+
+
+@pytest.fixture(scope="session")
+def airflow_env_factory() -> Callable[..., dict[str, str]]:
+    """``make(home, *, emulator=None, slack=None, slack_token=..., plan="premium")``: the environment of
+    a migrated local Airflow home at ``home`` (:mod:`gogooku3.devtools.airflow_env`, the one definition
+    the scripts use too) with the project's pools, the ``jquants`` connection on ``emulator`` (a
+    running ``gogooku3.emulator.testing`` handle) and the ``slack_alerts`` connection on ``slack`` (a
+    running Slack capture), when given; nothing of the developer's shell leaks in."""
+
+    def make(
+        home: Path,
+        *,
+        emulator: Any | None = None,
+        slack: Any | None = None,
+        slack_token: str = "xoxb-harness-bot-token",
+        plan: str = "premium",
+    ) -> dict[str, str]:
+        import os
+
+        env = (
+            isolated(os.environ) | local_airflow_env(home) | {"GOGOOKU3_PACER_DIR": str(Path(home) / "pacer")}
+        )
+        env |= local_connections(
+            jquants_url=emulator.base_url_v2 if emulator is not None else None,
+            api_key=emulator.api_key if emulator is not None else None,
+            plan=plan,
+            slack_url=slack.base_url if slack is not None else None,
+            slack_token=slack_token,
+            slack_channel="#gogooku3-e2e",
+        )
+        for cmd in (["db", "migrate"], ["pools", "import", str(REPO_ROOT / POOLS_FILE)]):
+            proc = subprocess.run(
+                [sys.executable, "-m", "airflow", *cmd], env=env, capture_output=True, text=True, timeout=300
+            )
+            assert proc.returncode == 0, f"airflow {' '.join(cmd)} failed:\n{proc.stderr[-3000:]}"
+        return env
+
+    return make

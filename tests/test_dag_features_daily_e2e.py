@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
-from airflow_harness import asset_events, dags_test, make_airflow_env, tail
+from airflow_harness import asset_events, dags_test, tail, task_states
 from polars.testing import assert_frame_equal
 
 from gogooku3.devtools.s3_server import SECRET_ACCESS_KEY, running_s3_server
@@ -57,12 +56,14 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "lake"
 
 
-def test_feature_build_runs_in_the_container_gates_and_publishes(task_image, seeded, tmp_path) -> None:
+def test_feature_build_runs_in_the_container_gates_and_publishes(
+    task_image, seeded, tmp_path, airflow_env_factory
+) -> None:
     lake_dir = tmp_path / "lake"
     shutil.copytree(seeded, lake_dir)
     reference_dir = tmp_path / "reference"
     shutil.copytree(seeded, reference_dir)
-    env = make_airflow_env(tmp_path / "airflow_home")
+    env = airflow_env_factory(tmp_path / "airflow_home")
 
     conf = {"start": FIRST.isoformat(), "end": LAST.isoformat()}
     proc = dags_test(env, "features_daily", LAST, conf=conf, GOGOOKU3_LAKE_URI=str(lake_dir))
@@ -100,11 +101,11 @@ def test_feature_build_runs_in_the_container_gates_and_publishes(task_image, see
 
 
 def test_an_s3_lake_is_built_in_the_container_with_the_credentials_it_receives(
-    task_image, seeded, tmp_path
+    task_image, seeded, tmp_path, airflow_env_factory
 ) -> None:
     reference_dir = tmp_path / "reference"
     shutil.copytree(seeded, reference_dir)
-    env = make_airflow_env(tmp_path / "airflow_home")
+    env = airflow_env_factory(tmp_path / "airflow_home")
     with running_s3_server() as s3:
         client = s3.client()
         for path in sorted(p for p in seeded.rglob("*") if p.is_file()):
@@ -123,16 +124,9 @@ def test_an_s3_lake_is_built_in_the_container_with_the_credentials_it_receives(
         assert lake.latest_good("features", "features") == LAST
 
 
-def _task_states(env: dict[str, str], dag_id: str) -> dict[str, str]:
-    db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
-    try:
-        rows = db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ?", (dag_id,)).fetchall()
-    finally:
-        db.close()
-    return dict(rows)
-
-
-def test_a_failing_gate_fails_the_run_publishes_nothing_and_alerts_once(task_image, tmp_path) -> None:
+def test_a_failing_gate_fails_the_run_publishes_nothing_and_alerts_once(
+    task_image, tmp_path, airflow_env_factory
+) -> None:
     # 30 codes leave most of the 33 sectors with one member: their sector z-scores are null, so the
     # features suite's coverage expectations fail on every day.
     lake_dir = tmp_path / "lake"
@@ -144,12 +138,12 @@ def test_a_failing_gate_fails_the_run_publishes_nothing_and_alerts_once(task_ima
     marker = lake.mark_good("features", "features", earlier, validation_ref="an earlier passing run")
     token = "xoxb-gate-e2e-token"
     with running_slack_capture(expected_token=token) as slack:
-        env = make_airflow_env(tmp_path / "airflow_home", slack=slack, slack_token=token)
+        env = airflow_env_factory(tmp_path / "airflow_home", slack=slack, slack_token=token)
         conf = {"start": FIRST.isoformat(), "end": LAST.isoformat()}
         proc = dags_test(env, "features_daily", LAST, conf=conf, GOGOOKU3_LAKE_URI=str(lake_dir))
         messages = slack.messages()
     assert proc.returncode != 0, "a failed gate must fail the run"
-    states = _task_states(env, "features_daily")
+    states = task_states(env, "features_daily")
     assert (states["build_features"], states["gate_features"]) == ("success", "failed"), states
     assert states["publish"] == "upstream_failed", states
     assert not [uri for uri, _ in asset_events(env) if uri == "gogooku3://lake/features/features"]
@@ -161,12 +155,14 @@ def test_a_failing_gate_fails_the_run_publishes_nothing_and_alerts_once(task_ima
     assert "failed on 5 day(s)" in text and "expect_column_values_to_not_be_null" in text
 
 
-def test_without_a_docker_engine_the_build_runs_in_process_and_says_so(seeded, tmp_path) -> None:
+def test_without_a_docker_engine_the_build_runs_in_process_and_says_so(
+    seeded, tmp_path, airflow_env_factory
+) -> None:
     lake_dir = tmp_path / "lake"
     shutil.copytree(seeded, lake_dir)
     reference_dir = tmp_path / "reference"
     shutil.copytree(seeded, reference_dir)
-    env = make_airflow_env(tmp_path / "airflow_home")
+    env = airflow_env_factory(tmp_path / "airflow_home")
     conf = {"start": LAST.isoformat(), "end": LAST.isoformat()}
     proc = dags_test(
         env,
@@ -179,7 +175,7 @@ def test_without_a_docker_engine_the_build_runs_in_process_and_says_so(seeded, t
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, tail(proc)
     assert "NO DOCKER ENGINE; running the feature build IN-PROCESS" in log and "no-engine.sock" in log
-    states = _task_states(env, "features_daily")
+    states = task_states(env, "features_daily")
     assert (states["build_features"], states["build_features_in_process"]) == ("skipped", "success"), states
     (expected,) = build_features_to_lake(open_lake(str(reference_dir)), LAST, LAST)
     lake = open_lake(str(lake_dir))

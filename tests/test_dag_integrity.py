@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from gogooku3.devtools import airflow_env as local_env
+from gogooku3.devtools.airflow_env import isolated, local_airflow_env
+
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
-PLUGINS = ROOT / "include" / "airflow" / "plugins"
-POOLS_FILE = ROOT / "include" / "airflow" / "pools.json"
+POOLS_FILE = ROOT / local_env.POOLS_FILE
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 
 #: Modules a DAG file must not import at parse time (the DAG processor parses every file often).
@@ -33,17 +35,9 @@ IMPORT_REGRESSION_BOUND_S = 5.0
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The one local Airflow environment (no DB needed: nothing here runs a DAG)."""
     home = tmp_path_factory.mktemp("airflow_home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(PLUGINS),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    return env
+    return isolated(os.environ) | local_airflow_env(home) | {"PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def _run_json(code: str, env: dict[str, str]) -> dict:
@@ -149,29 +143,37 @@ def test_dagbag_has_no_import_errors(dagbag: dict) -> None:
     assert "jquants_daily" in dagbag["dags"]
 
 
-def test_every_dag_follows_the_conventions(dagbag: dict) -> None:
-    for dag_id, d in dagbag["dags"].items():
-        assert d["tags"], f"{dag_id} has no tags"
-        # JST schedule: the DAG's timezone (from its start_date) and its timetable are JST.
-        assert d["timezone"] == "Asia/Tokyo", f"{dag_id} is scheduled in {d['timezone']}, not JST"
-        # An asset-scheduled DAG has no clock of its own: it runs when a JST-scheduled DAG publishes.
-        jst_timetable = (
-            d["timetable"].endswith("JpxTradingDayTimetable")
-            or d["timetable_tz"] == "Asia/Tokyo"
-            or d["timetable"] == "airflow.timetables.simple.AssetTriggeredTimetable"
-        )
-        assert jst_timetable, f"{dag_id}: timetable {d['timetable']} is not a JST schedule"
-        for task_id, t in d["tasks"].items():
-            where = f"{dag_id}.{task_id}"
-            assert t["owner"] and t["owner"] != "airflow", f"{where} has no owner"
-            assert t["retries"] >= 1, f"{where} has no retries"
-            assert t["backoff"] > 0, f"{where} retries without exponential backoff"
-            assert t["callbacks"] >= 1, f"{where} has no on_failure_callback"
+DAG_IDS = ("features_daily", "jquants_daily", "trades_spec_weekly")
+
+
+def test_the_dag_folder_holds_exactly_the_known_dags(dagbag: dict) -> None:
+    assert sorted(dagbag["dags"]) == sorted(DAG_IDS), "add a new DAG to DAG_IDS (and give it a shape test)"
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS, ids=DAG_IDS)
+def test_every_dag_follows_the_conventions(dagbag: dict, dag_id: str) -> None:
+    d = dagbag["dags"][dag_id]
+    assert d["tags"], f"{dag_id} has no tags"
+    # JST schedule: the DAG's timezone (from its start_date) and its timetable are JST.
+    assert d["timezone"] == "Asia/Tokyo", f"{dag_id} is scheduled in {d['timezone']}, not JST"
+    # An asset-scheduled DAG has no clock of its own: it runs when a JST-scheduled DAG publishes.
+    jst_timetable = (
+        d["timetable"].endswith("JpxTradingDayTimetable")
+        or d["timetable_tz"] == "Asia/Tokyo"
+        or d["timetable"] == "airflow.timetables.simple.AssetTriggeredTimetable"
+    )
+    assert jst_timetable, f"{dag_id}: timetable {d['timetable']} is not a JST schedule"
+    for task_id, t in d["tasks"].items():
+        where = f"{dag_id}.{task_id}"
+        assert t["owner"] and t["owner"] != "airflow", f"{where} has no owner"
+        assert t["retries"] >= 1, f"{where} has no retries"
+        assert t["backoff"] > 0, f"{where} retries without exponential backoff"
+        assert t["callbacks"] >= 1, f"{where} has no on_failure_callback"
 
 
 def test_jquants_daily_shape(dagbag: dict) -> None:
     d = dagbag["dags"]["jquants_daily"]
-    assert d["timetable"] == "gogooku3_airflow.timetable.JpxTradingDayTimetable"
+    assert d["timetable"] == "gogooku3_airflow.timetables.JpxTradingDayTimetable"
     assert d["timetable"] in dagbag["registered_timetables"], "timetable not registered by the plugin"
     assert d["catchup"] is True
     assert 1 <= d["max_active_runs"] <= 8
@@ -206,7 +208,7 @@ def test_features_daily_shape(dagbag: dict) -> None:
 
 def test_trades_spec_weekly_shape(dagbag: dict) -> None:
     d = dagbag["dags"]["trades_spec_weekly"]
-    assert d["timetable"] == "gogooku3_airflow.weekly.JpxPublicationDayTimetable"
+    assert d["timetable"] == "gogooku3_airflow.timetables.JpxPublicationDayTimetable"
     assert d["timetable"] in dagbag["registered_timetables"]
     assert d["timetable_tz"] == "Asia/Tokyo"
     assert d["catchup"] is True

@@ -15,7 +15,7 @@ import json
 
 import polars as pl
 import pytest
-from airflow_harness import asset_events, make_airflow_env, tail
+from airflow_harness import asset_events, tail
 from airflow_harness import dags_test as run_dags_test
 from polars.testing import assert_frame_equal
 
@@ -48,9 +48,11 @@ def slack():
 
 
 @pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory, emulator, slack) -> dict[str, str]:
+def airflow_env(
+    tmp_path_factory: pytest.TempPathFactory, airflow_env_factory, emulator, slack
+) -> dict[str, str]:
     """A migrated throwaway AIRFLOW_HOME and the connections pointing at the local servers."""
-    return make_airflow_env(
+    return airflow_env_factory(
         tmp_path_factory.mktemp("airflow_home"), emulator=emulator, slack=slack, slack_token=SLACK_TOKEN
     )
 
@@ -104,7 +106,7 @@ def test_local_lake_gets_ground_truth_and_rerun_is_identical(airflow_env, emulat
     # No secret reached the task logs (`dags test` prints them).
     for proc in (first, again):
         output = proc.stdout + proc.stderr
-        assert "fetching.py" in output  # the task logs are in there
+        assert "loc=tasks.py" in output  # the task logs are in there
         assert emulator.api_key not in output and SLACK_TOKEN not in output
 
 

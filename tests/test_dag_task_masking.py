@@ -3,7 +3,7 @@ connection's password by itself, an env var it cannot know) is registered with A
 glue, so a task that logs it and raises with it shows ``***`` in its task log, never the value.
 
 The probe DAG lives in a throwaway DAG folder (it is not a project DAG); it uses the glue exactly as
-the project's tasks do (``lake_settings``), then logs the key through a plain logger and raises with it:
+the project's tasks do (``task_settings``), then logs the key through a plain logger and raises with it:
 neither passes through the library's own scrubbing, so only Airflow's masker stands in the way.
 
 Masking happens where a supervised task's log is written, which plain ``airflow dags test`` (tasks
@@ -14,17 +14,13 @@ in-process, printed as they go) skips. So the task runs the production way: ``da
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from airflow_harness import ROOT, make_airflow_env, tail
+from airflow_harness import ROOT, api_server, tail
 
 pytestmark = pytest.mark.integration
 
@@ -42,9 +38,9 @@ PROBE_DAG = textwrap.dedent(
     def mask_probe():
         @task(retries=0)
         def leak():
-            from gogooku3_airflow.features import lake_settings
+            from gogooku3_airflow.hooks import task_settings
 
-            key = lake_settings().jquants.api_key.get()
+            key = task_settings().jquants.api_key.get()
             logging.getLogger("probe").warning("the key is %s", key)
             raise RuntimeError(f"failing with {key}")
 
@@ -56,56 +52,18 @@ PROBE_DAG = textwrap.dedent(
 )
 
 
-@contextmanager
-def execution_api(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """``airflow api-server --apps execution`` on 127.0.0.1 and a port it picks; yields its URL."""
-    with log_path.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "airflow",
-                "api-server",
-                "--apps",
-                "execution",
-                "-H",
-                "127.0.0.1",
-                "--port",
-                "0",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if m := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log_path.read_text()):
-                yield m.group(1)
-                return
-            assert proc.poll() is None, f"api-server exited early:\n{log_path.read_text()[-3000:]}"
-            time.sleep(0.5)
-        raise AssertionError(f"api-server did not start within 120 s:\n{log_path.read_text()[-3000:]}")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def test_a_key_from_the_environment_is_masked_in_the_task_log(tmp_path: Path) -> None:
+def test_a_key_from_the_environment_is_masked_in_the_task_log(tmp_path: Path, airflow_env_factory) -> None:
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "mask_probe.py").write_text(PROBE_DAG)
-    env = make_airflow_env(tmp_path / "airflow_home") | {
+    env = airflow_env_factory(tmp_path / "airflow_home") | {
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # both the API server and the supervisor sign and check the task's token with this secret
         "AIRFLOW__API_AUTH__JWT_SECRET": "mask-probe-jwt-secret-" + "0" * 48,
         "PYTHONPATH": str(ROOT / "dags"),
     }
-    with execution_api(env, tmp_path / "api-server.log") as url:
+    with api_server(env, tmp_path / "api-server.log", apps="execution") as url:
         cmd = [sys.executable, "-m", "airflow", "dags", "test", "--use-executor", "mask_probe", "2024-05-13"]
         proc = subprocess.run(
             cmd,

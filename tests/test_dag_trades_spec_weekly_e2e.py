@@ -21,7 +21,7 @@ import math
 
 import polars as pl
 import pytest
-from airflow_harness import asset_events, dags_test, make_airflow_env, tail
+from airflow_harness import asset_events, dags_test, tail
 from polars.testing import assert_frame_equal
 
 from gogooku3.calendar import trading_days
@@ -51,8 +51,8 @@ def emulator():
 
 
 @pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory, emulator) -> dict[str, str]:
-    return make_airflow_env(tmp_path_factory.mktemp("airflow_home"), emulator=emulator)
+def airflow_env(tmp_path_factory: pytest.TempPathFactory, airflow_env_factory, emulator) -> dict[str, str]:
+    return airflow_env_factory(tmp_path_factory.mktemp("airflow_home"), emulator=emulator)
 
 
 def _truth(market, day: dt.date) -> pl.DataFrame:

@@ -76,6 +76,19 @@ def test_airflow_components_run_the_pinned_airflow(compose: dict) -> None:
     assert f"AIRFLOW_IMAGE=apache/airflow:{version}-python3.11" in froms
 
 
+def test_airflow_components_see_the_checkout_as_every_local_environment_does(compose: dict) -> None:
+    """The DAG and plugin folders (the plugin registers the timetables) at the checkout's relative
+    paths under its mount point: the one layout of gogooku3.devtools.airflow_env."""
+    from gogooku3.devtools.airflow_env import LAYOUT
+
+    for name in AIRFLOW_COMPONENTS:
+        svc = compose["services"][name]
+        for setting, relative in LAYOUT.items():
+            assert svc["environment"][setting] == f"/opt/gogooku3/{relative}", (name, setting)
+        mounted = {v.split(":")[1] for v in svc["volumes"] if v.startswith("./")}
+        assert {"/opt/gogooku3/dags", "/opt/gogooku3/include"} <= mounted, name
+
+
 def test_the_task_runner_can_reach_the_engine_and_the_lake(compose: dict) -> None:
     scheduler = compose["services"]["airflow-scheduler"]
     assert "/var/run/docker.sock:/var/run/docker.sock" in scheduler["volumes"]

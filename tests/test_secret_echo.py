@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from airflow_harness import dags_test, make_airflow_env, tail
+from airflow_harness import dags_test, tail
 
 from gogooku3.devtools.slack_capture import running_slack_capture
 
@@ -89,10 +89,12 @@ def test_the_cli_never_prints_an_echoed_key(echo: EchoServer, tmp_path: Path) ->
     assert KEY not in out
 
 
-def test_airflow_output_and_the_alert_never_carry_an_echoed_key(echo: EchoServer, tmp_path: Path) -> None:
+def test_airflow_output_and_the_alert_never_carry_an_echoed_key(
+    echo: EchoServer, tmp_path: Path, airflow_env_factory
+) -> None:
     echo.reset()
     with running_slack_capture(expected_token=SLACK_TOKEN) as slack:
-        env = make_airflow_env(tmp_path / "airflow_home", slack=slack, slack_token=SLACK_TOKEN)
+        env = airflow_env_factory(tmp_path / "airflow_home", slack=slack, slack_token=SLACK_TOKEN)
         conn = {
             "conn_type": "http",
             "host": echo.base_url,

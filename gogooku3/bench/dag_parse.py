@@ -39,7 +39,6 @@ HEAVY = ("polars", "pandas", "torch", "aiohttp", "boto3", "botocore", "great_exp
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
-PLUGINS = ROOT / "include" / "airflow" / "plugins"
 
 _IMPORT = """
 import importlib.util, json, sys, time
@@ -90,16 +89,9 @@ def _probe(code: str, env: dict[str, str]) -> dict:
 
 
 def _airflow_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(PLUGINS),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    return env
+    from gogooku3.devtools.airflow_env import isolated, local_airflow_env
+
+    return isolated(os.environ) | local_airflow_env(home, ROOT) | {"PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def run(quick: bool) -> list[dict]:

@@ -24,8 +24,9 @@ S3_PORT=${S3_PORT:-9000}
 EMULATOR_CODES=${GOGOOKU3_EMULATOR_CODES:-4000}
 EMULATOR_START=${GOGOOKU3_EMULATOR_START:-2019-01-01}
 
-export AIRFLOW_HOME="${GOGOOKU3_AIRFLOW_HOME:-$ROOT/.airflow}"
-RUN="$AIRFLOW_HOME/run"
+HOME_DIR="${GOGOOKU3_AIRFLOW_HOME:-$ROOT/.airflow}"
+LAKE=${GOGOOKU3_LAKE_URI:-$ROOT/data/lake}
+RUN="$HOME_DIR/run"
 mkdir -p "$RUN"
 
 PIDS=()
@@ -49,21 +50,18 @@ trap 'exit 130' INT TERM
 
 log() { echo "airflow-standalone: $*"; }
 
-export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
-export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/include/airflow/plugins"
-export AIRFLOW__CORE__LOAD_EXAMPLES=False
+local_airflow_env "$HOME_DIR"
+# What only the UI instance adds: dates shown in JST, no login (127.0.0.1 only), its address.
 export AIRFLOW__CORE__DEFAULT_TIMEZONE=Asia/Tokyo
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
 export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__PORT=8080
-export AIRFLOW__API__BASE_URL=http://127.0.0.1:8080
-export GOGOOKU3_LAKE_URI=${GOGOOKU3_LAKE_URI:-$ROOT/data/lake}
+export GOGOOKU3_LAKE_URI=$LAKE
 
 log "emulator: $EMULATOR_CODES codes from $EMULATOR_START, port $EMULATOR_PORT"
 start_emulator "$EMULATOR_PORT" "$RUN/emulator.port" "$RUN/emulator.log" \
   --codes "$EMULATOR_CODES" --start "$EMULATOR_START"
-start_slack_capture "$SLACK_PORT" "$AIRFLOW_HOME/slack.json" "$RUN/slack.port" "$RUN/slack.log"
+start_slack_capture "$SLACK_PORT" "$HOME_DIR/slack.json" "$RUN/slack.port" "$RUN/slack.log"
 start_s3_server "$S3_PORT" gogooku3-lake "$RUN/s3.port" "$RUN/s3.log"
 
 airflow db migrate >"$RUN/migrate.log" 2>&1 || { tail -n 40 "$RUN/migrate.log" >&2; exit 1; }
@@ -76,20 +74,13 @@ S3_PORT=$(wait_port_file "$RUN/s3.port" "$S3_PID" "S3 server" "$RUN/s3.log")
 log "emulator on 127.0.0.1:$EMULATOR_PORT, slack capture on 127.0.0.1:$SLACK_PORT, S3 on 127.0.0.1:$S3_PORT"
 
 # Connections in the metadata DB (visible and editable in the UI), pointing at the local servers.
-# The credentials are the emulator's and moto's public test values, not secrets.
-cat >"$RUN/connections.json" <<EOF
-{
-  "jquants": {"conn_type": "http", "host": "http://127.0.0.1:$EMULATOR_PORT/v2", "password": "emulator-api-key",
-              "extra_dejson": {"api_version": "v2", "plan": "premium"}},
-  "slack_alerts": {"conn_type": "slack", "password": "xoxb-local-capture",
-                   "extra_dejson": {"channel": "#gogooku3-alerts", "base_url": "http://127.0.0.1:$SLACK_PORT/api/"}},
-  "s3_lake": {"conn_type": "aws", "login": "gogooku3-local-s3-key-id", "password": "gogooku3-local-s3-secret",
-              "extra_dejson": {"endpoint_url": "http://127.0.0.1:$S3_PORT", "region_name": "us-east-1"}}
-}
-EOF
+# The credentials are the emulator's and the S3 server's public test values, not secrets.
+python -m gogooku3.devtools.airflow_env --connections-json "$RUN/connections.json" \
+  --jquants-url "http://127.0.0.1:$EMULATOR_PORT/v2" --slack-url "http://127.0.0.1:$SLACK_PORT/api/" \
+  --s3-endpoint "http://127.0.0.1:$S3_PORT"
 airflow connections import --overwrite "$RUN/connections.json" >/dev/null
 
-log "Airflow UI on http://127.0.0.1:8080 (DAGs paused; alerts -> $AIRFLOW_HOME/slack.json; lake $GOGOOKU3_LAKE_URI)"
+log "Airflow UI on http://127.0.0.1:8080 (DAGs paused; alerts -> $HOME_DIR/slack.json; lake $GOGOOKU3_LAKE_URI)"
 # In the background, in its own session/process group, so that Ctrl-C (or a TERM to this script)
 # runs the cleanup above at once, which stops every Airflow process and then the helpers.
 setsid airflow standalone &

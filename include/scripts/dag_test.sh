@@ -30,8 +30,7 @@ trap 'exit 130' INT TERM
 
 log() { echo "dag-test: $*"; }
 
-clean_environment
-airflow_env "$WORK/airflow"
+local_airflow_env "$WORK/airflow"
 
 DATE=${DAG_TEST_DATE:-2024-06-13}
 # 500 days of market: the feature build's year-on-year and 52-week features need more than a year.

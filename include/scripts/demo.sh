@@ -32,8 +32,7 @@ trap stop_pids EXIT
 trap 'exit 130' INT TERM
 log() { echo "demo: $*"; }
 
-clean_environment
-airflow_env "$WORK/airflow"
+local_airflow_env "$WORK/airflow"
 
 # The market starts 15 months before the first fetched day: that much history is seeded.
 MARKET_START=$(python -c 'import datetime as dt, sys; print(dt.date.fromisoformat(sys.argv[1]) - dt.timedelta(days=456))' "$FIRST")

@@ -26,28 +26,19 @@ wait_port_file() {
   cat "$file"
 }
 
-# clean_environment: nothing Airflow/J-Quants/gogooku3-specific leaks in from the caller's shell.
-clean_environment() {
-  local name
-  while IFS='=' read -r name _; do
-    case "$name" in AIRFLOW_CONN_*|AIRFLOW__*|GOGOOKU3_*|JQUANTS_*) unset "$name" ;; esac
-  done < <(env)
-}
-
-# airflow_env HOME: an Airflow home on SQLite with the project's DAGs and plugins.
-airflow_env() {
-  export AIRFLOW_HOME=$1
-  export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
-  export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/include/airflow/plugins"
-  export AIRFLOW__CORE__LOAD_EXAMPLES=False
-  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
-  export AIRFLOW__API__BASE_URL="http://127.0.0.1:8080"
-  mkdir -p "$AIRFLOW_HOME"
+# local_airflow_env HOME: a fresh local Airflow environment, as gogooku3.devtools.airflow_env defines it
+# (the one definition, which the tests and benchmarks use too): the caller's AIRFLOW_*, JQUANTS_*, AWS_*
+# and GOGOOKU3_* variables unset, AIRFLOW_HOME=HOME on SQLite with the project's DAGs and plugins.
+local_airflow_env() {
+  local lines
+  lines=$(python -m gogooku3.devtools.airflow_env --home "$1") || return 1
+  eval "$lines"
 }
 
 # airflow_init LOGDIR: migrate the metadata DB and create the project's pools.
 airflow_init() {
   local dir=$1
+  mkdir -p "$dir"
   airflow db migrate >"$dir/migrate.log" 2>&1 || { tail -n 40 "$dir/migrate.log" >&2; return 1; }
   airflow pools import "$ROOT/include/airflow/pools.json" >"$dir/pools.log" 2>&1 || { cat "$dir/pools.log" >&2; return 1; }
 }
@@ -79,11 +70,14 @@ start_s3_server() {
   PIDS+=("$S3_PID")
 }
 
-# export_local_connections EMU_PORT SLACK_PORT CHANNEL: the connections production uses, pointing at
-# the local servers (the emulator's default credentials are public test values, not secrets).
+# export_local_connections EMU_PORT SLACK_PORT CHANNEL: the connections production uses (jquants,
+# slack_alerts), pointing at the local servers, as AIRFLOW_CONN_* variables (the emulator's default
+# credentials are public test values, not secrets).
 export_local_connections() {
-  export AIRFLOW_CONN_JQUANTS="{\"conn_type\": \"http\", \"host\": \"http://127.0.0.1:$1/v2\", \"password\": \"emulator-api-key\", \"extra\": {\"api_version\": \"v2\", \"plan\": \"premium\"}}"
-  export AIRFLOW_CONN_SLACK_ALERTS="{\"conn_type\": \"slack\", \"password\": \"xoxb-local-capture\", \"extra\": {\"channel\": \"$3\", \"base_url\": \"http://127.0.0.1:$2/api/\"}}"
+  local lines
+  lines=$(python -m gogooku3.devtools.airflow_env --jquants-url "http://127.0.0.1:$1/v2" \
+    --slack-url "http://127.0.0.1:$2/api/" --slack-channel "$3") || return 1
+  eval "$lines"
 }
 
 # stop_pids: kill and reap every process in PIDS.
