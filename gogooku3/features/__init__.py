@@ -6,7 +6,9 @@
     df = build_features(daily_quotes, listed_info=li, topix=tp, statements=st, flows=fl,
                         start=date(2024, 1, 4), end=date(2024, 12, 30), engine="cpu")
 
-* :mod:`~gogooku3.features.spec` - the op vocabulary and :class:`Feature`.
+* :mod:`~gogooku3.features.spec` - the catalogue's vocabulary: :class:`Feature`, phases, validation.
+* :mod:`~gogooku3.features.ops` - the operation table: per op its grouping, arity, meaning,
+  look-back rule and its Polars and cuDF implementations.
 * :mod:`~gogooku3.features.catalogue` - every feature, defined once (``include/features/catalogue.json``).
 * :mod:`~gogooku3.features.prepare` - inputs -> base panel (statements as of T+1 with the 15:00 cutoff).
 * :mod:`~gogooku3.features.engine_cpu` / :mod:`~gogooku3.features.engine_gpu` - the two compilers

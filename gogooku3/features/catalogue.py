@@ -14,8 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from gogooku3.features.ops import OPERATIONS
 from gogooku3.features.prepare import BASE_COLUMNS
-from gogooku3.features.spec import OPS, Feature, split_phases, validate
+from gogooku3.features.spec import Feature, split_phases, validate
 from gogooku3.features.targets import TARGETS
 
 CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "include" / "features" / "catalogue.json"
@@ -29,7 +30,7 @@ def _add(name, op, inputs, group, desc, window=None, output=True, **params) -> s
 
 
 def _tmp(name, op, inputs, group, window=None, **params) -> str:
-    return _add(name, op, inputs, group, f"intermediate: {OPS[op][2]}", window, False, **params)
+    return _add(name, op, inputs, group, f"intermediate: {OPERATIONS[op].meaning}", window, False, **params)
 
 
 # ------------------------------------------------------------------ returns (winsorised)
@@ -596,9 +597,11 @@ def feature(name: str) -> Feature:
 def min_history(name: str) -> int:
     """Rows of a code's own history (this row included) the feature needs before it is mature.
 
-    Lags of ``w`` add ``w`` rows, trailing windows ``w - 1`` (``w`` rows in all), EMAs count as
-    mature after ``w`` (their span) rows; base columns need 1. The quality gates measure
-    coverage only on rows where ``obs_count >= min_history``.
+    Each op adds the rows of its :class:`~gogooku3.features.ops.Lookback` rule in
+    :data:`~gogooku3.features.ops.OPERATIONS`: lags of ``w`` add ``w`` rows, trailing windows
+    ``w - 1`` (``w`` rows in all), EMAs count as mature after ``w`` (their span) rows, other ops
+    add none; base columns need 1. The quality gates measure coverage only on rows where
+    ``obs_count >= min_history``.
     """
     cache: dict[str, int] = {}
 
@@ -608,13 +611,7 @@ def min_history(name: str) -> int:
                 cache[n] = 1
             else:
                 f = feature(n)
-                h = max(go(i) for i in f.inputs)
-                w = f.window or 0
-                if f.op in ("shift", "pct_change", "diff"):
-                    h += w
-                elif f.op in ("rmean", "rstd", "rsum", "ema"):
-                    h += w - 1
-                cache[n] = h
+                cache[n] = max(go(i) for i in f.inputs) + f.operation.lookback.rows_added(f.window)
         return cache[n]
 
     return go(name)

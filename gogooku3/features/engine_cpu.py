@@ -16,8 +16,10 @@ a cheap slice aggregation instead of a hash group-by and a scatter over the whol
 is ``.over`` a (day, sector) group, since the rows of a day are ordered by sector
 (:mod:`gogooku3.features.reorder`).
 
-Each catalogue layer is one ``with_columns``; every expression reads only columns materialised by
-earlier layers.
+Each feature's expression is its op's Polars implementation in the operation table
+(:data:`gogooku3.features.ops.OPERATIONS`, where the lag, window and cross-section rules above
+are written); this module only plans. Each catalogue layer is one ``with_columns``; every
+expression reads only columns materialised by earlier layers.
 """
 
 from __future__ import annotations
@@ -29,132 +31,19 @@ from collections.abc import Iterable, Sequence
 import polars as pl
 
 from gogooku3.features.catalogue import CROSS_LAYERS, FEATURES, LAYERS, SERIES_LAYERS
+from gogooku3.features.ops import SECTOR_SLICE
 from gogooku3.features.prepare import KEY_COLUMNS
 from gogooku3.features.reorder import day_sector_key, rows_by_date
-from gogooku3.features.spec import COMPARE_TOL, Feature, split_phases
-
-_OBS = pl.col("obs_count")
+from gogooku3.features.spec import Feature, split_phases
 
 #: Polars engine for the feature plans. Polars 2's default (streaming) runs these window-heavy,
 #: whole-frame plans ~1.6x slower than the in-memory engine (make bench, full market).
 ENGINE = "in-memory"
 
 
-def _finite(e: pl.Expr) -> pl.Expr:
-    return pl.when(e.is_finite()).then(e)
-
-
-def _flag(e: pl.Expr) -> pl.Expr:
-    return e.cast(pl.Int8)
-
-
-def _cmp(f: Feature, op: str) -> pl.Expr:
-    x = pl.col(f.inputs[0])
-    y = pl.col(f.inputs[1]) if len(f.inputs) > 1 else pl.lit(f.param("value"))
-    tol = y.abs() * COMPARE_TOL
-    return _flag({"gt": x > y + tol, "lt": x < y - tol, "ge": x >= y - tol, "le": x <= y + tol}[op])
-
-
-def _all_present(cols: Sequence[str]) -> pl.Expr:
-    return pl.all_horizontal([pl.col(c).is_not_null() for c in cols])
-
-
-#: Cross-section phase only: the (day, sector) slice key, never null (rows without a sector form
-#: one more slice at the end of their day) and flagged sorted, so ``.over`` aggregates slices.
-_SECTOR_SLICE = "_sector_slice"
-
-
-def _sector_stat(x: pl.Expr, stat: str) -> pl.Expr:
-    return (x.mean() if stat == "mean" else x.std()).over(_SECTOR_SLICE)
-
-
-def _varies(x: pl.Expr, over: str) -> pl.Expr:
-    """The group's non-null values are not all equal. A constant group's z-score is null (spec),
-    but its rounded std need not be 0: three 0.1s have mean 0.10000000000000002 and std 1.7e-17,
-    and (x - mean) / std would give -0.82 for each instead of null."""
-    return x.max().over(over) > x.min().over(over)
-
-
 def expr(f: Feature) -> pl.Expr:
-    """The Polars expression of one feature, named ``f.name``."""
-    ins = [pl.col(c) for c in f.inputs]
-    x = ins[0]
-    w = f.window or 0
-    op = f.op
-    if op == "shift":
-        e = pl.when(_OBS > w).then(x.shift(w))
-    elif op == "pct_change":
-        e = pl.when(_OBS > w).then(_finite(x / x.shift(w) - 1.0))
-    elif op == "diff":
-        e = pl.when(_OBS > w).then(x - x.shift(w))
-    elif op == "rmean":
-        e = x.rolling_mean(w, min_samples=w).over("code_id")
-    elif op == "rstd":
-        e = x.rolling_std(w, min_samples=w).over("code_id")
-    elif op == "rsum":
-        e = x.rolling_sum(w, min_samples=w).over("code_id")
-    elif op == "ema":
-        e = x.ewm_mean(alpha=f.ema_alpha(), adjust=False, ignore_nulls=True).over("code_id")
-    elif op == "copy":
-        e = x
-    elif op == "add":
-        e = x + ins[1]
-    elif op == "sub":
-        e = x - ins[1]
-    elif op == "mul":
-        e = ins[0]
-        for other in ins[1:]:
-            e = e * other
-        if f.dtype == "Float64":
-            e = e.cast(pl.Float64)
-    elif op == "div":
-        e = _finite(x / ins[1])
-    elif op == "ratio":
-        e = _finite(x / ins[1] - 1.0)
-    elif op == "scale":
-        e = x * f.param("k")
-    elif op == "abs":
-        e = x.abs()
-    elif op == "log":
-        e = pl.when(x > 0).then(x.log())
-    elif op == "log1p_abs":
-        e = x.sign() * x.abs().log1p()
-    elif op == "sqrt":
-        e = pl.when(x >= 0).then(x.sqrt())
-    elif op == "square":
-        e = x * x
-    elif op == "pos":
-        e = pl.when(x > 0).then(x).otherwise(pl.when(x.is_not_null()).then(0.0))
-    elif op == "negpart":
-        e = pl.when(x < 0).then(-x).otherwise(pl.when(x.is_not_null()).then(0.0))
-    elif op == "clip":
-        e = x.clip(f.param("lo"), f.param("hi"))
-    elif op in ("max", "min"):
-        h = pl.max_horizontal(ins) if op == "max" else pl.min_horizontal(ins)
-        e = pl.when(_all_present(f.inputs)).then(h)
-    elif op in ("gt", "lt", "ge", "le"):
-        e = _cmp(f, op)
-    elif op == "notnull":
-        e = _flag(x.is_not_null())
-    elif op == "days_since":
-        e = (pl.col("Date") - x).dt.total_days().cast(pl.Float64)
-    elif op == "cs_z":
-        e = pl.when(_varies(x, "Date")).then(_finite((x - x.mean().over("Date")) / x.std().over("Date")))
-    elif op == "cs_rank":
-        e = x.rank("average").over("Date") / x.count().over("Date")
-    elif op == "cs_winsor":
-        k = f.param("k")
-        mu, sd = x.mean().over("Date"), x.std().over("Date")
-        hi, lo = mu + k * sd, mu - k * sd
-        e = pl.when(x > hi).then(hi).when(x < lo).then(lo).otherwise(x)
-    elif op == "sec_demean":
-        e = pl.when(pl.col("date_sector").is_not_null()).then(x - _sector_stat(x, "mean"))
-    elif op == "sec_z":
-        z = _finite((x - _sector_stat(x, "mean")) / _sector_stat(x, "std"))
-        e = pl.when(pl.col("date_sector").is_not_null() & _varies(x, _SECTOR_SLICE)).then(z)
-    else:  # pragma: no cover - validate() rejects unknown ops
-        raise ValueError(f"CPU engine: no compiler for op {op!r}")
-    return e.alias(f.name)
+    """The Polars expression of one feature, named ``f.name``: its op's entry in the table."""
+    return f.operation.polars(f, *(pl.col(c) for c in f.inputs)).alias(f.name)
 
 
 def check_code_order(panel: pl.DataFrame) -> None:
@@ -214,7 +103,7 @@ def compute_cross_sections_lazy(
     """
     frame = frame.with_columns(
         pl.col("Date").set_sorted(),
-        day_sector_key(pl.col("Date"), pl.col("date_sector")).set_sorted().alias(_SECTOR_SLICE),
+        day_sector_key(pl.col("Date"), pl.col("date_sector")).set_sorted().alias(SECTOR_SLICE),
     )
     for layer in layers:
         frame = frame.with_columns([expr(f) for f in layer])

@@ -1,10 +1,12 @@
 """GPU engine: compile the catalogue to cuDF/CuPy operations (RAPIDS), imported only when called.
 
-Same contract as :mod:`gogooku3.features.engine_cpu` (the parity test compares every column):
+Same contract as :mod:`gogooku3.features.engine_cpu` (the parity test compares every column).
+Each feature's column is its op's cuDF implementation in the operation table
+(:data:`gogooku3.features.ops.OPERATIONS`), evaluated on a :class:`_Frame`:
 
 * per-code window ops run over the whole column of rows sorted by (Code, Date) and null the rows
   whose window would reach into the previous code (``obs_count`` < window) - no groupby-rolling;
-* EMAs: cuDF has no grouped EWM (``NotImplementedError``), so :data:`_EMA_KERNEL` scans each
+* EMAs: cuDF has no grouped EWM (``NotImplementedError``), so :data:`_EMA_KERNEL_SRC` scans each
   code's contiguous segment in one CUDA thread (``adjust=False``, nulls skipped, as Polars'
   ``ewm_mean(adjust=False, ignore_nulls=True)``);
 * cross-sections use ``groupby(...).transform`` / ``groupby(...).rank`` over the whole panel (on
@@ -30,7 +32,7 @@ from gogooku3.config import parse_size
 from gogooku3.features.catalogue import FEATURES, LAYERS
 from gogooku3.features.prepare import KEY_COLUMNS
 from gogooku3.features.reorder import date_order
-from gogooku3.features.spec import COMPARE_TOL, Feature
+from gogooku3.features.spec import Feature
 from gogooku3.redaction import library_logger
 
 log = library_logger(__name__)
@@ -142,8 +144,10 @@ def init_rmm_pool(env: dict[str, str] | None = None, requested: int | None = Non
     return size
 
 
-class _Compiler:
-    """Evaluates catalogue features on a cudf.DataFrame sorted by (Code, Date)."""
+class _Frame:
+    """A cudf.DataFrame sorted by (Code, Date) and what the ops' cuDF implementations use of it
+    (:class:`gogooku3.features.ops.CudfFrame`): NumPy for ufuncs, ``obs_count``, the sector mask,
+    the per-code EMA scan and group-bys."""
 
     def __init__(self, cudf: Any, cupy: Any, df: Any) -> None:
         import numpy as np
@@ -155,17 +159,6 @@ class _Compiler:
         self.ends = cupy.concatenate([first[1:], cupy.asarray([len(df)])]).astype(cupy.int64)
         self._kernel = cupy.RawKernel(_EMA_KERNEL_SRC, "ema_scan")
         self.sector_ok = df["date_sector"].notna()
-
-    # helpers -------------------------------------------------------------
-    def finite(self, s: Any) -> Any:
-        s = s.nans_to_nulls()
-        return s.where((s.abs() != self.np.inf).fillna(False))
-
-    def keep(self, s: Any, cond: Any) -> Any:
-        return s.where(cond.fillna(False))
-
-    def flag(self, cond: Any) -> Any:
-        return cond.astype("int8")
 
     def ema(self, s: Any, alpha: float) -> Any:
         cp = self.cp
@@ -181,101 +174,14 @@ class _Compiler:
         )
         return self.cudf.Series(out, index=s.index).nans_to_nulls()
 
-    def col(self, name: str) -> Any:
-        return self.df[name]
-
-    # the op table ----------------------------------------------------------
-    def evaluate(self, f: Feature) -> Any:  # noqa: C901 - one branch per op, mirrors engine_cpu.expr
-        ins = [self.col(c) for c in f.inputs]
-        x = ins[0]
-        w = f.window or 0
-        op = f.op
-        obs = self.obs
-        if op == "shift":
-            return self.keep(x.shift(w), obs > w)
-        if op == "pct_change":
-            return self.keep(self.finite(x / x.shift(w) - 1.0), obs > w)
-        if op == "diff":
-            return self.keep(x - x.shift(w), obs > w)
-        if op in ("rmean", "rstd", "rsum"):
-            r = x.rolling(window=w, min_periods=w)
-            s = r.mean() if op == "rmean" else r.std(ddof=1) if op == "rstd" else r.sum()
-            return self.keep(s, obs >= w)
-        if op == "ema":
-            return self.ema(x, f.ema_alpha())
-        if op == "copy":
-            return x
-        if op == "add":
-            return x + ins[1]
-        if op == "sub":
-            return x - ins[1]
-        if op == "mul":
-            s = ins[0]
-            for other in ins[1:]:
-                s = s * other
-            return s.astype("float64") if f.dtype == "Float64" else s.astype("int8")
-        if op == "div":
-            return self.finite(x / ins[1])
-        if op == "ratio":
-            return self.finite(x / ins[1] - 1.0)
-        if op == "scale":
-            return x * f.param("k")
-        if op == "abs":
-            return x.abs()
-        if op == "log":
-            return self.finite(self.np.log(self.keep(x, x > 0)))
-        if op == "log1p_abs":
-            return self.np.sign(x) * self.np.log1p(x.abs())
-        if op == "sqrt":
-            return self.np.sqrt(self.keep(x, x >= 0))
-        if op == "square":
-            return x * x
-        if op == "pos":
-            return x.where((x > 0).fillna(False), 0.0).where(x.notna())
-        if op == "negpart":
-            return (-x).where((x < 0).fillna(False), 0.0).where(x.notna())
-        if op == "clip":
-            return x.clip(f.param("lo"), f.param("hi"))
-        if op in ("max", "min"):
-            s = ins[0]
-            present = ins[0].notna()
-            for other in ins[1:]:
-                pick = (other > s) if op == "max" else (other < s)
-                s = s.where(~pick.fillna(False), other)
-                present = present & other.notna()
-            return s.where(present)
-        if op in ("gt", "lt", "ge", "le"):
-            y = ins[1] if len(ins) > 1 else f.param("value")
-            tol = (y.abs() if len(ins) > 1 else abs(y)) * COMPARE_TOL
-            cond = {"gt": x > y + tol, "lt": x < y - tol, "ge": x >= y - tol, "le": x <= y + tol}[op]
-            return self.flag(cond)
-        if op == "notnull":
-            return self.flag(x.notna())
-        if op == "days_since":
-            return (self.df["Date"] - x).dt.days.astype("float64")
-        if op in ("cs_z", "cs_rank", "cs_winsor"):
-            return self.cross_section(f, x, ["Date"])
-        if op in ("sec_demean", "sec_z"):
-            return self.cross_section(f, x, ["date_sector"]).where(self.sector_ok)
-        raise ValueError(f"GPU engine: no compiler for op {op!r}")  # pragma: no cover
-
-    def cross_section(self, f: Feature, x: Any, by: list[str]) -> Any:
+    def group(self, x: Any, by: list[str]) -> Any:
         frame = self.df[by].copy(deep=False)
         frame["_x"] = x
-        g = frame.groupby(by, sort=False, dropna=False)["_x"]
-        if f.op == "cs_rank":
-            return g.rank(method="average", pct=True, na_option="keep")
-        mu, sd = g.transform("mean"), g.transform("std")
-        if f.op in ("cs_z", "sec_z"):
-            # a constant group's z-score is null, though its rounded std may be ~1e-17, not 0
-            varies = (g.transform("max") > g.transform("min")).fillna(False)
-            return self.finite((x - mu) / sd).where(varies)
-        if f.op == "sec_demean":
-            return x - mu
-        k = f.param("k")
-        hi, lo = mu + k * sd, mu - k * sd
-        s = x.where(~(x > hi).fillna(False), hi)
-        return s.where(~(x < lo).fillna(False), lo)
+        return frame.groupby(by, sort=False, dropna=False)["_x"]
+
+    def evaluate(self, f: Feature) -> Any:
+        """The feature's column: its op's cuDF implementation in the operation table."""
+        return f.operation.cudf(self, f, *(self.df[c] for c in f.inputs))
 
 
 def compute_features_gpu(
@@ -302,15 +208,15 @@ def compute_features_gpu(
     )
     df = cudf.DataFrame.from_arrow(shipped.to_arrow())
     del shipped
-    comp = _Compiler(cudf, cupy, df)
+    frame = _Frame(cudf, cupy, df)
     for layer in LAYERS:
         for f in layer:
-            s = comp.evaluate(f)
+            s = frame.evaluate(f)
             df[f.name] = s.astype("int8") if f.dtype == "Int8" else s.astype("float64")
     order = date_order(panel, start)
     # take() keeps the taken rows' index labels; a non-range index would travel back as a column
     picked = df[[*carry, *outputs]].take(cupy.asarray(order.cast(pl.Int64).to_numpy())).reset_index(drop=True)
-    del df, comp
+    del df, frame
     result = pl.from_arrow(picked.to_arrow())
     del picked
     result = result.with_columns(

@@ -5,6 +5,11 @@ Every feature is one :class:`Feature`: a name, an operation from :data:`OPS`, it
 parameters. Both engines (:mod:`gogooku3.features.engine_cpu` for Polars,
 :mod:`gogooku3.features.engine_gpu` for cuDF) compile the same list, so a feature is defined once.
 
+The ops themselves are one table, :data:`gogooku3.features.ops.OPERATIONS`: per op its grouping,
+arity, meaning, look-back rule (what :attr:`Feature.lookback` and the catalogue's ``min_history``
+read) and its Polars and cuDF implementations, which the engines look up. :data:`OPS` is a
+read-only view of it as op -> (grouping, arity, meaning).
+
 Groupings (implied by the op):
 
 * ``code`` - per-code time series over rows sorted by (Code, Date). Window ops only look back
@@ -30,66 +35,46 @@ are ``Int8`` 0/1 and null where an input is null.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-Grouping = Literal["code", "row", "date", "date_sector"]
+from gogooku3.features.ops import COMPARE_TOL, OPERATIONS, Grouping, Op
+
+__all__ = [
+    "COMPARE_TOL",
+    "GROUPS",
+    "OPS",
+    "CatalogueError",
+    "Feature",
+    "Grouping",
+    "Phase",
+    "phase_of",
+    "split_phases",
+    "validate",
+]
+
 Phase = Literal["series", "cross_section"]
 
-#: op -> (grouping, arity or -1 for "one or more", meaning). The meaning is the contract both
-#: engines implement; ``w`` is the feature's window, ``x, y`` its inputs.
-OPS: dict[str, tuple[Grouping, int, str]] = {
-    # per-code time series
-    "shift": ("code", 1, "x[t-w]"),
-    "pct_change": ("code", 1, "x[t] / x[t-w] - 1"),
-    "diff": ("code", 1, "x[t] - x[t-w]"),
-    "rmean": ("code", 1, "mean of x[t-w+1..t] (null until w non-null values)"),
-    "rstd": ("code", 1, "sample std (ddof=1) of x[t-w+1..t]"),
-    "rsum": ("code", 1, "sum of x[t-w+1..t]"),
-    "ema": (
-        "code",
-        1,
-        "exponential moving average, adjust=False: y = a*x + (1-a)*y_prev, a = 2/(w+1) "
-        "(or params alpha); null inputs give null and leave the state unchanged",
-    ),
-    # element-wise
-    "copy": ("row", 1, "x (a base column published as a feature)"),
-    "add": ("row", 2, "x + y"),
-    "sub": ("row", 2, "x - y"),
-    "mul": ("row", -1, "product of the inputs"),
-    "div": ("row", 2, "x / y"),
-    "ratio": ("row", 2, "x / y - 1"),
-    "scale": ("row", 1, "k * x (params k)"),
-    "abs": ("row", 1, "|x|"),
-    "log": ("row", 1, "ln(x), null for x <= 0"),
-    "log1p_abs": ("row", 1, "sign(x) * ln(1 + |x|)"),
-    "sqrt": ("row", 1, "sqrt(x), null for x < 0"),
-    "square": ("row", 1, "x * x"),
-    "pos": ("row", 1, "max(x, 0)"),
-    "negpart": ("row", 1, "max(-x, 0)"),
-    "clip": ("row", 1, "x clipped to [lo, hi] (params lo, hi)"),
-    "max": ("row", -1, "largest input (null if any input is null)"),
-    "min": ("row", -1, "smallest input (null if any input is null)"),
-    "gt": ("row", -1, "flag x > y + tol*|y| (y: second input or params value)"),
-    "lt": ("row", -1, "flag x < y - tol*|y|"),
-    "ge": ("row", -1, "flag x >= y - tol*|y|"),
-    "le": ("row", -1, "flag x <= y + tol*|y|"),
-    "notnull": ("row", 1, "flag x is not null (never null itself)"),
-    "days_since": ("row", 1, "calendar days from date column x to Date"),
-    # cross-sections
-    "cs_z": ("date", 1, "(x - mean) / std (ddof=1) over the date's rows"),
-    "cs_rank": ("date", 1, "average rank / non-null count over the date's rows, in (0, 1]"),
-    "cs_winsor": ("date", 1, "x clipped to mean +- k std (ddof=1) of the date's rows (params k)"),
-    "sec_demean": ("date_sector", 1, "x - mean over the date's rows of the same Sector33Code"),
-    "sec_z": ("date_sector", 1, "(x - mean) / std (ddof=1) over the date's rows of the same sector"),
-}
 
-#: Relative tolerance of the comparison ops. Two EMAs of a flat price converge to the same value up
-#: to the last bit, and which side of it they land on depends on rounding: without a tolerance,
-#: such near-ties would make flags flip between engines (and between summation orders).
-COMPARE_TOL = 1e-9
+class _OpsView(Mapping[str, tuple[Grouping, int, str]]):
+    """Read-only view of :data:`~gogooku3.features.ops.OPERATIONS` as op -> (grouping, arity, meaning)."""
 
-FLAG_OPS = frozenset({"gt", "lt", "ge", "le", "notnull"})
+    def __getitem__(self, op: str) -> tuple[Grouping, int, str]:
+        o = OPERATIONS[op]
+        return o.grouping, o.arity, o.meaning
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(OPERATIONS)
+
+    def __len__(self) -> int:
+        return len(OPERATIONS)
+
+
+#: op -> (grouping, arity or -1 for "one or more", meaning), read from the operation table. The
+#: meaning is the contract both engines implement; ``w`` is the feature's window, ``x, y`` its inputs.
+OPS: Mapping[str, tuple[Grouping, int, str]] = _OpsView()
+
 
 GROUPS = (
     "returns",
@@ -122,20 +107,24 @@ class Feature:
     output: bool = True
 
     @property
+    def operation(self) -> Op:
+        """The op's entry in :data:`~gogooku3.features.ops.OPERATIONS` (``KeyError`` if unknown)."""
+        return OPERATIONS[self.op]
+
+    @property
     def grouping(self) -> Grouping:
-        return OPS[self.op][0]
+        return self.operation.grouping
 
     @property
     def dtype(self) -> str:
         """Polars dtype name of the column: ``Int8`` for flags, ``Float64`` otherwise."""
-        return "Int8" if self.op in FLAG_OPS else "Float64"
+        return "Int8" if self.operation.flag else "Float64"
 
     @property
     def lookback(self) -> int:
-        """Rows of the code's own history this op reads (0 for non time-series ops)."""
-        if self.grouping != "code":
-            return 0
-        return self.window or 0
+        """Rows of the code's own history this op reads back (0 for non time-series ops), by the
+        op's :class:`~gogooku3.features.ops.Lookback` rule."""
+        return self.operation.lookback.rows_read(self.window)
 
     def param(self, key: str, default: float | None = None) -> float:
         if key in self.params:
@@ -164,20 +153,20 @@ def validate(features: tuple[Feature, ...], base_columns: frozenset[str]) -> lis
     """
     by_name: dict[str, Feature] = {}
     for f in features:
-        if f.op not in OPS:
-            raise CatalogueError(f"feature {f.name!r}: unknown op {f.op!r} (known: {', '.join(OPS)})")
+        if f.op not in OPERATIONS:
+            raise CatalogueError(f"feature {f.name!r}: unknown op {f.op!r} (known: {', '.join(OPERATIONS)})")
         if f.name in by_name or f.name in base_columns:
             raise CatalogueError(f"feature {f.name!r} is defined twice (or shadows a base column)")
         if f.group not in GROUPS:
             raise CatalogueError(f"feature {f.name!r}: unknown group {f.group!r}")
         if f.name.startswith("target_"):
             raise CatalogueError(f"feature {f.name!r}: the target_ prefix is reserved for targets")
-        arity = OPS[f.op][1]
+        arity = f.operation.arity
         if arity > 0 and len(f.inputs) != arity:
             raise CatalogueError(f"feature {f.name!r}: op {f.op} takes {arity} input(s), got {len(f.inputs)}")
         if arity < 0 and not f.inputs:
             raise CatalogueError(f"feature {f.name!r}: op {f.op} needs at least one input")
-        if f.grouping == "code" and f.op != "ema" and not f.window:
+        if f.operation.lookback.window_required and not f.window:
             raise CatalogueError(f"feature {f.name!r}: op {f.op} needs a window")
         by_name[f.name] = f
     depth: dict[str, int] = {}
