@@ -1,5 +1,5 @@
-"""Shared pytest fixtures: the Docker engine, a migrated local Airflow home, and Airflow's logging
-set-up undone once for every module."""
+"""Shared pytest fixtures: the Docker engine, a migrated local Airflow home, the cuDF stand-in, and
+Airflow's logging set-up undone once for every module."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cudf_standin
 import docker_env
 import pytest
 
@@ -79,3 +80,9 @@ def airflow_env_factory() -> Callable[..., dict[str, str]]:
         return env
 
     return make
+
+
+@pytest.fixture
+def fake_rapids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuDF, CuPy and RMM replaced by the pandas-backed stand-in (tests/cudf_standin.py) for one test."""
+    cudf_standin.install(monkeypatch)

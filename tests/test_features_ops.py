@@ -12,12 +12,11 @@ import ast
 import dataclasses
 import datetime as dt
 import inspect
-import sys
 from pathlib import Path
 
+import cudf_standin
 import polars as pl
 import pytest
-from test_features_gpu_logic import _fake_modules  # the cuDF/CuPy stand-in (tests/ is on sys.path)
 
 from gogooku3.features import catalogue as cat
 from gogooku3.features import engine_cpu, engine_gpu
@@ -146,9 +145,7 @@ def test_both_engines_compile_a_throwaway_op_from_its_entry(throwaway_ops, monke
     inputs = market_inputs(6, dt.date(2022, 1, 4), dt.date(2022, 2, 28), seed=3)
     panel = prepare_panel(inputs.daily_quotes, **inputs.kwargs())
     cpu = engine_cpu.compute_features(panel, layers).sort("Code", "Date")
-    for name, module in _fake_modules().items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setattr(engine_gpu, "_POOL", None)
+    cudf_standin.install(monkeypatch)
     monkeypatch.setattr(engine_gpu, "LAYERS", layers)
     monkeypatch.setattr(engine_gpu, "FEATURES", throwaway_ops)
     gpu = engine_gpu.compute_features_gpu(panel).sort("Code", "Date")

@@ -42,15 +42,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import reduce
 
+import cudf_standin
 import numpy as np
 import polars as pl
 import pytest
-from test_features_gpu_logic import _fake_modules  # the cuDF/CuPy stand-in (tests/ is on sys.path)
 
 from gogooku3.features import engine_gpu
 from gogooku3.features.catalogue import FEATURES, LAYERS
@@ -401,9 +400,7 @@ def run_engines(panel: pl.DataFrame, layers: Sequence[Sequence[Feature]]) -> Eng
     features = tuple(f for layer in layers for f in layer)
     cpu = compute_features(panel, layers)
     with pytest.MonkeyPatch.context() as mp:
-        for name, module in _fake_modules().items():
-            mp.setitem(sys.modules, name, module)
-        mp.setattr(engine_gpu, "_POOL", None)
+        cudf_standin.install(mp)
         # the GPU engine compiles its module's catalogue: give it these layers, all kept
         mp.setattr(engine_gpu, "LAYERS", layers)
         mp.setattr(engine_gpu, "FEATURES", features)
