@@ -56,13 +56,19 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "lake"
 
 
-def test_feature_build_runs_in_the_container_gates_and_publishes(
-    task_image, seeded, tmp_path, airflow_env_factory
-) -> None:
-    lake_dir = tmp_path / "lake"
+@pytest.fixture
+def copies(seeded: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Two copies of the seeded lake: one the DAG builds in, one for the in-process reference build."""
+    lake_dir, reference_dir = tmp_path / "lake", tmp_path / "reference"
     shutil.copytree(seeded, lake_dir)
-    reference_dir = tmp_path / "reference"
     shutil.copytree(seeded, reference_dir)
+    return lake_dir, reference_dir
+
+
+def test_feature_build_runs_in_the_container_gates_and_publishes(
+    task_image, copies, tmp_path, airflow_env_factory
+) -> None:
+    lake_dir, reference_dir = copies
     env = airflow_env_factory(tmp_path / "airflow_home")
 
     conf = {"start": FIRST.isoformat(), "end": LAST.isoformat()}
@@ -156,12 +162,9 @@ def test_a_failing_gate_fails_the_run_publishes_nothing_and_alerts_once(
 
 
 def test_without_a_docker_engine_the_build_runs_in_process_and_says_so(
-    seeded, tmp_path, airflow_env_factory
+    copies, tmp_path, airflow_env_factory
 ) -> None:
-    lake_dir = tmp_path / "lake"
-    shutil.copytree(seeded, lake_dir)
-    reference_dir = tmp_path / "reference"
-    shutil.copytree(seeded, reference_dir)
+    lake_dir, reference_dir = copies
     env = airflow_env_factory(tmp_path / "airflow_home")
     conf = {"start": LAST.isoformat(), "end": LAST.isoformat()}
     proc = dags_test(

@@ -56,7 +56,7 @@ python -m gogooku3.devtools.seed_lake --lake "$LAKE" --codes "$CODES" --market-s
 
 gogooku3 fetch --date "$FIRST" --end "$LAST" >"$WORK/backfill.log" 2>&1 \
   || { tail -n 30 "$WORK/backfill.log" >&2; exit 1; }
-log "    $(grep -c ': wrote' "$WORK/backfill.log") partitions written, $(grep -c 'skipped' "$WORK/backfill.log") non-trading-day skips"
+log "    $(grep -c ': wrote' "$WORK/backfill.log") partitions written, $(grep -c 'already complete' "$WORK/backfill.log") already complete in the lake (not requested again), $(grep -c 'not a JPX trading day' "$WORK/backfill.log") non-trading-day skips"
 
 log "2/4 expanding trades_spec to point-in-time daily rows, then building features for the history"
 gogooku3 trades-spec expand --start "$MARKET_START" --end "$LAST" | sed 's/^/    /'
