@@ -8,14 +8,15 @@ defined leaves the environment's values in place, so the same DAGs run with conn
 once, in :mod:`gogooku3.airflow_provider` (the provider metadata Airflow reads without importing
 these classes); ``get_ui_field_behaviour`` answers from the same table.
 
-=====================  =============  =================  =========================================
-hook                   connection id  type               what it yields
-=====================  =============  =================  =========================================
-:class:`JQuantsHook`   ``jquants``    ``jquants``        :class:`~gogooku3.config.JQuantsSettings`
-:class:`S3LakeHook`    ``s3_lake``    ``gogooku3_s3``    :class:`~gogooku3.config.S3Settings`, lake URI
-:class:`SlackAlertsHook` ``slack_alerts`` ``gogooku3_slack`` :class:`~gogooku3.config.SlackSettings` and
-                                                         the Slack provider's ``WebClient``
-=====================  =============  =================  =========================================
+=========================  ================  ==================  ====================================
+hook                       connection id     type                what it yields
+=========================  ================  ==================  ====================================
+:class:`JQuantsHook`       ``jquants``       ``jquants``         :class:`~gogooku3.config.JQuantsSettings`
+:class:`S3LakeHook`        ``s3_lake``       ``gogooku3_s3``     :class:`~gogooku3.config.S3Settings`,
+                                                                 the lake URI
+:class:`SlackAlertsHook`   ``slack_alerts``  ``gogooku3_slack``  :class:`~gogooku3.config.SlackSettings`,
+                                                                 the Slack provider's ``WebClient``
+=========================  ================  ==================  ====================================
 
 Connections, e.g. as ``AIRFLOW_CONN_<ID>`` JSON (the type is informational: any type parses)::
 
