@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gogooku3.devtools.airflow_env import isolated
 from gogooku3.emulator.server import EmulatorConfig
 from gogooku3.emulator.testing import running_emulator
 from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
@@ -37,7 +38,7 @@ def emulator():
 
 
 def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("JQUANTS_", "GOGOOKU3_"))}
+    clean = isolated(os.environ)
     full = clean | {"GOGOOKU3_PACER_DIR": str(tmp_path / "pacer"), "JQUANTS_PLAN": "premium"} | env
     return subprocess.run([GOGOOKU3, *args], env=full, capture_output=True, text=True, timeout=120)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gogooku3.devtools.airflow_env import isolated
 from gogooku3.emulator.config import EmulatorConfig
 from gogooku3.emulator.ratelimit import SlidingWindowLimiter
 from gogooku3.emulator.testing import running_emulator
@@ -287,7 +288,7 @@ def test_two_fetch_processes_sharing_a_pacer_never_hit_the_rate_limit(tmp_path: 
         fast = _FastMinuteLimiter(cfg.limit_per_minute, SPEED)
         emu._call(lambda: setattr(emu._state, "limiter", fast))  # swapped on the server's loop
         assert emu._state.limiter is fast
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("JQUANTS_", "GOGOOKU3_"))}
+        clean = isolated(os.environ)
         env = clean | {
             "GOGOOKU3_PACER_DIR": str(tmp_path / "pacer"),  # the one thing the two processes share
             "JQUANTS_BASE_URL": emu.base_url_v2,

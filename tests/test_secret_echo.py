@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from airflow_harness import dags_test, tail
 
+from gogooku3.devtools.airflow_env import isolated
 from gogooku3.devtools.slack_capture import running_slack_capture
 
 pytestmark = pytest.mark.integration
@@ -73,7 +74,7 @@ def echo() -> Iterator[EchoServer]:
 
 def test_the_cli_never_prints_an_echoed_key(echo: EchoServer, tmp_path: Path) -> None:
     echo.reset()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JQUANTS_", "GOGOOKU3_", "AWS_"))}
+    env = isolated(os.environ)
     env |= {
         "JQUANTS_BASE_URL": echo.base_url,
         "JQUANTS_API_KEY": KEY,
