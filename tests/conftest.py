@@ -86,3 +86,32 @@ def airflow_env_factory() -> Callable[..., dict[str, str]]:
 def fake_rapids(monkeypatch: pytest.MonkeyPatch) -> None:
     """cuDF, CuPy and RMM replaced by the pandas-backed stand-in (tests/cudf_standin.py) for one test."""
     cudf_standin.install(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def features_lake_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``factory(signal=1.0, seed=7, n_codes=..., start=..., end=...)`` -> a local lake root holding
+    ``features/features`` of that synthetic market, built once per session and argument set. Tests
+    must not write into it (copy it first)."""
+    from gogooku3.devtools.seed_features import CI_MARKET, seed_features
+    from gogooku3.lake import open_lake
+
+    built: dict[tuple, Path] = {}
+
+    def factory(signal: float = 1.0, seed: int = 7, **market: Any) -> Path:
+        spec = {**CI_MARKET, **market}
+        key = (signal, seed, *sorted(spec.items()))
+        if key not in built:
+            root = tmp_path_factory.mktemp(f"features_s{signal:g}_n{spec['n_codes']}")
+            seed_features(
+                open_lake(root),
+                spec["n_codes"],
+                spec["start"],
+                spec["end"],
+                seed=seed,
+                signal=signal,
+            )
+            built[key] = root
+        return built[key]
+
+    return factory

@@ -265,17 +265,15 @@ def build_features_to_lake(
         timings.features_s,
         timings.targets_s,
     )
-    written = []
-    for (day,), part in out.partition_by("Date", as_dict=True, maintain_order=True).items():
-        written.append(
-            lake.write_partition(
-                LAYER,
-                DATASET,
-                day,
-                part,
-                source=source or f"gogooku3.features engine={engine}",
-                sort_by=("Date", "Code"),
-                date_column="Date",
-            )
+    return write_features(lake, out, source=source or f"gogooku3.features engine={engine}")
+
+
+def write_features(lake: Lake, built: pl.DataFrame, *, source: str) -> list[Manifest]:
+    """Write a built frame as one ``features/features/date=D/`` partition per Date (atomically, each
+    sorted by (Date, Code)); returns the manifests in date order."""
+    return [
+        lake.write_partition(
+            LAYER, DATASET, day, part, source=source, sort_by=("Date", "Code"), date_column="Date"
         )
-    return written
+        for (day,), part in built.partition_by("Date", as_dict=True, maintain_order=True).items()
+    ]

@@ -35,11 +35,13 @@ def market_inputs(
     seed: int = 7,
     with_flows: bool = True,
     listed_every: int = 20,
+    signal: float = 1.0,
 ) -> MarketInputs:
-    """All inputs over [start, end] from ``generate_market``; listed_info sampled every ``listed_every`` days."""
+    """All inputs over [start, end] from ``generate_market`` (``signal``: the planted signal's
+    strength); listed_info sampled every ``listed_every`` days."""
     from gogooku3.market import MarketConfig, generate_market
 
-    m = generate_market(MarketConfig(seed=seed, n_codes=n_codes, start=start, end=end))
+    m = generate_market(MarketConfig(seed=seed, n_codes=n_codes, start=start, end=end, signal=signal))
     days = m.trading_days
     snapshots = [*days[::listed_every], days[-1]]
     listed = pl.concat([m.listed_info(d) for d in snapshots]).unique(["Date", "Code"]).sort("Date", "Code")
