@@ -1,0 +1,66 @@
+"""ATFT-GAT-FAN: Adaptive Temporal Fusion Transformer with Graph Attention and Frequency Adaptive
+Normalisation, forecasting forward returns for one trading day's cross-section of codes.
+
+(B codes, L steps, F features)
+ -> FAN then SAN on each code's sequence, mixed with the raw input (:class:`AdaptiveInputNorm`)
+ -> variable selection at every step (values and missing flags)
+ -> LSTM + causal temporal attention, last step: (B, hidden)
+ -> GATv2 over the day's graph, fused with the temporal vector by a gated residual
+ -> one quantile head per horizon: (B, horizons, quantiles).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from gogooku3.model.config import ModelConfig
+from gogooku3.model.layers import (
+    AdaptiveInputNorm,
+    GraphFusion,
+    QuantileHeads,
+    TemporalBlock,
+    VariableSelectionNetwork,
+)
+
+
+class ATFTGATFAN(nn.Module):
+    """The network, built from a :class:`ModelConfig` (initialised from torch's global RNG, so
+    ``torch.manual_seed`` makes it reproducible)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.input_norm = AdaptiveInputNorm(cfg.n_features, cfg.fan_windows, cfg.san_slices)
+        self.select = VariableSelectionNetwork(
+            cfg.n_features, cfg.var_hidden, cfg.hidden, cfg.dropout, cfg.var_embedding
+        )
+        self.temporal = TemporalBlock(cfg.hidden, cfg.lstm_layers, cfg.attn_heads, cfg.dropout)
+        self.graph = GraphFusion(cfg.hidden, cfg.gat_layers, cfg.gat_heads, cfg.edge_dim, cfg.dropout)
+        self.heads = QuantileHeads(cfg.hidden, len(cfg.horizons), len(cfg.quantiles))
+
+    def forward(self, x: Tensor, missing: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        """x: (B, L, F) float, already normalised, missing values 0; missing: (B, L, F) float/bool,
+        1 where the raw value was missing. edge_index: (2, E) long over the B nodes of this batch
+        (one trading day's cross-section chunk); edge_attr: (E, edge_dim). Returns (B, n_horizons,
+        n_quantiles) predicted forward returns (quantiles not forced to be sorted)."""
+        if x.dim() != 3 or x.shape[-1] != self.cfg.n_features:
+            raise ValueError(f"x: expected (B, L, {self.cfg.n_features}), got {tuple(x.shape)}")
+        if missing.shape != x.shape:
+            raise ValueError(f"missing: expected shape {tuple(x.shape)}, got {tuple(missing.shape)}")
+        missing = missing.to(x.dtype)
+        h, _ = self.select(self.input_norm(x), missing)
+        h = self.temporal(h)[:, -1]
+        h = self.graph(h, edge_index, edge_attr.to(h.dtype))
+        return self.heads(h)
+
+    def point_forecast(self, out: Tensor) -> Tensor:
+        """(B, H) from :meth:`forward`'s (B, H, Q): the median quantile, or the mean over the
+        quantiles when 0.5 is not one of them."""
+        if 0.5 in self.cfg.quantiles:
+            return out[..., self.cfg.quantiles.index(0.5)]
+        return out.mean(-1)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
