@@ -122,17 +122,23 @@ def _json(obj) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n").encode()
 
 
+def _keys(panel: Panel, rows: Rows) -> dict[str, pl.Series]:
+    """The (Date, Code) columns of ``rows``, in row order."""
+    days = np.concatenate([np.full(len(c), t) for t, c in rows])
+    codes = np.concatenate([c for _, c in rows])
+    return {
+        "Date": pl.Series([panel.days[t] for t in days], dtype=pl.Date),
+        "Code": pl.Series([panel.codes[i] for i in codes], dtype=pl.Utf8),
+    }
+
+
 def _frame(
     panel: Panel, rows: Rows, fold: int, model: str, pred: np.ndarray, scale: np.ndarray
 ) -> pl.DataFrame:
-    days = np.concatenate([np.full(len(c), t) for t, c in rows])
-    codes = np.concatenate([c for _, c in rows])
-    cols = {
-        "Date": pl.Series([panel.days[t] for t in days], dtype=pl.Date),
-        "Code": pl.Series([panel.codes[i] for i in codes], dtype=pl.Utf8),
-        "model": pl.Series([model] * len(codes), dtype=pl.Utf8),
-        "fold": pl.Series([fold] * len(codes), dtype=pl.Int64),
-    }
+    cols = _keys(panel, rows)
+    n = len(cols["Code"])
+    cols["model"] = pl.Series([model] * n, dtype=pl.Utf8)
+    cols["fold"] = pl.Series([fold] * n, dtype=pl.Int64)
     for k, h in enumerate(panel.horizons):
         cols[pred_column(h)] = pl.Series(pred[:, k].astype(np.float64) * float(scale[k]), dtype=pl.Float64)
     return pl.DataFrame(cols)
@@ -140,12 +146,7 @@ def _frame(
 
 def targets_frame(panel: Panel, rows: Rows) -> pl.DataFrame:
     """(Date, Code, target_ret_{h}d) of the rows: the raw targets the metrics score against."""
-    days = np.concatenate([np.full(len(c), t) for t, c in rows])
-    codes = np.concatenate([c for _, c in rows])
-    cols = {
-        "Date": pl.Series([panel.days[t] for t in days], dtype=pl.Date),
-        "Code": pl.Series([panel.codes[i] for i in codes], dtype=pl.Utf8),
-    }
+    cols = _keys(panel, rows)
     y = np.concatenate([panel.targets[t, c] for t, c in rows])
     for k, h in enumerate(panel.horizons):
         cols[target_column(h)] = pl.Series(y[:, k].astype(np.float64), dtype=pl.Float64, nan_to_null=True)
