@@ -2,7 +2,7 @@
 Normalisation, forecasting forward returns for one trading day's cross-section of codes.
 
 (B codes, L steps, F features)
- -> FAN then SAN on each code's sequence, mixed with the raw input (:class:`AdaptiveInputNorm`)
+ -> FAN and SAN on each code's sequence, mixed with the raw input (:class:`AdaptiveInputNorm`)
  -> variable selection at every step (values and missing flags)
  -> LSTM + causal temporal attention, last step: (B, hidden)
  -> GATv2 over the day's graph, fused with the temporal vector by a gated residual
@@ -49,7 +49,7 @@ class ATFTGATFAN(nn.Module):
             raise ValueError(f"missing: expected shape {tuple(x.shape)}, got {tuple(missing.shape)}")
         missing = missing.to(x.dtype)
         h, _ = self.select(self.input_norm(x), missing)
-        h = self.temporal(h)[:, -1]
+        h = self.temporal.last_step(h)
         h = self.graph(h, edge_index, edge_attr.to(h.dtype))
         return self.heads(h)
 

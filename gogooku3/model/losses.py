@@ -82,18 +82,20 @@ def training_loss(
     rank_weight: float = 0.0,
     median_index: int,
     tau: float = 0.1,
-) -> tuple[Tensor, dict[str, float]]:
-    """``pinball + rank_weight * (1 - mean soft-rank correlation)``, the mean over horizons with at
-    least 3 known targets, of the median forecast ``pred[:, h, median_index]`` against ``target[:, h]``.
-
-    Returns the loss and, for logging, ``{"pinball": ..., "soft_rank_corr": ...}`` as floats (the
-    correlation is computed without gradient when ``rank_weight`` is 0).
+) -> Tensor:
+    """``pinball + rank_weight * (1 - mean soft-rank correlation)``, the correlation being the mean over
+    horizons with at least 3 known targets of the median forecast ``pred[:, h, median_index]`` against
+    ``target[:, h]``. With ``rank_weight`` 0 (the default) the correlation is not computed at all: its
+    (n, n) soft-rank matrices per horizon cost more than the pinball loss.
     """
     pinball = pinball_loss(pred, target, quantiles, weights)
-    with torch.set_grad_enabled(torch.is_grad_enabled() and rank_weight > 0):
-        known = torch.isfinite(target).sum(0).tolist()
-        usable = [h for h, n in enumerate(known) if n >= 3]
-        corrs = [soft_rank_correlation(pred[:, h, median_index], target[:, h], tau) for h in usable]
-        corr = torch.stack(corrs).mean() if corrs else pred.sum() * 0.0
-    loss = pinball + rank_weight * (1 - corr) if rank_weight > 0 else pinball
-    return loss, {"pinball": float(pinball.detach()), "soft_rank_corr": float(corr.detach())}
+    if rank_weight <= 0:
+        return pinball
+    known = torch.isfinite(target).sum(0).tolist()
+    corrs = [
+        soft_rank_correlation(pred[:, h, median_index], target[:, h], tau)
+        for h, n in enumerate(known)
+        if n >= 3
+    ]
+    corr = torch.stack(corrs).mean() if corrs else pred.sum() * 0.0
+    return pinball + rank_weight * (1 - corr)
