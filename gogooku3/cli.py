@@ -151,7 +151,7 @@ def train(
     start: str = typer.Option(..., "--start", help="first trading date of the features to read, YYYY-MM-DD"),
     end: str = typer.Option(..., "--end", help="last trading date, YYYY-MM-DD"),
     folds: int = typer.Option(4, "--folds", help="walk-forward folds (consecutive test windows)"),
-    size: str = typer.Option("tiny", "--size", help="tiny|small|base|large"),
+    size: str = typer.Option("base", "--size", help="tiny|small|base|large (tiny: CI and CPU trials)"),
     horizons: str = typer.Option("1,5,10,20", "--horizons", help="comma-separated target horizons (days)"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
@@ -164,7 +164,9 @@ def train(
     valid_days: int = typer.Option(60, "--valid-days"),
     min_train_days: int = typer.Option(120, "--min-train-days"),
     fold_mode: str = typer.Option("expanding", "--fold-mode", help="expanding|rolling"),
-    rank_weight: float = typer.Option(0.0, "--rank-weight", help="weight of the soft-rank correlation loss"),
+    rank_weight: float = typer.Option(
+        0.5, "--rank-weight", help="weight of the soft-rank correlation loss (0: pinball only)"
+    ),
     graph_k: int = typer.Option(10, "--graph-k", help="correlated peers per code in the day graph"),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch and LightGBM"),
 ) -> None:

@@ -51,6 +51,7 @@ def test_panel_holds_the_partitions_values(panel, lake_root):
     lake = open_lake(lake_root)
     day = panel.days[200]
     part = lake.read_partition("features", "features", day)
+    assert panel.targets.dtype == np.float64  # scored exactly as the lake holds them
     assert panel.x.dtype == np.float32 and panel.x.shape == (
         len(panel.days),
         len(panel.codes),
@@ -64,7 +65,8 @@ def test_panel_holds_the_partitions_values(panel, lake_root):
             want = row[f]
             got = panel.x[t, i, panel.feature_index(f)]
             assert (np.isnan(got) and want is None) or got == np.float32(want)
-        assert panel.targets[t, i, 0] == np.float32(row["target_ret_1d"]) or row["target_ret_1d"] is None
+        want = row["target_ret_1d"]
+        assert (np.isnan(panel.targets[t, i, 0]) and want is None) or panel.targets[t, i, 0] == want
         assert panel.present[t, i]
     assert panel.present[t].sum() == part.height
 

@@ -299,3 +299,25 @@ def test_write_plots_writes_three_pngs(tmp_path, normal_target):
         assert p.parent == out
         data = p.read_bytes()
         assert len(data) > 1000 and data[:8] == PNG_MAGIC
+
+
+def test_same_predictions_in_any_row_order_give_the_same_bits():
+    """A rerun must reproduce its metrics exactly, yet joins and parallel group-bys fix no row order:
+    every figure is the same float whatever order the rows of both frames come in."""
+    rng = np.random.default_rng(5)
+    target = rng.normal(size=(250, 300))
+    preds, targets = _frames(
+        target,
+        {m: target * w + rng.normal(size=target.shape) for m, w in (("a", 0.1), ("b", 0.3), ("c", 0.0))},
+        folds=np.repeat(np.arange(5), 50),
+    )
+    for by_fold in (False, True):
+        reference = json.dumps(evaluate(preds, targets, [1], by_fold=by_fold))
+        for seed in range(8):
+            shuffled = evaluate(
+                preds.sample(fraction=1.0, shuffle=True, seed=seed),
+                targets.sample(fraction=1.0, shuffle=True, seed=seed + 50),
+                [1],
+                by_fold=by_fold,
+            )
+            assert json.dumps(shuffled) == reference

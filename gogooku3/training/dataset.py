@@ -1,7 +1,7 @@
 """The training panel: ``features/features`` partitions as one dense (day, code, feature) array.
 
 A walk-forward run reads a date range once into a :class:`Panel`: float32 features with NaN where a
-value is missing, a (day, code) presence mask, the ``target_ret_{h}d`` targets and each code's
+value is missing, a (day, code) presence mask, the ``target_ret_{h}d`` targets (float64) and each code's
 sector. Every model input is a view or a small gather of these arrays: the length-L window ending on
 day t is ``x[t - L + 1 : t + 1]`` (a view by index arithmetic, never L materialised copies), and a
 batch gathers one day's codes from it.
@@ -47,13 +47,19 @@ def target_column(h: int) -> str:
     return f"target_ret_{h}d"
 
 
+def feature_columns(columns: Sequence[str]) -> tuple[str, ...]:
+    """The features among a features partition's columns: neither a key nor a ``target_`` column."""
+    return tuple(c for c in columns if c not in KEY_COLUMNS and not c.startswith("target_"))
+
+
 @dataclass
 class Panel:
     """Dense arrays over ``days`` (T) x ``codes`` (N); row t of every array is trading day ``days[t]``.
 
     ``x`` (T, N, F) float32 holds the features (NaN: missing or no row); ``present`` (T, N) is True
-    where the partition of that day has a row for that code; ``targets`` (T, N, H) float32 the
-    forward returns for ``horizons`` (NaN: unknown); ``sector`` (N,) int32 the index of the code's
+    where the partition of that day has a row for that code; ``targets`` (T, N, H) float64 the
+    forward returns for ``horizons`` (NaN: unknown), the lake's values exactly (the metrics score
+    against them; models learn a float32 transform of them); ``sector`` (N,) int32 the index of the code's
     latest Sector33Code in ``sectors`` (-1 if never given). ``run`` (T, N) int32 counts the
     consecutive present days ending at t, so "has a full window at t" is ``run[t] >= L``.
     """
@@ -144,11 +150,12 @@ def load_panel(
             f"no target column ({', '.join(absent)}) in {LAYER}/{DATASET} of {days[0]}; it has {have}"
         )
     if features is None:
-        features = [c for c in first_columns if c not in KEY_COLUMNS and not c.startswith("target_")]
+        features = feature_columns(first_columns)
     features = tuple(features)
     if not features:
         raise DatasetError(f"{LAYER}/{DATASET} of {days[0]} has no feature column")
-    needed = ("Code", "Sector33Code", *features, *targets)
+    # A target may also be asked for as a feature (the leakage canary's own test does): read it once.
+    needed = tuple(dict.fromkeys(("Code", "Sector33Code", *features, *targets)))
     for m in manifests:
         drift = [c for c in needed if c not in m.column_names]
         if drift:
@@ -159,7 +166,7 @@ def load_panel(
     capacity = int(max(m.rows for m in manifests) * 1.2) + 64
     T, F, H = len(days), len(features), len(horizons)
     x = np.full((T, capacity, F), np.nan, dtype=np.float32)
-    y = np.full((T, capacity, H), np.nan, dtype=np.float32)
+    y = np.full((T, capacity, H), np.nan, dtype=np.float64)
     present = np.zeros((T, capacity), dtype=bool)
     code_pos: dict[str, int] = {}
     sector_of: dict[int, str] = {}
@@ -181,7 +188,7 @@ def load_panel(
                 x, y, present = _grow(x, y, present, int(len(code_pos) * 1.5))
             idx = np.fromiter((code_pos[c] for c in codes), dtype=np.int64, count=len(codes))
             x[t, idx] = part.select(pl.col(features).cast(pl.Float32)).to_numpy()
-            y[t, idx] = part.select(pl.col(targets).cast(pl.Float32)).to_numpy()
+            y[t, idx] = part.select(pl.col(targets).cast(pl.Float64)).to_numpy()
             present[t, idx] = True
             for i, s in zip(idx.tolist(), part["Sector33Code"].to_list(), strict=True):
                 if s is not None:

@@ -60,8 +60,10 @@ def day_graph(
     corr[~usable, :] = -np.inf
     corr[:, ~usable] = -np.inf
     np.fill_diagonal(corr, -np.inf)
-    # The k largest per row; ties broken by position so the graph is deterministic.
-    peers = np.argsort(-corr, axis=1, kind="stable")[:, :k]
+    # The k largest per row: a partition (linear in n; a full sort of every row is n log n, ~0.25 s
+    # for a 2,048-code chunk), then those k ordered by correlation, ties by position.
+    peers = np.argpartition(corr, n - k, axis=1)[:, n - k :]
+    peers = np.take_along_axis(peers, np.lexsort((peers, -np.take_along_axis(corr, peers, 1))), 1)
     target = np.repeat(np.arange(n), k)
     source = peers.ravel()
     weight = corr[target, source]

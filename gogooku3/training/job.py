@@ -6,12 +6,11 @@ retraining DAG's container) runs the same command.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gogooku3.training.walkforward import MODELS, RunConfig, run_walk_forward
+from gogooku3.training.walkforward import MODELS, NETWORK, RunConfig, run_walk_forward
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -134,19 +133,26 @@ def run_training(
             )
 
         def on_fold(result, resumed: bool) -> None:
+            net = result.info["models"][NETWORK]
             if resumed:
                 progress.console.print(
                     f"fold {result.fold.index}: finished earlier, resumed from {cfg.out_dir}"
                 )
-            elif result.fold.index in tasks:
+                return
+            if result.fold.index in tasks:
                 progress.update(
                     tasks[result.fold.index], total=progress.tasks[tasks[result.fold.index]].completed
                 )
+            progress.console.print(
+                f"fold {result.fold.index}: {NETWORK} {cfg.train.size}, {net['parameters']:,} parameters, "
+                f"best epoch {net['best_epoch']} of {net['epochs_run']} (valid RankIC@1d "
+                f"{_num(net['best_valid_rank_ic'])}), {net['train_samples_per_s']:,.0f} samples/s"
+            )
 
         summary = run_walk_forward(cfg, lake, progress=on_epoch, on_fold=on_fold)
     console.print(fold_table(summary["folds"], min(cfg.horizons)))
     console.print(oos_table(summary["oos"], cfg.horizons))
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+        summary_json.write_bytes((cfg.out_dir / "summary.json").read_bytes())  # the run's own, byte for byte
     return summary

@@ -60,6 +60,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import polars as pl
 
+from gogooku3.training.dataset import target_column
+
 ANNUALISATION = 252
 N_QUANTILES = 10
 MIN_PAIRS = 10
@@ -69,11 +71,8 @@ DAILY_COLUMNS = ["model", "horizon", "Date", "n", "ic", "rank_ic", "spread", "hi
 
 
 def pred_column(horizon: int) -> str:
+    """The predictions' column for ``horizon`` trading days (the targets' is ``target_column``)."""
     return f"pred_ret_{horizon}d"
-
-
-def target_column(horizon: int) -> str:
-    return f"target_ret_{horizon}d"
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,8 @@ def average_ranks(a: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two 1-D arrays; NaN when either is constant."""
     a, b = a - a.mean(), b - b.mean()
     den = math.sqrt(float((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / den) if den > 0 else float("nan")
@@ -157,8 +157,8 @@ def daily_metrics(pred: np.ndarray, target: np.ndarray) -> DayMetrics | None:
     counted = (sp != 0) & (sy != 0)
     return DayMetrics(
         n=n,
-        ic=_pearson(p, y),
-        rank_ic=_pearson(average_ranks(p), average_ranks(y)),
+        ic=pearson(p, y),
+        rank_ic=pearson(average_ranks(p), average_ranks(y)),
         spread=spread,
         hits=int((counted & (sp == sy)).sum()),
         hit_n=int(counted.sum()),
@@ -242,8 +242,9 @@ def _daily(pairs: pl.LazyFrame, keys: Sequence[str] = ()) -> pl.LazyFrame:
 
 
 def _turnover(pairs: pl.LazyFrame, keys: Sequence[str] = ()) -> pl.LazyFrame:
-    """(``*keys``, model, horizon, turnover): mean over consecutive valid days of the fraction of the
-    top decile's names that were not in the previous valid day's top decile."""
+    """(``*keys``, model, horizon, turnover): the list, over consecutive valid days, of the fraction
+    of the top decile's names that were not in the previous valid day's top decile (its mean is the
+    metric, taken by :func:`_exact_mean`)."""
     series = [*keys, "model", "horizon"]
     top = (
         pairs.filter(pl.col("top"))
@@ -260,7 +261,7 @@ def _turnover(pairs: pl.LazyFrame, keys: Sequence[str] = ()) -> pl.LazyFrame:
         size.filter(pl.col("t") > 1)
         .join(kept, on=[*series, "t"], how="left")
         .group_by(series)
-        .agg((1.0 - pl.col("kept").fill_null(0) / pl.col("size")).mean().alias("turnover"))
+        .agg((1.0 - pl.col("kept").fill_null(0) / pl.col("size")).alias("turnover"))
     )
 
 
@@ -299,6 +300,12 @@ def _aggregate(daily: pl.DataFrame, turnover: float) -> Metrics:
     )
 
 
+def _exact_mean(values: Sequence[float]) -> float:
+    """The correctly rounded mean: the same bits whatever order the values come in (a join or a
+    parallel group-by fixes none, and a float sum depends on the order it adds in)."""
+    return math.fsum(values) / len(values) if len(values) else float("nan")
+
+
 def _mean(a: np.ndarray) -> float:
     return float(a.mean()) if len(a) else float("nan")
 
@@ -321,7 +328,10 @@ def evaluate(
     pairs = valid_pairs(preds, targets, horizons, keys).cache()
     daily = _daily(pairs, keys).collect()
     turnover = _turnover(pairs, keys).collect()
-    turn = {tuple(r[:-1]): r[-1] for r in turnover.select(*keys, "model", "horizon", "turnover").rows()}
+    turn = {
+        tuple(r[:-1]): _exact_mean(r[-1])
+        for r in turnover.select(*keys, "model", "horizon", "turnover").rows()
+    }
     groups = {
         tuple(key): part
         for key, part in daily.partition_by([*keys, "model", "horizon"], as_dict=True).items()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-MIN_PAIRS = 10
+from gogooku3.training.metrics import MIN_PAIRS
+from gogooku3.training.metrics import pearson as corr
 
 
 def daily_rank_ic(score: np.ndarray, target: np.ndarray, sizes: list[int]) -> float:
@@ -27,9 +28,3 @@ def rank(a: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
     return rankdata(a, axis=0)
-
-
-def corr(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else float("nan")

@@ -57,6 +57,9 @@ class Samples:
         self.excess = excess_targets(panel, seq_len)
         self.returns = panel.x[:, :, panel.feature_index(graph.return_feature)]
         self.target_scale = np.ones(len(panel.horizons), dtype=np.float32)
+        # (day, chunk codes) -> its graph: the same every epoch (returns are data and a day's chunks
+        # are fixed per seed), so each is built once per fold.
+        self._graphs: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray]] = {}
 
     def fit_target_scale(self, train: Block) -> None:
         """Per-horizon standard deviation of the excess targets over the training days only."""
@@ -78,7 +81,7 @@ class Samples:
     def batch(self, t: int, codes: np.ndarray) -> DayBatch:
         window = self.panel.window(t, self.seq_len)[:, codes]  # (L, n, F) gather of one day's codes
         z, missing = self.normaliser.transform(window)
-        edge_index, edge_attr = day_graph(self.returns, t, codes, self.panel.sector, self.graph)
+        edge_index, edge_attr = self.day_graph(t, codes)
         return DayBatch(
             t=t,
             codes=codes,
@@ -88,6 +91,12 @@ class Samples:
             edge_attr=edge_attr,
             target=self.excess[t, codes] / self.target_scale,
         )
+
+    def day_graph(self, t: int, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = (t, codes.tobytes())
+        if key not in self._graphs:
+            self._graphs[key] = day_graph(self.returns, t, codes, self.panel.sector, self.graph)
+        return self._graphs[key]
 
     def batches(self, rows: Rows, seed: int) -> Iterator[DayBatch]:
         for t, codes in rows:

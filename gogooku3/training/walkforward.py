@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from gogooku3.training.baselines import BestFeature, LightGBM, Ridge
 from gogooku3.training.dataset import SEQ_LEN, DatasetError, Panel, load_panel, target_column
 from gogooku3.training.folds import Fold, FoldPlan, walk_forward
 from gogooku3.training.graph import GraphConfig
+from gogooku3.training.metrics import daily_frame, evaluate, pred_column
 from gogooku3.training.normalise import Normaliser
 from gogooku3.training.samples import Rows, Samples, sample_rows
 from gogooku3.training.trainer import EpochLog, TrainConfig, predict_network, train_network
@@ -83,10 +85,6 @@ class FoldResult:
     info: dict
 
 
-def pred_column(h: int) -> str:
-    return f"pred_ret_{h}d"
-
-
 def usable_days(panel: Panel, seq_len: int = SEQ_LEN) -> tuple[int, int]:
     """[first, stop): from the first day with a full input window to the last day with a known
     shortest-horizon target."""
@@ -119,7 +117,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _json(obj) -> bytes:
-    return (json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n").encode()
+    """Strict JSON (NaN and infinities, e.g. a validation RankIC never defined, become null)."""
+    return (json.dumps(_finite(obj), indent=1, sort_keys=False, default=str, allow_nan=False) + "\n").encode()
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _keys(panel: Panel, rows: Rows) -> dict[str, pl.Series]:
@@ -190,6 +199,7 @@ def run_fold(
         )
     )
     info["models"][NETWORK] = {
+        "parameters": net.parameters,
         "best_epoch": net.best_epoch,
         "epochs_run": len(net.history),
         "best_valid_rank_ic": net.best_valid_rank_ic,
@@ -234,7 +244,6 @@ def run_walk_forward(
     on_fold: Callable[[FoldResult, bool], None] | None = None,
 ) -> dict:
     """Run (or resume) ``cfg`` on ``lake``; returns the summary also written to ``summary.json``."""
-    from gogooku3.training.metrics import daily_frame, evaluate
     from gogooku3.training.plots import write_plots
 
     if cfg.threads:
@@ -309,6 +318,7 @@ def run_walk_forward(
         str(p) for p in write_plots(daily, preds, targets, out / "plots", horizon=min(horizons))
     ]
     _write_model(out / "model", folds[-1], cfg, panel)
+    summary = _finite(summary)
     _write_atomic(out / "summary.json", _json(summary))
     return summary
 
