@@ -5,7 +5,8 @@
 * ``lightgbm``: gradient-boosted trees (the strongest single model of Qlib's public Alpha158
   table) per horizon on the raw features (trees handle NaN themselves), early-stopped on validation.
 * ``best_feature``: the single catalogue feature with the highest absolute mean daily RankIC against
-  the horizon's target on the training days, times the sign of that RankIC.
+  the horizon's target over the training days (a day it cannot rank the codes on counts 0), times
+  the sign of that RankIC.
 
 Each learns the scaled excess targets of :mod:`gogooku3.training.samples` and predicts in the same
 units. Every fit reads training rows (and validation rows for model selection) only.
@@ -130,7 +131,7 @@ class BestFeature:
         panel = samples.panel
         H, F = len(panel.horizons), len(panel.features)
         total = np.zeros((H, F))
-        days = np.zeros((H, F))
+        days = np.zeros(H)  # training days with enough known targets, per horizon
         for t, codes in train:
             x = panel.x[t, codes]
             y = samples.excess[t, codes]
@@ -138,6 +139,7 @@ class BestFeature:
                 ok_y = np.isfinite(y[:, h])
                 if ok_y.sum() < 10:
                     continue
+                days[h] += 1
                 xs, ys = x[ok_y], y[ok_y, h]
                 ok = np.isfinite(xs)
                 # Per feature: Spearman over the codes having both values (ranks recomputed on them).
@@ -147,14 +149,14 @@ class BestFeature:
                     good = np.isfinite(r)
                     idx = np.flatnonzero(full)[good]
                     total[h, idx] += r[good]
-                    days[h, idx] += 1
                 for f in np.flatnonzero(~full & (ok.sum(axis=0) >= 10)):
                     r = _corr(_rank(xs[ok[:, f], f]), _rank(ys[ok[:, f]]))
                     if np.isfinite(r):
                         total[h, f] += r
-                        days[h, f] += 1
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(days > 0, total / np.maximum(days, 1), 0.0)
+        # The mean over every training day, a day where the feature cannot rank the codes (missing,
+        # or constant like a rarely set flag) counting 0: a feature defined on a few days only must
+        # not win on a lucky mean of those few.
+        mean = total / np.maximum(days, 1)[:, None]
         for h in range(H):
             f = int(np.argmax(np.abs(mean[h])))
             self.chosen.append((panel.features[f], float(np.sign(mean[h, f]) or 1.0), float(mean[h, f])))
