@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import polars as pl
 import pytest
 
 from gogooku3.devtools.seed_features import CI_MARKET
 from gogooku3.lake import open_lake
-from gogooku3.training.dataset import DatasetError, Panel, load_panel
+from gogooku3.training.dataset import DatasetError, Panel, _read_ahead, load_panel
 from gogooku3.training.folds import FoldError, FoldPlan, walk_forward
 from gogooku3.training.graph import GraphConfig, day_graph
 from gogooku3.training.normalise import Normaliser
@@ -134,6 +138,40 @@ def test_schema_drift_is_named(lake_root, tmp_path):
         DatasetError, match=r"schema drift: features/features of 2023-05-10 lacks column\(s\) \['rsi_14'\]"
     ):
         load_panel(lake, START, END, H)
+
+
+def test_an_infinite_feature_value_is_missing(lake_root, tmp_path):
+    lake = _copy(lake_root, tmp_path)
+    day = dt.date(2023, 5, 10)
+    part = lake.read_partition("features", "features", day)
+    code = part["Code"][3]
+    part = part.with_columns(
+        pl.when(pl.col("Code") == code).then(float("inf")).otherwise(pl.col("ret_5d")).alias("ret_5d")
+    )
+    lake.write_partition("features", "features", day, part, source="test", sort_by=("Date", "Code"))
+    panel = load_panel(lake, dt.date(2023, 5, 1), dt.date(2023, 5, 31), H)
+    t, i, f = panel.day_index(day), panel.codes.index(code), panel.feature_index("ret_5d")
+    assert np.isnan(panel.x[t, i, f]) and np.isfinite(panel.x[t, :, f]).sum() == part.height - 1
+
+
+def test_partitions_are_decoded_a_few_ahead_not_all_at_once():
+    """The panel is filled in day order from a thread pool; no more than ``depth`` partitions may be
+    decoded ahead of the one being copied (``pool.map`` would decode the whole range first)."""
+    started = []
+    lock = threading.Lock()
+
+    def decode(day: int) -> int:
+        with lock:
+            started.append(day)
+        return day
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for k, day in enumerate(_read_ahead(pool, decode, range(100), depth=8)):
+            assert day == k
+            time.sleep(0.001)  # a consumer slower than the decoders
+            with lock:
+                assert len(started) <= k + 8
+    assert sorted(started) == list(range(100))
 
 
 # ---------------------------------------------------------------- folds

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import polars as pl
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from gogooku3.lake import Lake
 
 log = library_logger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 LAYER, DATASET = "features", "features"
 #: Columns of a features partition that are neither features nor targets.
@@ -177,7 +180,7 @@ def load_panel(
     # Partitions are decoded a few at a time (I/O overlaps) and scattered in day order, so code
     # positions are assigned deterministically by first appearance.
     with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
-        for t, part in enumerate(pool.map(read, days)):
+        for t, part in enumerate(_read_ahead(pool, read, days, 2 * _READ_WORKERS)):
             codes = part["Code"].cast(pl.Utf8).to_list()
             if len(set(codes)) != len(codes):
                 raise DatasetError(f"{LAYER}/{DATASET} of {days[t]} has duplicate codes")
@@ -187,7 +190,9 @@ def load_panel(
             if len(code_pos) > x.shape[1]:
                 x, y, present = _grow(x, y, present, int(len(code_pos) * 1.5))
             idx = np.fromiter((code_pos[c] for c in codes), dtype=np.int64, count=len(codes))
-            x[t, idx] = part.select(pl.col(features).cast(pl.Float32)).to_numpy()
+            values = part.select(pl.col(features).cast(pl.Float32)).to_numpy()
+            values[~np.isfinite(values)] = np.nan  # an inf from a ratio counts as missing, like a null
+            x[t, idx] = values
             y[t, idx] = part.select(pl.col(targets).cast(pl.Float64)).to_numpy()
             present[t, idx] = True
             for i, s in zip(idx.tolist(), part["Sector33Code"].to_list(), strict=True):
@@ -199,9 +204,7 @@ def load_panel(
     sector = np.full(n, -1, dtype=np.int32)
     for i, s in sector_of.items():
         sector[i] = sector_index[s]
-    # Non-finite feature values (an inf from a ratio) count as missing, like nulls.
     x = x[:, :n]
-    np.copyto(x, np.nan, where=~np.isfinite(x))
     panel = Panel(
         days=days,
         codes=tuple(code_pos),
@@ -224,6 +227,23 @@ def load_panel(
         panel.nbytes / 1e9,
     )
     return panel
+
+
+def _read_ahead(
+    pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Sequence[T], depth: int
+) -> Iterator[R]:
+    """``fn`` over ``items`` in order, at most ``depth`` results decoded ahead of the consumer.
+
+    ``pool.map`` would submit every item at once and hold every decoded partition until its turn:
+    the whole range as frames (~6 GB for the full market), the very thing the panel avoids.
+    """
+    pending: deque[Future[R]] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _grow(
