@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -49,22 +50,21 @@ def _device() -> str:
 
 
 def _load_panel_alone(root: str) -> dict:
-    """In a fresh process: load the full panel; its time, the process's RSS before and its peak."""
-    import resource
-    import time
+    """In a fresh process: load the full panel; its time, the process's RSS before and its peak.
 
-    from gogooku3.bench.measure import rss_bytes
+    The peak is sampled (:func:`measure`), not ``ru_maxrss``: Linux carries a process's maximum RSS
+    across ``execve``, so a spawned child would report the parent's peak at fork (the seeding's).
+    """
+    from gogooku3.bench.measure import measure
     from gogooku3.lake import open_lake
     from gogooku3.training.dataset import load_panel
 
     lake = open_lake(root)
-    before = rss_bytes()
-    t0 = time.perf_counter()
-    panel = load_panel(lake, *FULL, (1, 5, 10, 20))
+    panel, took = measure(lambda: load_panel(lake, *FULL, (1, 5, 10, 20)))
     return {
-        "seconds": time.perf_counter() - t0,
-        "rss_before": before,
-        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "seconds": took.wall_s,
+        "rss_before": took.start_rss,
+        "peak_rss": took.peak_rss,
         "nbytes": panel.nbytes,
         "shape": (len(panel.days), len(panel.codes), len(panel.features)),
     }
@@ -162,8 +162,9 @@ def oracle_rows(quick: bool, lake, n_codes: int, tmp: Path) -> list[dict]:
         )
         summary, m = measure(lambda cfg=cfg: run_walk_forward(cfg, lake))
         oracle, se, days = oracle_rank_ic(market, oos_targets(summary))
+        size_rows = []
         for model, fraction in oracle_fractions(summary["oos"], oracle).items():
-            rows.append(
+            size_rows.append(
                 {
                     "step": f"walk-forward 4 folds, network {size} ({device}), oracle fraction",
                     "codes": n_codes,
@@ -174,6 +175,15 @@ def oracle_rows(quick: bool, lake, n_codes: int, tmp: Path) -> list[dict]:
                     "run seconds": round(m.wall_s),
                 }
             )
+        rows += _reported(size_rows)
+    return rows
+
+
+def _reported(rows: list[dict]) -> list[dict]:
+    """Each row on stderr as soon as it is measured: the whole benchmark takes hours on a CPU, and
+    its table is printed only at the end."""
+    for row in rows:
+        print(f"training bench: {row}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -181,7 +191,7 @@ def run(quick: bool = False) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp_dir:
         tmp = Path(tmp_dir)
         n_codes = 300 if quick else 1000
-        rows = dataset_rows(quick, tmp)
+        rows = _reported(dataset_rows(quick, tmp))
         lake = _lake(tmp / f"m{n_codes}", n_codes, *TRAIN_RANGE)
-        rows += throughput_rows(quick, lake, n_codes, tmp / "throughput")
+        rows += _reported(throughput_rows(quick, lake, n_codes, tmp / "throughput"))
         return rows + oracle_rows(quick, lake, n_codes, tmp)
