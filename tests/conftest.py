@@ -1,5 +1,6 @@
-"""Shared pytest fixtures: the Docker engine, a migrated local Airflow home, the cuDF stand-in, and
-Airflow's logging set-up undone once for every module."""
+"""Shared pytest fixtures: the Docker engine, a migrated local Airflow home, the cuDF stand-in, the
+synthetic features lakes, an MLflow server on a local S3 server, and Airflow's logging set-up undone
+once for every module."""
 
 from __future__ import annotations
 
@@ -115,3 +116,16 @@ def features_lake_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[
         return built[key]
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One real ``mlflow server`` for the session (SQLite store, artifacts proxied to a local S3
+    server's bucket under ``mlflow/``). Its ``s3`` attribute is that S3 server. Tests keep apart by
+    their own experiment and model names."""
+    from gogooku3.devtools.mlflow_server import running_mlflow_server
+    from gogooku3.devtools.s3_server import running_s3_server
+
+    with running_s3_server() as s3, running_mlflow_server(tmp_path_factory.mktemp("mlflow"), s3) as server:
+        server.s3 = s3
+        yield server
