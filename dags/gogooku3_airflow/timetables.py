@@ -1,11 +1,12 @@
-"""The project's two timetables, both in JST on the JPX calendar, and the JST day a run covers.
+"""The project's timetables, all in JST, and the JST day a run covers.
 
 * :class:`JpxTradingDayTimetable` (``jquants_daily``): one run per JPX trading day.
 * :class:`JpxPublicationDayTimetable` (``trades_spec_weekly``): one run per scheduled trades_spec
   publication day (the Thursday after each week, or the next trading day when it is closed), at 18:00.
+* :class:`JstWeeklyTimetable` (``walk_forward_retrain``): one run a week, Saturday 06:00 by default.
 * :func:`run_day`: the JST date a run covers, for every kind of run (scheduled, manual, ``dags test``).
 
-Both classes are registered by the one plugin in ``include/airflow/plugins`` so the scheduler and the
+All three classes are registered by the one plugin in ``include/airflow/plugins`` so the scheduler and the
 API server can deserialize the DAGs that use them.
 
 The trading-day timetable in detail:
@@ -239,3 +240,61 @@ def run_day(
     if moment is None:
         raise ValueError("the run has no logical date, data interval or run_after: no day to work on")
     return to_jst_date(moment)
+
+
+#: The weekly retrain: Saturday 06:00 JST, after Friday's data, features and gates (Friday 19:00 on)
+#: and before Monday's open, with the weekend to retry.
+DEFAULT_RETRAIN_WEEKDAY = 5  # Monday = 0
+DEFAULT_RETRAIN_RUN_AT_JST = dt.time(6, 0)
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+class JstWeeklyTimetable(JpxTradingDayTimetable):
+    """One run a week, on ``weekday`` (Monday = 0; default Saturday) at ``run_at`` JST (default
+    06:00), whether or not that day is a trading day; the data interval is that JST day, as for
+    the other timetables, so tasks read the day with :func:`run_day`."""
+
+    def __init__(
+        self, weekday: int = DEFAULT_RETRAIN_WEEKDAY, run_at: dt.time = DEFAULT_RETRAIN_RUN_AT_JST
+    ) -> None:
+        if not 0 <= weekday <= 6:
+            raise ValueError(f"weekday={weekday!r} must be 0 (Monday) .. 6 (Sunday)")
+        super().__init__(run_at=run_at)
+        self.weekday = weekday
+        self.description = f"every {_WEEKDAYS[weekday]} at {run_at:%H:%M} JST"
+
+    @property
+    def summary(self) -> str:
+        return f"{_WEEKDAYS[self.weekday][:3]} {self.run_at:%H:%M} JST"
+
+    def is_run_day(self, day: dt.date) -> bool:
+        return day.weekday() == self.weekday
+
+    def next_run_day(self, day: dt.date) -> dt.date:
+        return day + dt.timedelta(days=(self.weekday - day.weekday() - 1) % 7 + 1)
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            "weekday": self.weekday,
+            "run_at": self.run_at.isoformat(timespec="seconds"),
+            "timezone": JST_NAME,
+        }
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> JstWeeklyTimetable:
+        return cls(
+            weekday=int(data.get("weekday", DEFAULT_RETRAIN_WEEKDAY)),
+            run_at=dt.time.fromisoformat(data.get("run_at", DEFAULT_RETRAIN_RUN_AT_JST.isoformat())),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JstWeeklyTimetable) and (other.weekday, other.run_at) == (
+            self.weekday,
+            self.run_at,
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.weekday, self.run_at))
+
+    def __repr__(self) -> str:
+        return f"JstWeeklyTimetable(weekday={self.weekday}, run_at={self.run_at!r})"

@@ -1,4 +1,4 @@
-"""Airflow plugin registering gogooku3's timetables (the trading-day and the publication-day one).
+"""Airflow plugin registering gogooku3's timetables (trading-day, publication-day and weekly).
 
 Airflow 3 only deserializes a DAG whose schedule is a custom timetable when a plugin registers the
 class, under the import path the DAG used (``gogooku3_airflow.timetables.<class>``). The classes live
@@ -24,9 +24,10 @@ if settings.DAGS_FOLDER and settings.DAGS_FOLDER not in sys.path:
 from gogooku3_airflow.timetables import (  # noqa: E402 - needs the path above
     JpxPublicationDayTimetable,
     JpxTradingDayTimetable,
+    JstWeeklyTimetable,
 )
 
 
 class Gogooku3Plugin(AirflowPlugin):
     name = "gogooku3"
-    timetables = [JpxTradingDayTimetable, JpxPublicationDayTimetable]
+    timetables = [JpxTradingDayTimetable, JpxPublicationDayTimetable, JstWeeklyTimetable]
