@@ -215,7 +215,9 @@ def train(
             threads=threads,
         )
         settings = Settings.from_env()
-        run_training(cfg, lake, settings, Console(stderr=True), Path(summary_json) if summary_json else None)
+        # Not a terminal (a log file, a container's log): rich would wrap and truncate at 80 columns.
+        console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+        run_training(cfg, lake, settings, console, Path(summary_json) if summary_json else None)
     except (ValueError, ConfigError, LakeError) as exc:
         _fail(str(exc))
 

@@ -1,7 +1,9 @@
 """The closing summary of ``make demo``: what the pipeline wrote, what the gates said, which alerts were
-sent, and whether the built features find the synthetic market's planted signal.
+sent, whether the built features find the synthetic market's planted signal, and how much of it the
+walk-forward models found (as a fraction of the planted alpha's own RankIC on the same days).
 
-``python -m gogooku3.devtools.demo_summary --lake URI --start D --end D [--slack FILE] [--emulator URL]``
+``python -m gogooku3.devtools.demo_summary --lake URI --start D --end D [--slack FILE] [--emulator URL]
+[--train DIR --market-seed S --market-codes N --market-start D]``
 """
 
 from __future__ import annotations
@@ -60,6 +62,24 @@ def rank_ic(features: pl.DataFrame, target: str, top: int = 8) -> pl.DataFrame:
     )
 
 
+def training_lines(summary: dict, market) -> list[str]:
+    """Per model its out-of-sample RankIC@1d (with its standard error) and its fraction of the
+    planted alpha's RankIC on the same test days."""
+    from gogooku3.training.checks import oracle_fractions, oracle_rank_ic
+    from gogooku3.training.walkforward import oos_targets
+
+    oracle, se, days = oracle_rank_ic(market, oos_targets(summary))
+    fractions = oracle_fractions(summary["oos"], oracle)
+    lines = [f"oracle (planted alpha) RankIC@1d {oracle:.4f} +- {se:.4f} over {days} test days"]
+    for model, by_h in summary["oos"].items():
+        m = by_h["1d"]
+        lines.append(
+            f"  {model:<14} RankIC@1d {m['rank_ic']:+.4f} +- {m['rank_ic_se']:.4f}  "
+            f"{fractions[model]:.2f} of the oracle"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--lake", required=True)
@@ -67,6 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--end", required=True, type=dt.date.fromisoformat)
     ap.add_argument("--slack", type=Path)
     ap.add_argument("--emulator")
+    ap.add_argument("--train", type=Path, help="a gogooku3 train --out folder to judge against the oracle")
+    ap.add_argument("--market-seed", type=int, default=7, help="the emulator's market: its seed ...")
+    ap.add_argument("--market-codes", type=int, help="... its codes ...")
+    ap.add_argument("--market-start", type=dt.date.fromisoformat, help="... and its first day")
     args = ap.parse_args(argv)
 
     lake = open_lake(args.lake)
@@ -98,6 +122,22 @@ def main(argv: list[str] | None = None) -> None:
         print("a volume shock, foreigners' flow and ROE; see gogooku3/market/__init__.py):")
         for feature, ic in rank_ic(feats, "target_ret_1d").iter_rows():
             print(f"  {feature:<32} {ic:+.4f}")
+
+    if args.train:
+        from gogooku3.market import MarketConfig, generate_market
+
+        summary = json.loads((args.train / "summary.json").read_text())
+        market = generate_market(
+            MarketConfig(
+                seed=args.market_seed, n_codes=args.market_codes, start=args.market_start, end=args.end
+            )
+        )
+        print(
+            f"\nwalk-forward training ({summary['size']}, {len(summary['folds'])} folds, "
+            f"{summary['n_codes']} codes x {summary['n_features']} features), out of sample:"
+        )
+        for line in training_lines(summary, market):
+            print(line)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,9 @@ def day_graph(
     corr[:, ~usable] = -np.inf
     np.fill_diagonal(corr, -np.inf)
     # The k largest per row: a partition (linear in n; a full sort of every row is n log n, ~0.25 s
-    # for a 2,048-code chunk), then those k ordered by correlation, ties by position.
+    # for a 2,048-code chunk), then those k ordered by correlation, ties by position. (Which of
+    # several exactly equal values at the k-th place is kept is the partition's choice, the same on
+    # every run; only the -inf of unusable codes tie like that, and those edges are dropped.)
     peers = np.argpartition(corr, n - k, axis=1)[:, n - k :]
     peers = np.take_along_axis(peers, np.lexsort((peers, -np.take_along_axis(corr, peers, 1))), 1)
     target = np.repeat(np.arange(n), k)

@@ -1,7 +1,7 @@
 """``gogooku3 train`` as a job: argument checks, device choice, the terminal's progress and tables.
 
-The CLI (gogooku3/cli.py) parses options and calls :func:`run_training`; the next layer up (the
-retraining DAG's container) runs the same command.
+The CLI (gogooku3/cli.py) parses options and calls :func:`run_training`; the retraining DAG, when
+it comes, is to run the same command in its container.
 """
 
 from __future__ import annotations

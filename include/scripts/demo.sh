@@ -10,17 +10,20 @@
 #   3. the last day through the real DAGs with `airflow dags test`: jquants_daily (fetch, gate,
 #      Assets), trades_spec_weekly (on the last publication day) and features_daily (the feature build
 #      in its Docker container when an engine is reachable, then the feature gate)
-#   4. a summary: partitions and rows per table, gate results, Slack alerts, and how well the built
-#      features find the market's planted signal
+#   4. the walk-forward training on the whole history (`gogooku3 train`, the tiny network and the
+#      baselines over 2 folds; DEMO_TRAIN=0 skips it)
+#   5. a summary: partitions and rows per table, gate results, Slack alerts, how well the built
+#      features find the market's planted signal, and how much of it each trained model found
 #
 # The lake is ./data/lake (GOGOOKU3_LAKE_URI overrides it); logs go to ./data/demo. Reruns are
 # idempotent: the same logical dates give the same partitions.
-#   DEMO_CODES (default 1000), DEMO_FIRST (2024-05-01), DEMO_LAST (2024-06-28)
+#   DEMO_CODES (default 1000), DEMO_FIRST (2024-05-01), DEMO_LAST (2024-06-28), DEMO_TRAIN (1)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 CODES=${DEMO_CODES:-1000}
+SEED=7  # the synthetic market's seed: the emulator, the seeded history and the summary's oracle
 FIRST=${DEMO_FIRST:-2024-05-01}
 LAST=${DEMO_LAST:-2024-06-28}
 WORK="$ROOT/data/demo"
@@ -39,7 +42,7 @@ MARKET_START=$(python -c 'import datetime as dt, sys; print(dt.date.fromisoforma
 BEFORE_FIRST=$(python -c 'import datetime as dt, sys; print(dt.date.fromisoformat(sys.argv[1]) - dt.timedelta(days=1))' "$FIRST")
 log "emulator: $CODES codes, market $MARKET_START..$LAST; lake $LAKE; logs $WORK"
 # Both servers bind free ports themselves and report them in port files (lib.sh).
-start_emulator 0 "$WORK/emulator.port" "$WORK/emulator.log" --codes "$CODES" --start "$MARKET_START" --end "$LAST"
+start_emulator 0 "$WORK/emulator.port" "$WORK/emulator.log" --seed "$SEED" --codes "$CODES" --start "$MARKET_START" --end "$LAST"
 rm -f "$WORK/slack.json"
 start_slack_capture 0 "$WORK/slack.json" "$WORK/slack.port" "$WORK/slack.log"
 airflow_init "$WORK"
@@ -50,15 +53,15 @@ export JQUANTS_BASE_URL="http://127.0.0.1:$EMU_PORT/v2" JQUANTS_API_KEY=emulator
 export GOGOOKU3_LAKE_URI="$LAKE" GOGOOKU3_PACER_DIR="$WORK/pacer"
 export_local_connections "$EMU_PORT" "$SLACK_PORT" "#gogooku3-demo"
 
-log "1/4 seeding $MARKET_START..$BEFORE_FIRST from the market's ground truth, then fetching $FIRST..$LAST from the emulator"
-python -m gogooku3.devtools.seed_lake --lake "$LAKE" --codes "$CODES" --market-start "$MARKET_START" \
+log "1/5 seeding $MARKET_START..$BEFORE_FIRST from the market's ground truth, then fetching $FIRST..$LAST from the emulator"
+python -m gogooku3.devtools.seed_lake --lake "$LAKE" --seed "$SEED" --codes "$CODES" --market-start "$MARKET_START" \
   --market-end "$LAST" --start "$MARKET_START" --end "$BEFORE_FIRST" | sed 's/^/    /'
 
 gogooku3 fetch --date "$FIRST" --end "$LAST" >"$WORK/backfill.log" 2>&1 \
   || { tail -n 30 "$WORK/backfill.log" >&2; exit 1; }
 log "    $(grep -c ': wrote' "$WORK/backfill.log") partitions written, $(grep -c 'already complete' "$WORK/backfill.log") already complete in the lake (not requested again), $(grep -c 'not a JPX trading day' "$WORK/backfill.log") non-trading-day skips"
 
-log "2/4 expanding trades_spec to point-in-time daily rows, then building features for the history"
+log "2/5 expanding trades_spec to point-in-time daily rows, then building features for the history"
 gogooku3 trades-spec expand --start "$MARKET_START" --end "$LAST" | sed 's/^/    /'
 gogooku3 features build --start "$MARKET_START" --end "$LAST" --engine cpu | sed 's/^/    /'
 
@@ -68,7 +71,7 @@ from gogooku3.calendar import is_publication_day, previous_publication_day
 day = dt.date.fromisoformat(sys.argv[1])
 print(day if is_publication_day(day) else previous_publication_day(day))' "$LAST")
 
-log "3/4 the DAGs, through airflow dags test"
+log "3/5 the DAGs, through airflow dags test"
 for spec in "jquants_daily $LAST" "trades_spec_weekly $PUBLICATION" "features_daily $LAST"; do
   set -- $spec
   if [ ! -f "dags/$1.py" ]; then
@@ -84,6 +87,19 @@ for spec in "jquants_daily $LAST" "trades_spec_weekly $PUBLICATION" "features_da
   fi
 done
 
-log "4/4 summary"
+TRAIN_ARGS=()
+if [ "${DEMO_TRAIN:-1}" = 1 ]; then
+  log "4/5 walk-forward training of the tiny ATFT-GAT-FAN and the baselines, $MARKET_START..$LAST (a few minutes)"
+  rm -rf "$WORK/train"
+  gogooku3 train --start "$MARKET_START" --end "$LAST" --size tiny --folds 2 --max-epochs 3 --patience 1 \
+    --device cpu --out "$WORK/train" >"$WORK/train.log" 2>&1 \
+    || { tail -n 30 "$WORK/train.log" >&2; exit 1; }
+  grep '^fold ' "$WORK/train.log" | sed 's/^/    /'
+  TRAIN_ARGS=(--train "$WORK/train" --market-seed "$SEED" --market-codes "$CODES" --market-start "$MARKET_START")
+else
+  log "4/5 walk-forward training skipped (DEMO_TRAIN=0)"
+fi
+
+log "5/5 summary"
 python -m gogooku3.devtools.demo_summary --lake "$LAKE" --start "$MARKET_START" --end "$LAST" \
-  --slack "$WORK/slack.json" --emulator "http://127.0.0.1:$EMU_PORT"
+  --slack "$WORK/slack.json" --emulator "http://127.0.0.1:$EMU_PORT" "${TRAIN_ARGS[@]}"
