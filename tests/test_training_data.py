@@ -154,6 +154,25 @@ def test_an_infinite_feature_value_is_missing(lake_root, tmp_path):
     assert np.isnan(panel.x[t, i, f]) and np.isfinite(panel.x[t, :, f]).sum() == part.height - 1
 
 
+def test_a_single_feature_without_nulls_loads(lake_root, tmp_path):
+    # One float column with no nulls is handed over by Polars as a read-only view of Arrow memory.
+    lake = _copy(lake_root, tmp_path)
+    day = dt.date(2023, 5, 10)
+    part = lake.read_partition("features", "features", day)
+    part = part.with_columns(pl.col("ret_1d").fill_null(0.0).fill_nan(0.0))
+    part = part.with_columns(
+        pl.when(pl.col("Code") == part["Code"][0])
+        .then(float("-inf"))
+        .otherwise(pl.col("ret_1d"))
+        .alias("ret_1d")
+    )
+    lake.write_partition("features", "features", day, part, source="test", sort_by=("Date", "Code"))
+    panel = load_panel(lake, day, day, H, features=("ret_1d",))
+    assert panel.features == ("ret_1d",)
+    assert np.isnan(panel.x[0, panel.codes.index(part["Code"][0]), 0])
+    assert np.isfinite(panel.x[0, :, 0]).sum() == part.height - 1
+
+
 def test_partitions_are_decoded_a_few_ahead_not_all_at_once():
     """The panel is filled in day order from a thread pool; no more than ``depth`` partitions may be
     decoded ahead of the one being copied (``pool.map`` would decode the whole range first)."""

@@ -191,7 +191,8 @@ def load_panel(
             if len(code_pos) > x.shape[1]:
                 x, y, present = _grow(x, y, present, int(len(code_pos) * 1.5))
             idx = np.fromiter((code_pos[c] for c in codes), dtype=np.int64, count=len(codes))
-            values = part.select(pl.col(features).cast(pl.Float32)).to_numpy()
+            # writable: one column without nulls comes back as a read-only view of Arrow memory
+            values = part.select(pl.col(features).cast(pl.Float32)).to_numpy(writable=True)
             values[~np.isfinite(values)] = np.nan  # an inf from a ratio counts as missing, like a null
             x[t, idx] = values
             y[t, idx] = part.select(pl.col(targets).cast(pl.Float64)).to_numpy()
