@@ -1,4 +1,4 @@
-"""Slack alerts for failed pipeline tasks.
+"""Slack alerts for failed pipeline tasks, and information notices (a promotion decision).
 
 A pure library (no Airflow imports): the Airflow glue builds an :class:`AlertContext` from a task's
 failure context and calls :func:`send_alert`. Three rules shape it:
@@ -135,9 +135,44 @@ def send_alert(
     except Exception as exc:  # a bug here must still not mask the task's error
         log.warning("SLACK ALERT could not be formatted (%s: %s)", type(exc).__name__, exc)
         return False
+    return post_message(text, blocks, slack, client=client, logger=log, kind="SLACK ALERT")
+
+
+def send_notice(
+    title: str,
+    lines: Iterable[str],
+    slack: SlackSettings,
+    *,
+    client: Any = None,
+    logger: _Logger | None = None,
+) -> bool:
+    """Post an information message (not an alert: nothing failed), e.g. a promotion decision: a
+    bold title and its lines. Same rules as :func:`send_alert`: never raises, logged when no Slack
+    token is configured."""
+    body = "\n".join(lines)
+    text = f"{title}\n{body}" if body else title
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}}]
+    if body:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body[:2900]}})
+    return post_message(text, blocks, slack, client=client, logger=logger, kind="SLACK NOTICE")
+
+
+def post_message(
+    text: str,
+    blocks: list[dict[str, Any]],
+    slack: SlackSettings,
+    *,
+    client: Any = None,
+    logger: _Logger | None = None,
+    kind: str = "SLACK MESSAGE",
+) -> bool:
+    """``chat.postMessage`` of ``text``/``blocks`` to ``slack.channel``; True when Slack accepted it.
+    Never raises; ``kind`` prefixes what is logged."""
+    log = logger or logging.getLogger(__name__)
     if not slack.configured:
         log.warning(
-            "SLACK ALERT (not sent: no Slack token configured) to %s:\n%s",
+            "%s (not sent: no Slack token configured) to %s:\n%s",
+            kind,
             slack.channel,
             _as_log_lines(text, blocks),
         )
@@ -158,12 +193,13 @@ def send_alert(
         # SlackApiError, URLError, timeouts...: their messages carry the answer or the URL, never
         # the token (sent only in the Authorization header).
         log.warning(
-            "SLACK ALERT could not be sent to %s (%s: %s); the alert was:\n%s",
+            "%s could not be sent to %s (%s: %s); the message was:\n%s",
+            kind,
             slack.channel,
             type(exc).__name__,
             error_head(exc, redact=[slack.token], max_lines=3, max_chars=500),
             _as_log_lines(text, blocks),
         )
         return False
-    log.info("SLACK ALERT sent to %s (ts=%s)", response.get("channel", slack.channel), response.get("ts"))
+    log.info("%s sent to %s (ts=%s)", kind, response.get("channel", slack.channel), response.get("ts"))
     return True

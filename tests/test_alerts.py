@@ -200,3 +200,23 @@ def test_capture_cli_reports_a_busy_port(tmp_path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"slack capture: cannot listen on 127.0.0.1:{port}" in done.stderr
     assert not (tmp_path / "port").exists()
+
+
+def test_a_notice_reaches_slack_and_is_logged_without_a_token(caplog) -> None:
+    from gogooku3.alerts import send_notice
+
+    with running_slack_capture(expected_token=TOKEN) as slack:
+        settings = SlackSettings(token=Secret(TOKEN), channel="#models", base_url=slack.base_url)
+        assert send_notice(
+            "m v2 promoted to champion", ["decision: beats champion", "MLflow: http://x"], settings
+        )
+        (message,) = slack.messages()
+    assert message["body"]["channel"] == "#models"
+    assert message["body"]["text"] == "m v2 promoted to champion\ndecision: beats champion\nMLflow: http://x"
+    assert "*m v2 promoted to champion*" in json.dumps(message["body"]["blocks"])
+    with caplog.at_level(logging.WARNING):
+        assert not send_notice("m v3 not promoted", ["why"], SlackSettings())
+    assert (
+        "SLACK NOTICE (not sent: no Slack token configured)" in caplog.text
+        and "m v3 not promoted" in caplog.text
+    )
