@@ -212,6 +212,43 @@ class S3Settings:
 
 
 @dataclass(frozen=True)
+class MlflowSettings:
+    """Where runs and models are tracked: the ``mlflow`` connection or ``MLFLOW_TRACKING_URI``
+    (an ``http(s)://`` server; its basic-auth user and password, when the server has them, in
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, never in the URI)."""
+
+    tracking_uri: str | None = None
+    experiment: str = "gogooku3-walk-forward"
+    #: The registered model retrains add versions to (``GOGOOKU3_MLFLOW_MODEL``).
+    model_name: str = "gogooku3-atft-gat-fan"
+    username: str = ""
+    password: Secret = field(default_factory=lambda: Secret(""))
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.tracking_uri)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> MlflowSettings:
+        env = os.environ if env is None else env
+        uri = _get(env, "MLFLOW_TRACKING_URI")
+        if uri and not re.match(r"^https?://[^/@]+(/.*)?$", uri):
+            shown = re.sub(r"//[^/@]*@", "//***@", uri)
+            raise ConfigError(
+                f"MLFLOW_TRACKING_URI={shown!r} must be an http(s)://host[:port] server without credentials "
+                "(MLflow 3 refuses file stores; put a user and password in MLFLOW_TRACKING_USERNAME/PASSWORD)"
+            )
+        return cls(
+            tracking_uri=uri,
+            experiment=_get(env, "GOGOOKU3_MLFLOW_EXPERIMENT", "gogooku3-walk-forward")
+            or "gogooku3-walk-forward",
+            model_name=_get(env, "GOGOOKU3_MLFLOW_MODEL", "gogooku3-atft-gat-fan") or "gogooku3-atft-gat-fan",
+            username=_get(env, "MLFLOW_TRACKING_USERNAME", "") or "",
+            password=Secret(_get(env, "MLFLOW_TRACKING_PASSWORD", "") or ""),
+        )
+
+
+@dataclass(frozen=True)
 class SlackSettings:
     """Where alerts go: a bot token + channel (optionally a base_url for a capture server)."""
 
@@ -241,6 +278,7 @@ class Settings:
     jquants: JQuantsSettings = field(default_factory=JQuantsSettings)
     s3: S3Settings = field(default_factory=S3Settings)
     slack: SlackSettings = field(default_factory=SlackSettings)
+    mlflow: MlflowSettings = field(default_factory=MlflowSettings)
     #: RMM pool size in bytes for the GPU feature build; None = derive from the device's memory.
     rmm_pool_size: int | None = None
     #: ``(uid, gid)`` the task containers run as (``GOGOOKU3_TASK_USER``); None = the image's own
@@ -264,6 +302,7 @@ class Settings:
             jquants=JQuantsSettings.from_env(env),
             s3=S3Settings.from_env(env),
             slack=SlackSettings.from_env(env),
+            mlflow=MlflowSettings.from_env(env),
             rmm_pool_size=parse_size(rmm, name="RMM_POOL_SIZE") if rmm else None,
             task_user=parse_user(task_user, name="GOGOOKU3_TASK_USER") if task_user else None,
         )

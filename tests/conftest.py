@@ -46,11 +46,13 @@ def docker_engine() -> None:
 
 @pytest.fixture(scope="session")
 def airflow_env_factory() -> Callable[..., dict[str, str]]:
-    """``make(home, *, emulator=None, slack=None, slack_token=..., plan="premium")``: the environment of
-    a migrated local Airflow home at ``home`` (:mod:`gogooku3.devtools.airflow_env`, the one definition
-    the scripts use too) with the project's pools, the ``jquants`` connection on ``emulator`` (a
-    running ``gogooku3.emulator.testing`` handle) and the ``slack_alerts`` connection on ``slack`` (a
-    running Slack capture), when given; nothing of the developer's shell leaks in."""
+    """``make(home, *, emulator=None, slack=None, slack_token=..., plan="premium", mlflow=None,
+    mlflow_experiment=None)``: the environment of a migrated local Airflow home at ``home``
+    (:mod:`gogooku3.devtools.airflow_env`, the one definition the scripts use too) with the project's
+    pools, the ``jquants`` connection on ``emulator`` (a running ``gogooku3.emulator.testing``
+    handle), the ``slack_alerts`` connection on ``slack`` (a running Slack capture) and the ``mlflow``
+    connection on ``mlflow`` (a running MLflow server), when given; nothing of the developer's shell
+    leaks in."""
 
     def make(
         home: Path,
@@ -59,6 +61,8 @@ def airflow_env_factory() -> Callable[..., dict[str, str]]:
         slack: Any | None = None,
         slack_token: str = "xoxb-harness-bot-token",
         plan: str = "premium",
+        mlflow: Any | None = None,
+        mlflow_experiment: str | None = None,
     ) -> dict[str, str]:
         import os
 
@@ -72,6 +76,8 @@ def airflow_env_factory() -> Callable[..., dict[str, str]]:
             slack_url=slack.base_url if slack is not None else None,
             slack_token=slack_token,
             slack_channel="#gogooku3-e2e",
+            mlflow_url=mlflow.tracking_uri if mlflow is not None else None,
+            mlflow_experiment=mlflow_experiment,
         )
         for cmd in (["db", "migrate"], ["pools", "import", str(REPO_ROOT / POOLS_FILE)]):
             proc = subprocess.run(
@@ -129,3 +135,33 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with running_s3_server() as s3, running_mlflow_server(tmp_path_factory.mktemp("mlflow"), s3) as server:
         server.s3 = s3
         yield server
+
+
+@pytest.fixture(scope="session")
+def walk_forward_factory(features_lake_factory, tmp_path_factory) -> Callable[..., dict]:
+    """``factory(signal=1.0, features=None, max_epochs=3)`` -> the summary of a walk-forward run of
+    the tiny network (at most ``max_epochs``, patience 1, two threads) over the CI market's
+    features lake, run once per session and argument set; its out folder is the parent of
+    ``summary["oos_predictions"]``. Tests must not write into it."""
+    from gogooku3.devtools.seed_features import CI_MARKET
+    from gogooku3.lake import open_lake
+    from gogooku3.training.trainer import TrainConfig
+    from gogooku3.training.walkforward import RunConfig, run_walk_forward
+
+    done: dict[tuple, dict] = {}
+
+    def factory(signal: float = 1.0, features: tuple[str, ...] | None = None, max_epochs: int = 3) -> dict:
+        key = (signal, features, max_epochs)
+        if key not in done:
+            cfg = RunConfig(
+                start=CI_MARKET["start"],
+                end=CI_MARKET["end"],
+                out_dir=tmp_path_factory.mktemp("walk_forward"),
+                threads=2,
+                features=features,
+                train=TrainConfig(size="tiny", max_epochs=max_epochs, patience=1),
+            )
+            done[key] = run_walk_forward(cfg, open_lake(features_lake_factory(signal=signal)))
+        return done[key]
+
+    return factory

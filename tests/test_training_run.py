@@ -58,8 +58,8 @@ def _oos_keys(summary: dict) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def signal_run(features_lake_factory, tmp_path_factory) -> dict:
-    return _run(features_lake_factory(), tmp_path_factory.mktemp("signal_run"), train=CI_TRAIN)
+def signal_run(walk_forward_factory) -> dict:
+    return walk_forward_factory()
 
 
 def test_outputs_follow_the_contract(signal_run):
@@ -116,6 +116,40 @@ def test_network_reaches_most_of_the_planted_alpha(signal_run, features_lake_fac
     print(f"oracle RankIC@1d {oracle:.4f} (SE {se:.4f}, {days} days); fractions {fractions}")
     assert oracle > 0.05
     assert fractions["atft_gat_fan"] >= 0.6, fractions
+
+
+def test_demo_summary_judges_the_run_against_the_oracle(signal_run):
+    from gogooku3.devtools.demo_summary import training_lines
+
+    lines = training_lines(signal_run, _market())
+    oracle, _, days = oracle_rank_ic(_market(), oos_targets(signal_run))
+    assert (
+        lines[0].startswith(f"oracle (planted alpha) RankIC@1d {oracle:.4f}")
+        and f"{days} test days" in lines[0]
+    )
+    fractions = oracle_fractions(signal_run["oos"], oracle)
+    for model in MODELS:
+        (line,) = [line for line in lines[1:] if line.split()[0] == model]
+        assert line.endswith(f"{fractions[model]:.2f} of the oracle")
+
+
+def test_saved_model_predicts_what_the_run_predicted(signal_run, features_lake_factory):
+    from gogooku3.training.inference import SavedNetwork
+
+    last = signal_run["folds"][-1]
+    net = SavedNetwork.load(Path(signal_run["oos_predictions"]).parent / "model")
+    assert net.seen_through == dt.date.fromisoformat(last["valid_end"])
+    ran = pl.read_parquet(signal_run["oos_predictions"]).filter(
+        (pl.col("model") == "atft_gat_fan") & (pl.col("fold") == last["fold"])
+    )
+    served = net.predict(open_lake(features_lake_factory()), ran["Date"].unique().to_list())
+    assert served.columns == ["Date", "Code", *(f"pred_ret_{h}d" for h in (1, 5, 10, 20))]
+    both = ran.join(served, on=["Date", "Code"], how="full", suffix="_served")
+    assert both.height == ran.height == served.height
+    for h in (1, 5, 10, 20):
+        np.testing.assert_allclose(
+            both[f"pred_ret_{h}d_served"], both[f"pred_ret_{h}d"], rtol=1e-4, atol=1e-7
+        )
 
 
 def test_canary_stays_quiet_without_a_signal(features_lake_factory, tmp_path):

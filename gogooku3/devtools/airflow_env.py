@@ -44,7 +44,7 @@ LAYOUT = {
 POOLS_FILE = "include/airflow/pools.json"
 
 #: Variables of the caller's environment a local Airflow run must not inherit.
-ISOLATED_PREFIXES = ("AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME", "GOGOOKU3_", "JQUANTS_", "AWS_")
+ISOLATED_PREFIXES = ("AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME", "GOGOOKU3_", "JQUANTS_", "AWS_", "MLFLOW_")
 
 #: Where the local API server is (task log URLs in alerts point here).
 LOCAL_API_URL = "http://127.0.0.1:8080"
@@ -78,10 +78,13 @@ def connection_specs(
     s3_endpoint: str | None = None,
     s3_key_id: str | None = None,
     s3_secret: str | None = None,
+    mlflow_url: str | None = None,
+    mlflow_experiment: str | None = None,
 ) -> dict[str, dict]:
     """Connection id -> its fields (``conn_type``, ``host``, ``login``, ``password``, ``extra``) for the
     connections production uses, pointing at local servers: ``jquants`` (v2) at ``jquants_url``,
-    ``slack_alerts`` at a Slack capture, ``s3_lake`` at an S3 server; each only when its URL is given."""
+    ``slack_alerts`` at a Slack capture, ``s3_lake`` at an S3 server, ``mlflow`` at an MLflow server
+    (``http://host:port``); each only when its URL is given."""
     conns: dict[str, dict] = {}
     if jquants_url is not None:
         conns["jquants"] = {
@@ -102,6 +105,16 @@ def connection_specs(
             "login": s3_key_id or "",
             "password": s3_secret or "",
             "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+        }
+    if mlflow_url is not None:
+        scheme, _, hostport = mlflow_url.partition("://")
+        host, _, port = hostport.rstrip("/").partition(":")
+        conns["mlflow"] = {
+            "conn_type": "gogooku3_mlflow",
+            "schema": scheme,
+            "host": host,
+            **({"port": int(port)} if port else {}),
+            "extra": {"experiment": mlflow_experiment} if mlflow_experiment else {},
         }
     return conns
 
@@ -136,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--s3-endpoint", help="an S3 server for the s3_lake connection")
     ap.add_argument("--s3-key-id", default=ACCESS_KEY_ID)
     ap.add_argument("--s3-secret", default=SECRET_ACCESS_KEY)
+    ap.add_argument("--mlflow-url", help="an MLflow server (http://host:port) for the mlflow connection")
     ap.add_argument("--connections-json", help="write the connections here for `airflow connections import`")
     args = ap.parse_args(argv)
     specs = {
@@ -146,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         "s3_endpoint": args.s3_endpoint,
         "s3_key_id": args.s3_key_id,
         "s3_secret": args.s3_secret,
+        "mlflow_url": args.mlflow_url,
     }
     if args.connections_json:
         doc = {cid: {**c, "extra": json.dumps(c["extra"])} for cid, c in connection_specs(**specs).items()}

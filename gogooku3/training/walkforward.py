@@ -141,9 +141,10 @@ def _keys(panel: Panel, rows: Rows) -> dict[str, pl.Series]:
     }
 
 
-def _frame(
+def prediction_frame(
     panel: Panel, rows: Rows, fold: int, model: str, pred: np.ndarray, scale: np.ndarray
 ) -> pl.DataFrame:
+    """(Date, Code, model, fold, pred_ret_{h}d) of ``rows``: ``pred`` in scaled units times ``scale``."""
     cols = _keys(panel, rows)
     n = len(cols["Code"])
     cols["model"] = pl.Series([model] * n, dtype=pl.Utf8)
@@ -189,7 +190,7 @@ def run_fold(
     t0 = time.perf_counter()
     net = train_network(samples, fold, cfg.train, seed=cfg.seed, progress=progress)
     frames.append(
-        _frame(
+        prediction_frame(
             panel,
             test_rows,
             fold.index,
@@ -212,7 +213,9 @@ def run_fold(
         t0 = time.perf_counter()
         fitted = baseline.fit(samples, train_rows, valid_rows, seed=cfg.seed, threads=threads)
         frames.append(
-            _frame(panel, test_rows, fold.index, baseline.name, fitted.predict(samples, test_rows), scale)
+            prediction_frame(
+                panel, test_rows, fold.index, baseline.name, fitted.predict(samples, test_rows), scale
+            )
         )
         detail: dict = {"seconds": time.perf_counter() - t0}
         if isinstance(fitted, Ridge):
@@ -334,7 +337,8 @@ def _write_model(model_dir: Path, last: Fold, cfg: RunConfig, panel: Panel) -> N
     _write_atomic(model_dir / "graph.json", _json(cfg.graph.to_dict()))
     _write_atomic(
         model_dir / "train_config.json",
-        _json({**cfg.train.to_dict(), "seq_len": SEQ_LEN, "fold": last.index}),
+        # The fold's dates: a later comparison scores this network only on days after it saw any.
+        _json({**cfg.train.to_dict(), "seq_len": SEQ_LEN, "fold": last.index, **last.describe(panel.days)}),
     )
 
 
