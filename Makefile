@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -c constraints.txt -e ".[airflow,quality,train,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[airflow,quality,train,tracking,dev]"
 	$(PY) -m pip check
 	touch $(STAMP)
 

@@ -106,6 +106,28 @@ CONNECTION_TYPES: dict[str, dict[str, Any]] = {
             "timeout": _field("Timeout", "integer", "Optional. Seconds to wait for Slack."),
         },
     },
+    "gogooku3_mlflow": {
+        "connection-type": "gogooku3_mlflow",
+        "hook-class-name": f"{HOOKS_MODULE}.MlflowHook",
+        "hook-name": "gogooku3 MLflow tracking server",
+        "ui-field-behaviour": {
+            "hidden-fields": ["extra"],
+            "relabeling": {"schema": "Scheme (http or https)", "login": "User", "password": "Password"},
+            "placeholders": {
+                "host": "mlflow",
+                "port": "5000",
+                "schema": "http",
+                "login": "leave empty without auth",
+            },
+        },
+        "conn-fields": {
+            "experiment": _field(
+                "Experiment",
+                "string",
+                "Optional. The experiment retrains record into (default gogooku3-walk-forward).",
+            ),
+        },
+    },
 }
 
 

@@ -28,13 +28,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def dags_test(
-    env: dict[str, str], dag_id: str, day: dt.date, *, conf: dict[str, Any] | None = None, **extra_env: str
+    env: dict[str, str],
+    dag_id: str,
+    day: dt.date,
+    *,
+    conf: dict[str, Any] | None = None,
+    timeout_s: int = 300,
+    **extra_env: str,
 ) -> subprocess.CompletedProcess:
     """``airflow dags test <dag_id> <day>`` (optionally ``--conf``) with ``extra_env`` on top of ``env``."""
     cmd = [sys.executable, "-m", "airflow", "dags", "test", dag_id, day.isoformat()]
     if conf is not None:
         cmd += ["--conf", json.dumps(conf)]
-    return subprocess.run(cmd, env={**env, **extra_env}, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, env={**env, **extra_env}, capture_output=True, text=True, timeout=timeout_s)
 
 
 def tail(proc: subprocess.CompletedProcess, n: int = 6000) -> str:

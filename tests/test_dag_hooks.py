@@ -10,12 +10,19 @@ import urllib.request
 import pytest
 from airflow.sdk import Connection
 from airflow_harness import api_server
-from gogooku3_airflow.hooks import JQuantsHook, S3LakeHook, SlackAlertsHook, resolve_settings
+from gogooku3_airflow.hooks import (
+    JQuantsHook,
+    MlflowHook,
+    S3LakeHook,
+    SlackAlertsHook,
+    resolve_settings,
+    secret_values,
+)
 
 from gogooku3.airflow_provider import CONNECTION_TYPES, field_behaviour, get_provider_info
-from gogooku3.config import JQuantsSettings, Secret, SlackSettings
+from gogooku3.config import ConfigError, JQuantsSettings, MlflowSettings, Secret, SlackSettings
 
-HOOKS = (JQuantsHook, S3LakeHook, SlackAlertsHook)
+HOOKS = (JQuantsHook, S3LakeHook, SlackAlertsHook, MlflowHook)
 
 
 @pytest.mark.parametrize("hook", HOOKS, ids=lambda h: h.__name__)
@@ -25,9 +32,7 @@ def test_each_hook_names_its_connection_and_its_form(hook) -> None:
     assert entry["hook-name"] == hook.hook_name
     assert getattr(hook(), hook.conn_name_attr) == hook.default_conn_name
     assert hook.get_ui_field_behaviour() == field_behaviour(hook.conn_type)
-    assert set(get_provider_info()["connection-types"][i]["connection-type"] for i in range(3)) == set(
-        CONNECTION_TYPES
-    )
+    assert {t["connection-type"] for t in get_provider_info()["connection-types"]} == set(CONNECTION_TYPES)
 
 
 def test_the_jquants_password_is_labelled_as_the_api_key() -> None:
@@ -66,6 +71,49 @@ def test_a_connection_saved_by_the_form_parses_like_json_extras() -> None:
     assert (
         settings.s3.endpoint_url == "http://127.0.0.1:9000" and settings.s3.access_key_id.get() == "AKIAFORM"
     )
+
+
+def test_the_mlflow_connection_becomes_a_tracking_uri_without_credentials_in_it() -> None:
+    conn = Connection(
+        conn_id="mlflow",
+        conn_type="gogooku3_mlflow",
+        host="mlflow.internal",
+        port=5000,
+        login="retrain",
+        password="mlflow-pass-0001",
+        extra=json.dumps({"experiment": "weekly"}),
+    )
+    m = MlflowHook.overlay(conn, MlflowSettings(tracking_uri="http://elsewhere:1"))
+    assert (m.tracking_uri, m.username, m.password.get(), m.experiment) == (
+        "http://mlflow.internal:5000",
+        "retrain",
+        "mlflow-pass-0001",
+        "weekly",
+    )
+    assert "mlflow-pass-0001" not in repr(m)
+    settings = resolve_settings(lambda cid: conn if cid == "mlflow" else None, {})
+    assert settings.mlflow == m and any(s.get() == "mlflow-pass-0001" for s in secret_values(settings))
+    env = {
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        "GOGOOKU3_MLFLOW_EXPERIMENT": "e",
+        "GOGOOKU3_MLFLOW_MODEL": "m",
+    }
+    alone = resolve_settings(lambda cid: None, env).mlflow
+    assert (alone.tracking_uri, alone.experiment, alone.model_name) == ("http://127.0.0.1:5000", "e", "m")
+    # The environment alone, and what is refused.
+    assert resolve_settings(
+        lambda cid: None, {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"}
+    ).mlflow.tracking_uri == ("http://127.0.0.1:5000")
+    with pytest.raises(ConfigError, match="must be http or https"):
+        MlflowHook.overlay(
+            Connection(conn_id="mlflow", conn_type="x", host="h", schema="file"), MlflowSettings()
+        )
+    with pytest.raises(ConfigError, match="bare host name"):
+        MlflowHook.overlay(Connection(conn_id="mlflow", conn_type="x", host="u:p@h"), MlflowSettings())
+    with pytest.raises(ConfigError, match=r"//\*\*\*@h"):
+        MlflowSettings.from_env({"MLFLOW_TRACKING_URI": "http://u:secret@h:5000"})
+    with pytest.raises(ConfigError, match="refuses file stores"):
+        MlflowSettings.from_env({"MLFLOW_TRACKING_URI": "./mlruns"})
 
 
 def test_the_slack_client_is_the_providers_with_the_resolved_token_and_url() -> None:

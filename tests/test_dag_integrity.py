@@ -143,7 +143,7 @@ def test_dagbag_has_no_import_errors(dagbag: dict) -> None:
     assert "jquants_daily" in dagbag["dags"]
 
 
-DAG_IDS = ("features_daily", "jquants_daily", "trades_spec_weekly")
+DAG_IDS = ("features_daily", "jquants_daily", "trades_spec_weekly", "walk_forward_retrain")
 
 
 def test_the_dag_folder_holds_exactly_the_known_dags(dagbag: dict) -> None:
@@ -215,3 +215,20 @@ def test_trades_spec_weekly_shape(dagbag: dict) -> None:
     assert d["tasks"]["fetch_trades_spec"]["pool"] == "jquants_api"
     assert d["tasks"]["expand"]["upstream"] == ["fetch_trades_spec"]
     assert d["tasks"]["publish"]["upstream"] == ["expand", "gate"]
+
+
+def test_walk_forward_retrain_shape(dagbag: dict) -> None:
+    d = dagbag["dags"]["walk_forward_retrain"]
+    assert d["timetable"] == "gogooku3_airflow.timetables.JstWeeklyTimetable"
+    assert d["timetable"] in dagbag["registered_timetables"]
+    assert d["timetable_tz"] == "Asia/Tokyo"
+    assert d["catchup"] is False and d["max_active_runs"] == 1
+    assert d["tasks"]["promote"]["pool"] == "model_promotion"
+    up = {task_id: t["upstream"] for task_id, t in d["tasks"].items()}
+    assert up["plan_runtime"] == []
+    assert up["choose"] == ["plan_runtime"]
+    assert up["train"] == ["choose"]
+    assert up["train_in_process"] == ["choose", "plan_runtime"]
+    assert up["register"] == ["plan_runtime", "train", "train_in_process"]
+    assert up["promote"] == ["register"]
+    assert up["publish"] == ["promote", "register"]

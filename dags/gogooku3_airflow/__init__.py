@@ -3,10 +3,11 @@
 =================  ===================================================================================
 module             what it is
 =================  ===================================================================================
-``hooks``          connections (J-Quants, S3 lake, Slack) -> the library's typed settings; the
+``hooks``          connections (J-Quants, S3 lake, Slack, MLflow) -> the library's typed settings; the
                    settings a task runs with (:func:`~gogooku3_airflow.hooks.task_settings`)
-``operators``      the task containers: ``TaskContainerOperator`` and ``FeatureBuildOperator``
-``timetables``     the trading-day and publication-day timetables; the JST day a run covers
+``operators``      the task containers: ``TaskContainerOperator``, ``FeatureBuildOperator``,
+                   ``RetrainOperator``
+``timetables``     the trading-day, publication-day and weekly timetables; the JST day a run covers
 ``runconf``        the one ``dag_run.conf`` parser and each DAG's schema
 ``callbacks``      the Slack failure callback
 ``gates``          quality-gate glue: ``QualityGateStop`` and gating a list of partitions
@@ -24,6 +25,8 @@ aiohttp, boto3 at import time): DAG files import this package on every parse.
 #: Pool capping concurrent J-Quants API tasks across all runs and DAGs. Its size is defined once, in
 #: include/airflow/pools.json, which the scripts import (``airflow pools import``).
 JQUANTS_POOL = "jquants_api"
+#: Pool of one slot for the champion/challenger promotion: two at once could both move the alias.
+PROMOTION_POOL = "model_promotion"
 #: Owner shown in the UI for the project's DAGs.
 OWNER = "gogooku3-data"
 #: The raw datasets ``jquants_daily`` fetches, in dependency order (listed_info first: the gate

@@ -52,3 +52,9 @@ RAW_ASSETS: dict[str, Asset] = {
 #: actually wrote (a run restricted by ``dag_run.conf['endpoints']`` publishes only those), which a
 #: static outlet list cannot express. DAGs scheduled on the concrete assets above are triggered.
 JQUANTS_DAILY_RAW = AssetAlias(name="gogooku3.raw.jquants_daily")
+
+#: The served model (``walk_forward_retrain``): an event per retrain, whether or not it was promoted;
+#: the extra says the new version, the champion now and the decision.
+MODEL_ATFT_GAT_FAN = Asset(
+    name="gogooku3.models.atft_gat_fan", uri="gogooku3://models/atft-gat-fan", group="gogooku3-models"
+)

@@ -1,4 +1,4 @@
-"""Hooks: the project's three outside systems, each behind an Airflow connection, and the settings a task
+"""Hooks: the project's four outside systems, each behind an Airflow connection, and the settings a task
 runs with.
 
 Each hook parses its connection into the library's typed settings (:mod:`gogooku3.config`), laid
@@ -16,6 +16,7 @@ hook                       connection id     type                what it yields
                                                                  the lake URI
 :class:`SlackAlertsHook`   ``slack_alerts``  ``gogooku3_slack``  :class:`~gogooku3.config.SlackSettings`,
                                                                  the Slack provider's ``WebClient``
+:class:`MlflowHook`        ``mlflow``        ``gogooku3_mlflow`` :class:`~gogooku3.config.MlflowSettings`
 =========================  ================  ==================  ====================================
 
 Connections, e.g. as ``AIRFLOW_CONN_<ID>`` JSON (the type is informational: any type parses)::
@@ -30,6 +31,8 @@ Connections, e.g. as ``AIRFLOW_CONN_<ID>`` JSON (the type is informational: any 
     s3_lake       {"conn_type": "gogooku3_s3", "login": "<access key id>", "password": "<secret key>",
                    "extra": {"endpoint_url": "http://127.0.0.1:9000", "region_name": "us-east-1",
                              "lake_uri": "<optional s3://bucket/prefix>"}}
+    mlflow        {"conn_type": "gogooku3_mlflow", "host": "mlflow", "port": 5000, "schema": "http",
+                   "login": "<optional>", "password": "<optional>", "extra": {"experiment": "gogooku3-walk-forward"}}
 
 A malformed value raises :class:`~gogooku3.config.ConfigError` naming the connection and field.
 Settings for a task come from :func:`task_settings`: a task that only touches the lake does not
@@ -56,6 +59,7 @@ from gogooku3.config import (
     PLAN_RATE_PER_MINUTE,
     ConfigError,
     JQuantsSettings,
+    MlflowSettings,
     S3Settings,
     Secret,
     Settings,
@@ -370,6 +374,62 @@ class SlackAlertsHook(SlackHook):
         return WebClient(**self._get_conn_params(conn))
 
 
+# ------------------------------------------------------------------------------ MLflow
+
+
+class MlflowHook(BaseHook):
+    """The MLflow tracking server retrains record into: ``http(s)://host:port`` from the connection's
+    scheme (``schema``, default http), host and port; its user and password (basic auth) when the
+    server has them; the experiment in the extra. Without an ``mlflow`` connection,
+    ``MLFLOW_TRACKING_URI`` (and ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``) alone.
+
+    :param mlflow_conn_id: the connection to read (default ``mlflow``).
+    """
+
+    conn_name_attr = "mlflow_conn_id"
+    default_conn_name = "mlflow"
+    conn_type = "gogooku3_mlflow"
+    hook_name = "gogooku3 MLflow tracking server"
+
+    def __init__(self, mlflow_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return field_behaviour(cls.conn_type)
+
+    def get_conn(self) -> MlflowSettings:
+        base = MlflowSettings.from_env()
+        conn = airflow_connection(self.mlflow_conn_id)
+        return base if conn is None else self.overlay(conn, base)
+
+    @staticmethod
+    def overlay(conn: ConnectionLike, base: MlflowSettings) -> MlflowSettings:
+        """``base`` with the connection's server, user, password and experiment laid over it."""
+        extra = _extra(conn)
+        changes: dict[str, Any] = {}
+        host = _text(conn.host)
+        if host:
+            scheme = _text(conn.schema) or "http"
+            if scheme not in ("http", "https"):
+                raise ConfigError(f"connection {conn.conn_id!r}: scheme {scheme!r} must be http or https")
+            if "/" in host or "@" in host or ":" in host:
+                raise ConfigError(
+                    f"connection {conn.conn_id!r}: host must be a bare host name (port and credentials "
+                    "go in their own fields)"
+                )
+            port = getattr(conn, "port", None)
+            changes["tracking_uri"] = f"{scheme}://{host}" + (f":{int(port)}" if port else "")
+        if _text(conn.login):
+            changes["username"] = _text(conn.login)
+        if _text(conn.password):
+            changes["password"] = Secret(_text(conn.password))
+        if _text(extra.get("experiment")):
+            changes["experiment"] = _text(extra["experiment"])
+        return replace(base, **changes)
+
+
 # ------------------------------------------------------------------------------ the settings a task runs with
 
 
@@ -387,6 +447,8 @@ def resolve_settings(
         settings = replace(settings, jquants=JQuantsHook.overlay(conn, settings.jquants, env))
     if (conn := get_connection(SlackAlertsHook.default_conn_name)) is not None:
         settings = replace(settings, slack=SlackAlertsHook.overlay(conn, settings.slack))
+    if (conn := get_connection(MlflowHook.default_conn_name)) is not None:
+        settings = replace(settings, mlflow=MlflowHook.overlay(conn, settings.mlflow))
     if (conn := get_connection(S3LakeHook.default_conn_name)) is not None:
         settings = replace(settings, s3=S3LakeHook.overlay(conn, settings.s3))
         if lake_uri := S3LakeHook.lake_uri(conn):
@@ -413,7 +475,7 @@ def secret_values(settings: Settings) -> list[Secret]:
     return [
         s
         for s in (j.api_key, j.email, j.password, j.refresh_token, s3.access_key_id, s3.secret_access_key)
-        + (settings.slack.token,)
+        + (settings.slack.token, settings.mlflow.password)
         if s
     ]
 

@@ -193,3 +193,28 @@ class FeatureBuildOperator(TaskContainerOperator):
             features,
             *(folder for folder, day in days.items() if day is not None and start <= day <= end),
         ]
+
+
+class RetrainOperator(TaskContainerOperator):
+    """``gogooku3 train`` for the plan (:func:`gogooku3_airflow.tasks.plan_retrain`) on the plan's
+    engine (``--device cuda`` in the GPU image): writes the walk-forward run folder under the lake's
+    ``models/atft-gat-fan/runs/``; a retry of the task resumes at the first unfinished fold there.
+
+    :param shm_size: the container's ``/dev/shm`` in bytes (default 2 GiB: torch's data paths use it).
+    """
+
+    def __init__(self, *, shm_size: int = 2 * 1024**3, **kwargs: Any) -> None:
+        super().__init__(shm_size=shm_size, **kwargs)
+
+    def cli_args(self, plan: Mapping[str, Any], lake: str) -> list[str]:
+        from gogooku3_airflow.tasks import train_cli_args
+
+        return train_cli_args(plan, lake)
+
+    def written_dirs(self, plan: Mapping[str, Any], lake_root: Path) -> list[Path]:
+        """The runs folder, this run's folder and what an earlier try created in it."""
+        from gogooku3_airflow.tasks import RETRAIN_RUNS_DIR
+
+        run = lake_root / plan["out"]
+        earlier = sorted(p for p in run.rglob("*") if p.is_dir()) if run.is_dir() else []
+        return [lake_root / RETRAIN_RUNS_DIR, run, *earlier]

@@ -8,7 +8,8 @@ A malformed conf is the user's to fix: the tasks turn a :class:`RunConfError` in
 
 The schemas of the project's DAGs are at the end of this module: :data:`JQUANTS_DAILY_CONF`
 (``{"endpoints": [...]}``), :data:`TRADES_SPEC_WEEKLY_CONF` (``{"start", "end"}``: re-expand that
-range without fetching) and :data:`FEATURES_DAILY_CONF` (``{"start", "end", "engine"}``).
+range without fetching), :data:`FEATURES_DAILY_CONF` (``{"start", "end", "engine"}``) and
+:data:`WALK_FORWARD_RETRAIN_CONF` (``{"start", "end", "folds", "size", "horizons", "epochs", "seed"}``).
 """
 
 from __future__ import annotations
@@ -28,14 +29,25 @@ class RunConfError(ValueError):
 
 @dataclass(frozen=True)
 class ConfField:
-    """One key of a conf: a ``date`` (``YYYY-MM-DD``), one ``choice`` of ``choices``, or ``names``
-    (a non-empty list of distinct ``choices``, duplicates dropped in order)."""
+    """One key of a conf: a ``date`` (``YYYY-MM-DD``), one ``choice`` of ``choices``, ``names``
+    (a non-empty list of distinct ``choices``, duplicates dropped in order), an ``int`` in
+    ``lo..hi``, or ``ints`` (a non-empty list of distinct ints in ``lo..hi``, sorted)."""
 
-    kind: Literal["date", "choice", "names"]
+    kind: Literal["date", "choice", "names", "int", "ints"]
     choices: tuple[str, ...] = ()
+    lo: int = 0
+    hi: int = 2**31 - 1
 
     def parse(self, key: str, value: Any) -> Any:
         where = f"dag_run.conf[{key!r}]"
+        if self.kind == "int":
+            return self._int(where, value)
+        if self.kind == "ints":
+            if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+                raise RunConfError(
+                    f"{where}={value!r}: expected a non-empty list of integers in {self.lo}..{self.hi}"
+                )
+            return tuple(sorted({self._int(where, v) for v in value}))
         if self.kind == "date":
             try:
                 return parse_date(value)
@@ -56,8 +68,24 @@ class ConfField:
             )
         return tuple(dict.fromkeys(value))
 
+    def _int(self, where: str, value: Any) -> int:
+        # JSON has one number type: 3.0 is accepted as 3, 3.5 and True are not.
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            raise RunConfError(f"{where}={value!r}: expected an integer in {self.lo}..{self.hi}")
+        if not self.lo <= int(value) <= self.hi:
+            raise RunConfError(f"{where}={value!r}: expected an integer in {self.lo}..{self.hi}")
+        return int(value)
+
 
 DATE = ConfField("date")
+
+
+def integer(lo: int, hi: int) -> ConfField:
+    return ConfField("int", lo=lo, hi=hi)
+
+
+def integers(lo: int, hi: int) -> ConfField:
+    return ConfField("ints", lo=lo, hi=hi)
 
 
 def choice(*choices: str) -> ConfField:
@@ -138,4 +166,19 @@ TRADES_SPEC_WEEKLY_CONF = RunConfSchema({"start": DATE, "end": DATE}, **_RANGE)
 #: features_daily: ``{"start", "end"}`` builds that range; ``engine`` (``cpu``/``gpu``) asks for one.
 FEATURES_DAILY_CONF = RunConfSchema(
     {"start": DATE, "end": DATE, "engine": choice("cpu", "gpu")}, needs={"engine": ("start", "end")}, **_RANGE
+)
+#: walk_forward_retrain: ``{"start", "end"}`` trains on that range instead of the latest features'
+#: history; ``folds``, ``size``, ``horizons``, ``epochs`` (the most per fold) and ``seed`` override the
+#: defaults.
+WALK_FORWARD_RETRAIN_CONF = RunConfSchema(
+    {
+        "start": DATE,
+        "end": DATE,
+        "folds": integer(1, 20),
+        "size": choice("tiny", "small", "base", "large"),
+        "horizons": integers(1, 60),
+        "epochs": integer(1, 500),
+        "seed": integer(0, 2**31 - 1),
+    },
+    **_RANGE,
 )

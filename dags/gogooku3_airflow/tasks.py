@@ -465,3 +465,230 @@ def publish_features(plan: Mapping[str, Any], gated: Sequence[str], *, outlet_ev
         "published %s %s..%s: %d rows on %s", FEATURES.uri, plan["start"], plan["end"], rows, plan["mode"]
     )
     return extra
+
+
+# ============================================================================== walk_forward_retrain
+#
+# What a run trains on: dag_run.conf {"start", "end"} when given; otherwise the latest good features
+# (the newest partition that passed the features gate) and the RETRAIN_HISTORY_DAYS trading days of
+# features before it. Features older than the previous trading day fail the run, saying how stale.
+#
+# Where: the same runtime plan as the feature build (GPU container, else the same image on CPU, else
+# in-process); on CPU the size is tiny unless the conf names one. The run folder is in the lake,
+# models/atft-gat-fan/runs/<run id>/, so a retried training task resumes at its first unfinished fold.
+
+#: Default training history: about three years of trading days before the latest good features.
+RETRAIN_HISTORY_DAYS = 750
+#: Where a retrain's walk-forward folder lives, relative to the lake root.
+RETRAIN_RUNS_DIR = "models/atft-gat-fan/runs"
+
+
+def retrain_run_folder(run_id: str) -> str:
+    """The lake-relative folder of a DAG run's training (the run id made path-safe)."""
+    import re
+
+    return f"{RETRAIN_RUNS_DIR}/{re.sub(r'[^A-Za-z0-9._-]+', '_', run_id)}"
+
+
+def retrain_range(lake: Any, day: dt.date, conf: Mapping[str, Any]) -> tuple[dt.date, dt.date]:
+    """``(start, end)`` of the features to train on (see the section comment); raises
+    ``AirflowFailException`` for stale or missing features."""
+    latest = lake.latest_good("features", "features")
+    if latest is None:
+        raise _fail(
+            f"features/features in lake {lake.uri} has no partition that passed its gate: nothing to train on"
+        )
+    chosen = date_range(conf)
+    if chosen is not None:
+        if chosen[1] > latest:
+            raise _fail(
+                f"dag_run.conf['end'] {chosen[1]} is after the latest good features day {latest}: "
+                "build and gate those features first"
+            )
+        return chosen
+    wanted = previous_trading_day(day)
+    if latest < wanted:
+        from gogooku3.calendar import trading_days
+
+        behind = len(trading_days(latest, wanted)) - 1
+        raise _fail(
+            f"features are stale: the latest good features day is {latest}, {behind} trading day(s) "
+            f"before {wanted} (the last trading day before this {day} run); fix features_daily first"
+        )
+    days = [d for d in lake.list_partitions("features", "features") if d <= latest]
+    return days[max(0, len(days) - RETRAIN_HISTORY_DAYS)], latest
+
+
+def plan_retrain(*, logical_date: dt.datetime | None, dag_run: Any) -> dict[str, Any]:
+    """The retrain's range, settings and runtime (GPU container / CPU container / in-process), logged
+    with the reason whenever it is not on a GPU."""
+    from gogooku3.containers import plan_task_runtime
+    from gogooku3_airflow.hooks import task_settings
+    from gogooku3_airflow.runconf import WALK_FORWARD_RETRAIN_CONF
+
+    conf = parse_conf(WALK_FORWARD_RETRAIN_CONF, dag_run)
+    settings = task_settings()
+    if settings.lake_uri.startswith("s3://"):
+        raise _fail(
+            f"walk_forward_retrain needs a local or bind-mounted lake for its run folder; {settings.lake_uri} "
+            "is on S3, which the retrain does not support yet"
+        )
+    lake = _lake(settings)
+    start, end = retrain_range(lake, _day(logical_date, dag_run), conf)
+    runtime = plan_task_runtime(want_gpu=True)
+    size = conf.get("size")
+    if runtime.mode == "gpu":
+        log.info("retrain: GPU container %s (%s)", runtime.image, runtime.reason)
+        size = size or "base"
+    else:
+        where = "IN-PROCESS (no Docker engine)" if runtime.mode == "in-process" else f"{runtime.image} on CPU"
+        size_note = (
+            f"size {size} as dag_run.conf asks" if size else "size tiny (dag_run.conf 'size' overrides)"
+        )
+        log.warning("retrain: no GPU runtime, training %s with %s: %s", where, size_note, runtime.reason)
+        size = size or "tiny"
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "folds": conf.get("folds", 4),
+        "size": size,
+        "horizons": list(conf.get("horizons", (1, 5, 10, 20))),
+        "epochs": conf.get("epochs", 30),
+        "seed": conf.get("seed", 0),
+        "out": retrain_run_folder(dag_run.run_id),
+        "mode": runtime.mode,
+        "image": runtime.image,
+        "engine": "gpu" if runtime.use_gpu else "cpu",
+        "reason": runtime.reason,
+    }
+
+
+def train_cli_args(plan: Mapping[str, Any], lake: str) -> list[str]:
+    """``gogooku3 train`` for the plan on ``lake`` (the container's ``/lake`` or the worker's URI);
+    the in-process fallback runs the very same command line."""
+    return [
+        "train",
+        "--start",
+        plan["start"],
+        "--end",
+        plan["end"],
+        "--folds",
+        str(plan["folds"]),
+        "--size",
+        plan["size"],
+        "--horizons",
+        ",".join(str(h) for h in plan["horizons"]),
+        "--max-epochs",
+        str(plan["epochs"]),
+        "--patience",
+        str(min(9, plan["epochs"])),
+        "--seed",
+        str(plan["seed"]),
+        "--device",
+        "cuda" if plan["engine"] == "gpu" else "cpu",
+        "--lake",
+        lake,
+        "--out",
+        f"{lake.rstrip('/')}/{plan['out']}",
+    ]
+
+
+def choose_training(plan: Mapping[str, Any]) -> str:
+    return "train_in_process" if plan["mode"] == "in-process" else "train"
+
+
+def train_in_process(plan: Mapping[str, Any]) -> str:
+    """The fallback where no Docker engine is reachable: the same CLI command, in this process."""
+    from gogooku3.cli import app
+    from gogooku3_airflow.hooks import task_settings
+
+    log.warning("retrain IN-PROCESS (no Docker engine): %s", plan["reason"])
+    args = train_cli_args(plan, task_settings().lake_uri)
+    try:
+        app(args, standalone_mode=False)
+    except SystemExit as exc:  # the CLI's own refusal (bad input) exits 2 with its message logged
+        if exc.code:
+            raise _fail(f"gogooku3 {' '.join(args)} exited {exc.code}") from None
+    return plan["out"]
+
+
+def _run_folder(plan: Mapping[str, Any]) -> Any:
+    from pathlib import Path
+
+    from gogooku3_airflow.hooks import task_settings
+    from gogooku3_airflow.operators import local_lake_path
+
+    root = local_lake_path(task_settings().lake_uri)
+    return Path(root) / plan["out"]
+
+
+def register_model(plan: Mapping[str, Any], *, dag_run: Any) -> dict[str, Any]:
+    """Record the finished training in MLflow (a parent run, a nested run per fold) and register the
+    network as a new version aliased ``challenger``; a retry finds the recorded run instead."""
+    from gogooku3.tracking.runlog import git_commit, log_walk_forward
+    from gogooku3_airflow.hooks import task_settings
+
+    settings = task_settings()
+    tags = {
+        "git_commit": git_commit(),
+        "image": plan["image"] or "in-process",
+        "engine": plan["engine"],
+        "airflow_dag_id": "walk_forward_retrain",
+        "airflow_run_id": dag_run.run_id,
+    }
+    try:
+        logged = log_walk_forward(
+            _run_folder(plan), settings.mlflow, tags=tags, key_extra={"airflow_run_id": dag_run.run_id}
+        )
+    except ValueError as exc:  # RunLogError, ConfigError: nothing a retry fixes
+        raise _fail(f"{type(exc).__name__}: {exc}") from None
+    return {
+        "run_id": logged.run_id,
+        "version": logged.model_version,
+        "experiment_id": logged.experiment_id,
+        "tracking_uri": settings.mlflow.tracking_uri,
+    }
+
+
+def promote_model(registered: Mapping[str, Any]) -> dict[str, Any]:
+    """Champion/challenger for the registered version (:func:`gogooku3.tracking.registry.promote`);
+    the decision goes to Slack as a notice either way. Runs in the one-slot promotion pool."""
+    from gogooku3.alerts import send_notice
+    from gogooku3.tracking.registry import promote
+    from gogooku3.training.promotion import PromotionPolicy
+    from gogooku3_airflow.hooks import SlackAlertsHook, task_settings
+
+    settings = task_settings()
+    result = promote(
+        settings.mlflow, _lake(settings), PromotionPolicy(), challenger_version=registered["version"]
+    )
+    d = result.decision
+    if d.promote:
+        title = f"{result.model_name} v{result.challenger_version} promoted to champion"
+    else:
+        live = f"v{result.champion_after}" if result.champion_after else "no champion"
+        title = f"{result.model_name} v{result.challenger_version} not promoted ({live} stays live)"
+    lines = [
+        result.message(),
+        f"MLflow: {registered['tracking_uri']}/#/models/{result.model_name}/versions/{registered['version']}",
+    ]
+    client = SlackAlertsHook(settings=settings.slack).client if settings.slack.configured else None
+    send_notice(title, lines, settings.slack, client=client, logger=log)
+    return {**d.to_dict(), "version": result.challenger_version, "champion": result.champion_after}
+
+
+def publish_model(
+    promoted: Mapping[str, Any], registered: Mapping[str, Any], *, outlet_events: Any
+) -> dict[str, Any]:
+    """One event for the model asset: the new version, the champion now, and the decision."""
+    from gogooku3_airflow.assets import MODEL_ATFT_GAT_FAN
+
+    extra = {
+        "version": registered["version"],
+        "champion": promoted["champion"],
+        "promoted": promoted["promote"],
+        "mlflow_run_id": registered["run_id"],
+        "challenger_rank_ic_1d": promoted["challenger_rank_ic"],
+    }
+    outlet_events[MODEL_ATFT_GAT_FAN].extra.update(extra)
+    return extra

@@ -11,7 +11,9 @@
 # Every docker build runs with --network none: nothing is pulled or downloaded inside a build.
 #
 #   bash include/scripts/build_images.sh          build what is missing, print the task image ref
-#   GOGOOKU3_IMAGE_EXTRAS=quality bash ...        also install gogooku3[quality] (great-expectations)
+#   GOGOOKU3_IMAGE_EXTRAS=train,quality bash ...  the extras to install (default: train, what
+#                                                 `gogooku3 train` needs: torch's CPU build,
+#                                                 torch-geometric, LightGBM); empty for none
 #   GOGOOKU3_IMAGE_REBUILD=1 bash ...             rebuild deps and task image even if their tags exist
 #
 # Caching: task-cpu-deps is tagged with a hash of pyproject.toml, constraints.txt, Dockerfile.deps and
@@ -27,7 +29,7 @@ cd "$ROOT"
 BASE_IMAGE="${GOGOOKU3_BASE_IMAGE:-gogooku3/base:bookworm}"
 TASK_REPO="${GOGOOKU3_TASK_REPO:-gogooku3/task-cpu}"
 MIRROR="${GOGOOKU3_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-EXTRAS="${GOGOOKU3_IMAGE_EXTRAS:-}"
+EXTRAS="${GOGOOKU3_IMAGE_EXTRAS-train}"
 WORK_PARENT="${GOGOOKU3_IMAGE_WORKDIR:-/var/tmp}"
 export DOCKER_BUILDKIT=0 # the classic builder: no buildx plugin needed, nothing pulled for a frontend
 

@@ -1,0 +1,128 @@
+"""``airflow dags test walk_forward_retrain`` end to end on the synthetic market's features, with the
+real MLflow server (SQLite store, artifacts on the local S3 server), the Slack capture and, for the
+first retrain, the task image run FOR REAL by the DockerOperator on the engine include/scripts/
+dockerd.sh started (on CPU: this engine has no GPU runtime).
+
+Two retrains: the first in the container on the market with its planted signal; the second on a
+copy of the market without one (signal = 0), which can only be worse, in-process (the task images
+pointed at absent tags: the runtime plan's last fallback). Whatever the first decided, the second
+must not become champion; the registry, the version tags, Slack and the model Asset hold both
+decisions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from airflow_harness import asset_events, dags_test, tail
+
+from gogooku3.config import MlflowSettings
+from gogooku3.devtools.seed_features import CI_MARKET
+from gogooku3.devtools.slack_capture import running_slack_capture
+from gogooku3.lake import open_lake
+from gogooku3.tracking import CHALLENGER, CHAMPION
+from gogooku3.tracking.registry import connect
+
+pytestmark = pytest.mark.integration
+
+SATURDAY = dt.date(2024, 1, 6)
+CONF = {"start": "2022-01-04", "end": "2023-12-29", "folds": 2, "size": "tiny", "epochs": 1}
+ABSENT = {
+    "GOGOOKU3_TASK_IMAGE_CPU": "gogooku3/absent-cpu:none",
+    "GOGOOKU3_TASK_IMAGE_GPU": "gogooku3/absent-gpu:none",
+}
+TOKEN = "xoxb-retrain-e2e-token"
+SCRIPTS = Path(__file__).resolve().parents[1] / "include" / "scripts"
+
+
+@pytest.fixture(scope="module")
+def task_image(docker_engine: None) -> None:
+    """The task image (with the training extra) for the current sources."""
+    built = subprocess.run(
+        ["bash", str(SCRIPTS / "build_images.sh")], capture_output=True, text=True, timeout=1800
+    )
+    assert built.returncode == 0, f"build_images.sh failed:\n{built.stderr[-3000:]}"
+
+
+def _gated_copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    lake = open_lake(dst)
+    lake.mark_good("features", "features", CI_MARKET["end"] - dt.timedelta(days=2), validation_ref="test")
+    return dst
+
+
+def test_two_retrains_record_register_and_decide(
+    task_image, features_lake_factory, mlflow_server, airflow_env_factory, tmp_path
+):
+    signal = _gated_copy(features_lake_factory(), tmp_path / "signal")
+    noise = _gated_copy(features_lake_factory(signal=0.0), tmp_path / "noise")
+    settings = MlflowSettings(
+        tracking_uri=mlflow_server.tracking_uri, experiment="retrain-e2e", model_name="retrain-e2e-atft"
+    )
+    client = connect(settings)
+    with running_slack_capture(expected_token=TOKEN) as slack:
+        env = airflow_env_factory(
+            tmp_path / "airflow_home",
+            slack=slack,
+            slack_token=TOKEN,
+            mlflow=mlflow_server,
+            mlflow_experiment="retrain-e2e",
+        )
+        env = {**env, "GOGOOKU3_MLFLOW_MODEL": settings.model_name}
+        decisions = []
+        for lake, images in ((signal, {}), (noise, ABSENT)):
+            proc = dags_test(
+                env,
+                "walk_forward_retrain",
+                SATURDAY,
+                conf=CONF,
+                GOGOOKU3_LAKE_URI=str(lake),
+                timeout_s=900,
+                **images,
+            )
+            log = proc.stdout + proc.stderr
+            assert proc.returncode == 0, tail(proc)
+            assert "size tiny as dag_run.conf asks" in log
+            run_folder = next((lake / "models" / "atft-gat-fan" / "runs").iterdir())
+            assert (run_folder / "summary.json").is_file() and (run_folder / "model" / "weights.pt").is_file()
+            if images:
+                assert "retrain IN-PROCESS (no Docker engine)" in log
+            else:
+                assert "running gogooku3/task-cpu:latest train" in log and "--lake /lake" in log
+                assert "as 10001:10001" in log and "no GPU device request" in log
+                weights = run_folder / "model" / "weights.pt"
+                assert (weights.stat().st_uid, weights.stat().st_gid) == (
+                    10001,
+                    10001,
+                )  # the container wrote it
+            versions = client.search_model_versions(f"name = '{settings.model_name}'")
+            assert len(versions) == len(decisions) + 1  # each retrain registers exactly one version
+            decisions.append(max(versions, key=lambda v: int(v.version)).version)
+        messages = slack.messages()
+
+    v1, v2 = decisions
+    first, second = (client.get_model_version(settings.model_name, v) for v in decisions)
+    assert client.get_model_version_by_alias(settings.model_name, CHALLENGER).version == v2
+    promoted_first = first.tags["promotion.promote"] == "True"
+    assert second.tags["promotion.promote"] == "False", second.tags["promotion.reason"]
+    champion = (
+        client.get_model_version_by_alias(settings.model_name, CHAMPION).version if promoted_first else None
+    )
+    assert champion == (v1 if promoted_first else None)
+    assert second.tags["promotion.champion_version"] == (v1 if promoted_first else "")
+    # Slack: one notice per decision, naming the version and the figures.
+    texts = [m["body"]["text"] for m in messages]
+    assert len(texts) == 2, texts
+    assert (
+        f"{settings.model_name} v{v1} {'promoted to champion' if promoted_first else 'not promoted'}"
+        in texts[0]
+    )
+    assert f"{settings.model_name} v{v2} not promoted" in texts[1]
+    assert all("RankIC@1d over" in t and "ridge" in t for t in texts)
+    # The model asset's events: one per retrain.
+    events = [e for uri, e in asset_events(env) if uri == "gogooku3://models/atft-gat-fan"]
+    assert [(e["version"], e["promoted"]) for e in events] == [(v1, promoted_first), (v2, False)]
