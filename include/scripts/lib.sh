@@ -70,13 +70,31 @@ start_s3_server() {
   PIDS+=("$S3_PID")
 }
 
-# export_local_connections EMU_PORT SLACK_PORT CHANNEL: the connections production uses (jquants,
-# slack_alerts), pointing at the local servers, as AIRFLOW_CONN_* variables (the emulator's default
-# credentials are public test values, not secrets).
+# start_mlflow_server S3_PORT BUCKET WORKDIR PORTFILE LOGFILE: sets MLFLOW_PID. The real `mlflow server`
+# (gogooku3.devtools.mlflow_server): SQLite store in WORKDIR, artifacts proxied to s3://BUCKET/mlflow on
+# the local S3 server at S3_PORT, whose placeholder keys only this process receives. Any free port;
+# read it back with wait_port_file PORTFILE (its first start migrates the store: allow a minute).
+start_mlflow_server() {
+  rm -f "$4"
+  local keys
+  keys=$(python -c 'from gogooku3.devtools.s3_server import ACCESS_KEY_ID as k, SECRET_ACCESS_KEY as s; print(k, s)')
+  # shellcheck disable=SC2086 # two words on purpose
+  set -- "$@" $keys
+  GOGOOKU3_S3_ENDPOINT_URL="http://127.0.0.1:$1" AWS_ACCESS_KEY_ID="$6" AWS_SECRET_ACCESS_KEY="$7" \
+    AWS_DEFAULT_REGION=us-east-1 python -m gogooku3.devtools.mlflow_server --workdir "$3" \
+    --artifacts-destination "s3://$2/mlflow" --port 0 --port-file "$4" >"$5" 2>&1 &
+  MLFLOW_PID=$!
+  PIDS+=("$MLFLOW_PID")
+}
+
+# export_local_connections EMU_PORT SLACK_PORT CHANNEL [MLFLOW_PORT]: the connections production uses
+# (jquants, slack_alerts, and mlflow when its port is given), pointing at the local servers, as
+# AIRFLOW_CONN_* variables (the emulator's default credentials are public test values, not secrets).
 export_local_connections() {
-  local lines
+  local lines mlflow=()
+  if [ -n "${4:-}" ]; then mlflow=(--mlflow-url "http://127.0.0.1:$4"); fi
   lines=$(python -m gogooku3.devtools.airflow_env --jquants-url "http://127.0.0.1:$1/v2" \
-    --slack-url "http://127.0.0.1:$2/api/" --slack-channel "$3") || return 1
+    --slack-url "http://127.0.0.1:$2/api/" --slack-channel "$3" "${mlflow[@]}") || return 1
   eval "$lines"
 }
 
