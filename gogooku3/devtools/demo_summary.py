@@ -3,7 +3,7 @@ sent, whether the built features find the synthetic market's planted signal, and
 walk-forward models found (as a fraction of the planted alpha's own RankIC on the same days).
 
 ``python -m gogooku3.devtools.demo_summary --lake URI --start D --end D [--slack FILE] [--emulator URL]
-[--train DIR --market-seed S --market-codes N --market-start D]``
+[--train DIR --market-seed S --market-codes N --market-start D] [--mlflow URL [--model NAME]]``
 """
 
 from __future__ import annotations
@@ -62,13 +62,14 @@ def rank_ic(features: pl.DataFrame, target: str, top: int = 8) -> pl.DataFrame:
     )
 
 
-def training_lines(summary: dict, market) -> list[str]:
+def training_lines(summary: dict, market, run_dir: Path | None = None) -> list[str]:
     """Per model its out-of-sample RankIC@1d (with its standard error) and its fraction of the
-    planted alpha's RankIC on the same test days."""
+    planted alpha's RankIC on the same test days (``run_dir``: the run's folder, when it ran
+    elsewhere, e.g. in the task container)."""
     from gogooku3.training.checks import oracle_fractions, oracle_rank_ic
     from gogooku3.training.walkforward import oos_targets
 
-    oracle, se, days = oracle_rank_ic(market, oos_targets(summary))
+    oracle, se, days = oracle_rank_ic(market, oos_targets(summary, run_dir))
     fractions = oracle_fractions(summary["oos"], oracle)
     lines = [f"oracle (planted alpha) RankIC@1d {oracle:.4f} +- {se:.4f} over {days} test days"]
     for model, by_h in summary["oos"].items():
@@ -77,6 +78,35 @@ def training_lines(summary: dict, market) -> list[str]:
             f"  {model:<14} RankIC@1d {m['rank_ic']:+.4f} +- {m['rank_ic_se']:.4f}  "
             f"{fractions[model]:.2f} of the oracle"
         )
+    return lines
+
+
+def fold_lines(summary: dict) -> list[str]:
+    """Per fold its test window and each model's test RankIC@1d."""
+    models = list(summary["oos"])
+    lines = [f"  {'fold':<5}{'test days':<25}" + "".join(f"{m:>14}" for m in models)]
+    for f in summary["folds"]:
+        ics = [f["metrics"][m]["1d"]["rank_ic"] for m in models]
+        cells = "".join(f"{float('nan') if ic is None else ic:>+14.4f}" for ic in ics)
+        lines.append(f"  {f['fold']:<5}{f['test_start'] + '..' + f['test_end']:<25}{cells}")
+    return lines
+
+
+def registry_lines(tracking_uri: str, model_name: str) -> list[str]:
+    """The registered model's champion and challenger, with the challenger's promotion decision."""
+    from gogooku3.config import MlflowSettings
+    from gogooku3.tracking.registry import CHALLENGER, CHAMPION, connect
+
+    client = connect(MlflowSettings(tracking_uri=tracking_uri, model_name=model_name))
+    lines = [f"MLflow {tracking_uri}  (model {tracking_uri}/#/models/{model_name})"]
+    for alias in (CHAMPION, CHALLENGER):
+        try:
+            v = client.get_model_version_by_alias(model_name, alias)
+        except Exception:  # noqa: BLE001 - no such alias yet
+            lines.append(f"  {alias:<11} none")
+            continue
+        decided = v.tags.get("promotion.reason")
+        lines.append(f"  {alias:<11} v{v.version} (run {v.run_id})" + (f": {decided}" if decided else ""))
     return lines
 
 
@@ -91,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--market-seed", type=int, default=7, help="the emulator's market: its seed ...")
     ap.add_argument("--market-codes", type=int, help="... its codes ...")
     ap.add_argument("--market-start", type=dt.date.fromisoformat, help="... and its first day")
+    ap.add_argument("--mlflow", help="the MLflow server the run was registered in (http://host:port)")
+    ap.add_argument("--model", default="gogooku3-atft-gat-fan", help="the registered model")
     args = ap.parse_args(argv)
 
     lake = open_lake(args.lake)
@@ -136,7 +168,14 @@ def main(argv: list[str] | None = None) -> None:
             f"\nwalk-forward training ({summary['size']}, {len(summary['folds'])} folds, "
             f"{summary['n_codes']} codes x {summary['n_features']} features), out of sample:"
         )
-        for line in training_lines(summary, market):
+        for line in training_lines(summary, market, args.train):
+            print(line)
+        print("\nfolds, test RankIC@1d:")
+        for line in fold_lines(summary):
+            print(line)
+    if args.mlflow:
+        print()
+        for line in registry_lines(args.mlflow, args.model):
             print(line)
 
 

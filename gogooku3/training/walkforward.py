@@ -163,9 +163,12 @@ def targets_frame(panel: Panel, rows: Rows) -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
-def oos_targets(summary: dict) -> pl.DataFrame:
-    """The (Date, Code, target_ret_{h}d) rows a run's out-of-sample metrics were scored against."""
-    return pl.read_parquet(Path(summary["oos_predictions"]).with_name(OOS_TARGETS))
+def oos_targets(summary: dict, run_dir: Path | None = None) -> pl.DataFrame:
+    """The (Date, Code, target_ret_{h}d) rows a run's out-of-sample metrics were scored against.
+    ``run_dir``: where the run's folder is now, when not where it ran (the summary's paths are the
+    run's own: a run in a task container wrote ``/lake/...``)."""
+    folder = Path(summary["oos_predictions"]).parent if run_dir is None else Path(run_dir)
+    return pl.read_parquet(folder / OOS_TARGETS)
 
 
 def run_fold(

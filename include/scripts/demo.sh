@@ -10,10 +10,13 @@
 #   3. the last day through the real DAGs with `airflow dags test`: jquants_daily (fetch, gate,
 #      Assets), trades_spec_weekly (on the last publication day) and features_daily (the feature build
 #      in its Docker container when an engine is reachable, then the feature gate)
-#   4. the walk-forward training on the whole history (`gogooku3 train`, the tiny network and the
-#      baselines over 2 folds; DEMO_TRAIN=0 skips it)
-#   5. a summary: partitions and rows per table, gate results, Slack alerts, how well the built
-#      features find the market's planted signal, and how much of it each trained model found
+#   4. the weekly retrain through the real DAG, `airflow dags test walk_forward_retrain`: the tiny
+#      network and the baselines over 2 folds of the whole history (in the task image when an engine
+#      answers), recorded in a local MLflow server (artifacts on a local S3 server), registered, and
+#      judged champion/challenger; DEMO_TRAIN=0 skips it
+#   5. a summary: partitions and rows per table, gate results, Slack alerts and notices, how well the
+#      built features find the market's planted signal, how much of it each trained model found, the
+#      fold table, the registry's champion and challenger, and the MLflow URL
 #
 # The lake is ./data/lake (GOGOOKU3_LAKE_URI overrides it); logs go to ./data/demo. Reruns are
 # idempotent: the same logical dates give the same partitions.
@@ -45,13 +48,28 @@ log "emulator: $CODES codes, market $MARKET_START..$LAST; lake $LAKE; logs $WORK
 start_emulator 0 "$WORK/emulator.port" "$WORK/emulator.log" --seed "$SEED" --codes "$CODES" --start "$MARKET_START" --end "$LAST"
 rm -f "$WORK/slack.json"
 start_slack_capture 0 "$WORK/slack.json" "$WORK/slack.port" "$WORK/slack.log"
+start_s3_server 0 gogooku3-mlflow "$WORK/s3.port" "$WORK/s3.log"
 airflow_init "$WORK"
 EMU_PORT=$(wait_port_file "$WORK/emulator.port" "$EMU_PID" emulator "$WORK/emulator.log")
 SLACK_PORT=$(wait_port_file "$WORK/slack.port" "$SLACK_PID" "slack capture" "$WORK/slack.log")
+S3_PORT=$(wait_port_file "$WORK/s3.port" "$S3_PID" "s3 server" "$WORK/s3.log")
+# A fresh registry each run: the S3 server keeps its artifacts in memory only.
+rm -rf "$WORK/mlflow"
+start_mlflow_server "$S3_PORT" gogooku3-mlflow "$WORK/mlflow" "$WORK/mlflow.port" "$WORK/mlflow.log"
+MLFLOW_PORT=$(wait_port_file "$WORK/mlflow.port" "$MLFLOW_PID" "mlflow server" "$WORK/mlflow.log" 300)
+log "mlflow server on http://127.0.0.1:$MLFLOW_PORT"
 
 export JQUANTS_BASE_URL="http://127.0.0.1:$EMU_PORT/v2" JQUANTS_API_KEY=emulator-api-key JQUANTS_PLAN=premium
 export GOGOOKU3_LAKE_URI="$LAKE" GOGOOKU3_PACER_DIR="$WORK/pacer"
-export_local_connections "$EMU_PORT" "$SLACK_PORT" "#gogooku3-demo"
+export_local_connections "$EMU_PORT" "$SLACK_PORT" "#gogooku3-demo" "$MLFLOW_PORT"
+
+# The DAGs run the task image when an engine answers: build it from these sources (cached by a hash
+# of the sources: instant when nothing changed); without an engine they run in-process and say so.
+if docker info >/dev/null 2>&1; then
+  bash "$ROOT/include/scripts/build_images.sh" >"$WORK/build_images.log" 2>&1 \
+    || { tail -n 30 "$WORK/build_images.log" >&2; exit 1; }
+  log "task image $(tail -n 1 "$WORK/build_images.log")"
+fi
 
 log "1/5 seeding $MARKET_START..$BEFORE_FIRST from the market's ground truth, then fetching $FIRST..$LAST from the emulator"
 python -m gogooku3.devtools.seed_lake --lake "$LAKE" --seed "$SEED" --codes "$CODES" --market-start "$MARKET_START" \
@@ -89,15 +107,20 @@ done
 
 TRAIN_ARGS=()
 if [ "${DEMO_TRAIN:-1}" = 1 ]; then
-  log "4/5 walk-forward training of the tiny ATFT-GAT-FAN and the baselines, $MARKET_START..$LAST (a few minutes)"
-  rm -rf "$WORK/train"
-  gogooku3 train --start "$MARKET_START" --end "$LAST" --size tiny --folds 2 --max-epochs 3 --patience 1 \
-    --device cpu --out "$WORK/train" >"$WORK/train.log" 2>&1 \
-    || { tail -n 30 "$WORK/train.log" >&2; exit 1; }
-  grep '^fold ' "$WORK/train.log" | sed 's/^/    /'
-  TRAIN_ARGS=(--train "$WORK/train" --market-seed "$SEED" --market-codes "$CODES" --market-start "$MARKET_START")
+  log "4/5 walk_forward_retrain $LAST: the tiny ATFT-GAT-FAN and the baselines over 2 folds of $MARKET_START..$LAST (a few minutes)"
+  if airflow dags test walk_forward_retrain "$LAST" --conf '{"folds": 2, "epochs": 3, "size": "tiny"}' \
+    >"$WORK/dags-test-walk_forward_retrain.log" 2>&1; then
+    log "    walk_forward_retrain $LAST: ok ($(grep -c 'DAG TEST\] end task' "$WORK/dags-test-walk_forward_retrain.log") tasks)"
+  else
+    log "    walk_forward_retrain $LAST: FAILED; last lines of $WORK/dags-test-walk_forward_retrain.log:"
+    tail -n 30 "$WORK/dags-test-walk_forward_retrain.log" >&2
+    exit 1
+  fi
+  RUN_FOLDER=$(ls -td "$LAKE"/models/atft-gat-fan/runs/*/ | head -n 1)
+  TRAIN_ARGS=(--train "$RUN_FOLDER" --market-seed "$SEED" --market-codes "$CODES" --market-start "$MARKET_START"
+    --mlflow "http://127.0.0.1:$MLFLOW_PORT")
 else
-  log "4/5 walk-forward training skipped (DEMO_TRAIN=0)"
+  log "4/5 walk_forward_retrain skipped (DEMO_TRAIN=0)"
 fi
 
 log "5/5 summary"
