@@ -23,7 +23,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gogooku3.calendar import is_publication_day, is_trading_day, next_trading_day, previous_trading_day
+from gogooku3.calendar import (
+    is_publication_day,
+    is_trading_day,
+    next_trading_day,
+    previous_trading_day,
+    trading_days,
+)
 from gogooku3_airflow.assets import FEATURES, INTERIM_TRADES_SPEC_DAILY, RAW_ASSETS
 from gogooku3_airflow.runconf import (
     FEATURES_DAILY_CONF,
@@ -508,8 +514,6 @@ def retrain_range(lake: Any, day: dt.date, conf: Mapping[str, Any]) -> tuple[dt.
         return chosen
     wanted = previous_trading_day(day)
     if latest < wanted:
-        from gogooku3.calendar import trading_days
-
         behind = len(trading_days(latest, wanted)) - 1
         raise _fail(
             f"features are stale: the latest good features day is {latest}, {behind} trading day(s) "
@@ -524,11 +528,12 @@ def plan_retrain(*, logical_date: dt.datetime | None, dag_run: Any) -> dict[str,
     with the reason whenever it is not on a GPU."""
     from gogooku3.containers import plan_task_runtime
     from gogooku3_airflow.hooks import task_settings
+    from gogooku3_airflow.operators import local_lake_path
     from gogooku3_airflow.runconf import WALK_FORWARD_RETRAIN_CONF
 
     conf = parse_conf(WALK_FORWARD_RETRAIN_CONF, dag_run)
     settings = task_settings()
-    if settings.lake_uri.startswith("s3://"):
+    if local_lake_path(settings.lake_uri) is None:
         raise _fail(
             f"walk_forward_retrain needs a local or bind-mounted lake for its run folder; {settings.lake_uri} "
             "is on S3, which the retrain does not support yet"

@@ -91,23 +91,20 @@ def _alias_version(client: Any, name: str, alias: str) -> Any | None:
 def _recorded(tags: dict[str, str]) -> Decision:
     """The :class:`Decision` a version's ``promotion.*`` tags hold."""
 
-    def number(key: str) -> float | None:
+    def number(key: str, missing: float | None) -> float | None:
         text = tags.get(f"promotion.{key}", "")
-        return float(text) if text else None
+        return float(text) if text else missing
 
-    champion = number("champion_rank_ic")
     return Decision(
         promote=tags["promotion.promote"] == "True",
         reason=tags.get("promotion.reason", ""),
-        challenger_rank_ic=number("challenger_rank_ic")
-        if tags.get("promotion.challenger_rank_ic")
-        else float("nan"),
-        ridge_rank_ic=number("ridge_rank_ic") if tags.get("promotion.ridge_rank_ic") else float("nan"),
-        champion_rank_ic=champion,
+        challenger_rank_ic=number("challenger_rank_ic", float("nan")),
+        ridge_rank_ic=number("ridge_rank_ic", float("nan")),
+        champion_rank_ic=number("champion_rank_ic", None),
         days=int(tags.get("promotion.days") or 0),
         first_day=tags.get("promotion.first_day") or None,
         last_day=tags.get("promotion.last_day") or None,
-        margin=number("margin") or 0.0,
+        margin=number("margin", 0.0),
     )
 
 
@@ -164,8 +161,12 @@ def promote(
         champion_ic = None
         seen = None
         if champion is not None:
+            # Downloaded once, by the version the alias named above: the module and its folder are
+            # the same model even if the alias moved meanwhile.
             champion_dir = Path(
-                mlflow.artifacts.download_artifacts(f"models:/{name}@{CHAMPION}", dst_path=f"{tmp}/champion")
+                mlflow.artifacts.download_artifacts(
+                    f"models:/{name}/{champion.version}", dst_path=f"{tmp}/champion"
+                )
             )
             served = SavedNetwork.load(champion_dir / "extra_files")
             seen = served.seen_through
@@ -175,7 +176,7 @@ def promote(
         challenger_ic = mean_daily_rank_ic(network, targets, days) if days else float("nan")
         ridge_ic = mean_daily_rank_ic(ridge, targets, days) if days else float("nan")
         if champion is not None and days:
-            module = mlflow.pytorch.load_model(f"models:/{name}@{CHAMPION}", map_location=device)
+            module = mlflow.pytorch.load_model(str(champion_dir), map_location=device)
             champion_ic = mean_daily_rank_ic(
                 served.predict(lake, days, device=device, model=module), targets, days
             )

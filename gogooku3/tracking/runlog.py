@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -36,6 +37,8 @@ log = logging.getLogger("gogooku3.tracking")
 
 RUN_KEY_TAG = "gogooku3.run_key"
 METRICS = ("rank_ic", "rank_ic_se", "icir", "ic", "hit_rate", "spread", "sharpe", "turnover")
+#: A fold's dates in the summary (``Fold.describe``).
+FOLD_DATES = ("train_start", "train_end", "valid_start", "valid_end", "test_start", "test_end")
 
 
 class RunLogError(ValueError):
@@ -67,7 +70,7 @@ def metric_items(prefix: str, by_model: Mapping[str, Mapping[str, Mapping[str, A
         for h, m in by_h.items():
             for name in METRICS:
                 v = m.get(name)
-                if isinstance(v, int | float) and v == v and abs(v) != float("inf"):
+                if isinstance(v, int | float) and math.isfinite(v):
                     out[f"{prefix}.{model}.{name}_{h}"] = float(v)
     return out
 
@@ -99,17 +102,7 @@ def _fold_table_csv(summary: dict) -> str:
                 rows.append(
                     {
                         "fold": f["fold"],
-                        **{
-                            k: f[k]
-                            for k in (
-                                "train_start",
-                                "train_end",
-                                "valid_start",
-                                "valid_end",
-                                "test_start",
-                                "test_end",
-                            )
-                        },
+                        **{k: f[k] for k in FOLD_DATES},
                         "model": model,
                         "horizon": h,
                         **{name: m.get(name) for name in METRICS},
@@ -214,10 +207,7 @@ def _log_fold(out_dir: Path, fold: dict) -> None:
     import mlflow
 
     k = fold["fold"]
-    dates = {
-        name: fold[name]
-        for name in ("train_start", "train_end", "valid_start", "valid_end", "test_start", "test_end")
-    }
+    dates = {name: fold[name] for name in FOLD_DATES}
     with mlflow.start_run(run_name=f"fold {k}", nested=True):
         net = fold["models"]["atft_gat_fan"]
         mlflow.log_params(
