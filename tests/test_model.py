@@ -423,3 +423,39 @@ def test_config_json_round_trip():
     assert back == cfg and isinstance(back.horizons, tuple) and isinstance(back.fan_windows, tuple)
     with pytest.raises(ValueError, match="colour"):
         ModelConfig.from_dict({**cfg.to_dict(), "colour": "red"})
+
+
+# --- the wide path ----------------------------------------------------------------------------------
+
+
+def test_wide_path_starts_at_zero_and_adds_a_linear_map_of_the_last_day():
+    x, missing = _inputs()
+    deep, wide = _model("tiny", wide=False), _model("tiny", wide=True)
+    with torch.no_grad():
+        assert torch.equal(deep(x, missing, *NO_EDGES), wide(x, missing, *NO_EDGES))  # zero at start
+        g = torch.Generator().manual_seed(3)
+        w = torch.randn(len(wide.cfg.horizons), 2 * F, generator=g)
+        wide.wide.linear.weight.copy_(w)
+        wide.wide.linear.bias.fill_(0.5)
+        offset = torch.cat([x[:, -1], missing[:, -1]], dim=-1) @ w.T + 0.5  # (B, horizons)
+        gap = wide(x, missing, *NO_EDGES) - deep(x, missing, *NO_EDGES)
+    assert torch.allclose(gap, offset.unsqueeze(-1).expand_as(gap), atol=1e-5)  # every quantile
+
+
+def test_the_wide_path_learns():
+    model = _model("tiny", wide=True).train()
+    x, missing = _inputs()
+    model(x, missing, *NO_EDGES).sum().backward()
+    assert model.wide.linear.weight.grad.abs().sum() > 0
+
+
+def test_a_config_saved_before_the_wide_path_rebuilds_without_it():
+    cfg = ModelConfig.for_size("tiny", F)
+    assert cfg.wide  # new networks have it
+    saved = {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k != "wide"}
+    old = ModelConfig.from_dict(saved)
+    assert not old.wide
+    torch.manual_seed(0)
+    deep_weights = ATFTGATFAN(old).state_dict()
+    assert not any(k.startswith("wide.") for k in deep_weights)
+    ATFTGATFAN(ModelConfig.from_dict(saved)).load_state_dict(deep_weights)  # strict: the same modules

@@ -6,7 +6,8 @@ Normalisation, forecasting forward returns for one trading day's cross-section o
  -> variable selection at every step (values and missing flags)
  -> LSTM + causal temporal attention, last step: (B, hidden)
  -> GATv2 over the day's graph, fused with the temporal vector by a gated residual
- -> one quantile head per horizon: (B, horizons, quantiles).
+ -> one quantile head per horizon: (B, horizons, quantiles),
+    plus (``wide``) a linear map of the last day's inputs added to every quantile of its horizon.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gogooku3.model.layers import (
     QuantileHeads,
     TemporalBlock,
     VariableSelectionNetwork,
+    WidePath,
 )
 
 
@@ -37,6 +39,7 @@ class ATFTGATFAN(nn.Module):
         self.temporal = TemporalBlock(cfg.hidden, cfg.lstm_layers, cfg.attn_heads, cfg.dropout)
         self.graph = GraphFusion(cfg.hidden, cfg.gat_layers, cfg.gat_heads, cfg.edge_dim, cfg.dropout)
         self.heads = QuantileHeads(cfg.hidden, len(cfg.horizons), len(cfg.quantiles))
+        self.wide = WidePath(cfg.n_features, len(cfg.horizons)) if cfg.wide else None
 
     def forward(self, x: Tensor, missing: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
         """x: (B, L, F) float, already normalised, missing values 0; missing: (B, L, F) float/bool,
@@ -51,7 +54,10 @@ class ATFTGATFAN(nn.Module):
         h, _ = self.select(self.input_norm(x), missing)
         h = self.temporal.last_step(h)
         h = self.graph(h, edge_index, edge_attr.to(h.dtype))
-        return self.heads(h)
+        out = self.heads(h)
+        if self.wide is not None:
+            out = out + self.wide(x[:, -1], missing[:, -1]).unsqueeze(-1)
+        return out
 
     def point_forecast(self, out: Tensor) -> Tensor:
         """(B, H) from :meth:`forward`'s (B, H, Q): the median quantile, or the mean over the

@@ -54,6 +54,12 @@ class ModelConfig:
     #: How the variable selection embeds each variable: its own GRN (TFT) or its own linear map
     #: (several times cheaper on a CPU; the ``tiny`` size's choice).
     var_embedding: str = "grn"
+    #: A linear path from the last day's inputs (values and missing flags) straight into every
+    #: horizon's forecast, beside the deep path (wide & deep): a cross-sectional return predictor
+    #: that is close to linear in a few features is one matrix product away instead of having to
+    #: pass the variable selection's softmax, the LSTM and two LayerNorms. Configs saved before this
+    #: field existed rebuild without it (:meth:`from_dict`).
+    wide: bool = True
     size: str = "base"
 
     def __post_init__(self) -> None:
@@ -104,4 +110,5 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown ModelConfig fields: {', '.join(unknown)}")
+        d = {"wide": False, **d}  # saved before the wide path existed: its weights have none
         return cls(**{k: tuple(v) if k in _TUPLE_FIELDS else v for k, v in d.items()})

@@ -401,3 +401,18 @@ class QuantileHeads(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         return torch.stack([head(h) for head in self.heads], dim=1)
+
+
+class WidePath(nn.Module):
+    """The wide half of wide & deep: one linear map from a code's last-day inputs (normalised values
+    and missing flags) to one offset per horizon, (B, F), (B, F) -> (B, horizons), added to every
+    quantile of that horizon. Zero-initialised, so the network starts as its deep path alone."""
+
+    def __init__(self, n_features: int, n_horizons: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2 * n_features, n_horizons)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: Tensor, missing: Tensor) -> Tensor:
+        return self.linear(torch.cat([x, missing], dim=-1))
