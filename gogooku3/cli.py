@@ -156,7 +156,9 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
     lake: str = typer.Option(None, "--lake", help="lake URI (default GOGOOKU3_LAKE_URI or ./data/lake)"),
-    out: str = typer.Option("./data/train", "--out", help="output directory (a rerun resumes in it)"),
+    out: str = typer.Option(
+        "./data/train", "--out", help="output directory or s3://bucket/prefix (a rerun resumes in it)"
+    ),
     summary_json: str = typer.Option(None, "--summary-json", help="also write the summary JSON here"),
     max_epochs: int = typer.Option(30, "--max-epochs"),
     patience: int = typer.Option(9, "--patience", help="early stopping on validation RankIC@1d"),
@@ -183,6 +185,7 @@ def train(
     from gogooku3.training.folds import FoldPlan
     from gogooku3.training.graph import GraphConfig
     from gogooku3.training.job import parse_horizons, resolve_device, run_training
+    from gogooku3.training.runstore import working_folder
     from gogooku3.training.trainer import TrainConfig
     from gogooku3.training.walkforward import RunConfig
 
@@ -191,33 +194,35 @@ def train(
     if size not in SIZES:
         _fail(f"--size {size!r}: expected one of {', '.join(SIZES)}")
     try:
-        cfg = RunConfig(
-            start=first,
-            end=last,
-            out_dir=Path(out),
-            horizons=parse_horizons(horizons),
-            seed=seed,
-            plan=FoldPlan(
-                n_folds=folds,
-                embargo=embargo,
-                valid_days=valid_days,
-                min_train_days=min_train_days,
-                mode=fold_mode,  # type: ignore[arg-type]
-            ),
-            train=TrainConfig(
-                size=size,
-                max_epochs=max_epochs,
-                patience=patience,
-                rank_weight=rank_weight,
-                device=resolve_device(device),
-            ),
-            graph=GraphConfig(k=graph_k),
-            threads=threads,
-        )
         settings = Settings.from_env()
         # Not a terminal (a log file, a container's log): rich would wrap and truncate at 80 columns.
         console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-        run_training(cfg, lake, settings, console, Path(summary_json) if summary_json else None)
+        with working_folder(out, settings.s3) as (out_dir, remote):
+            cfg = RunConfig(
+                start=first,
+                end=last,
+                out_dir=out_dir,
+                horizons=parse_horizons(horizons),
+                seed=seed,
+                plan=FoldPlan(
+                    n_folds=folds,
+                    embargo=embargo,
+                    valid_days=valid_days,
+                    min_train_days=min_train_days,
+                    mode=fold_mode,  # type: ignore[arg-type]
+                ),
+                train=TrainConfig(
+                    size=size,
+                    max_epochs=max_epochs,
+                    patience=patience,
+                    rank_weight=rank_weight,
+                    device=resolve_device(device),
+                ),
+                graph=GraphConfig(k=graph_k),
+                threads=threads,
+            )
+            summary_path = Path(summary_json) if summary_json else None
+            run_training(cfg, lake, settings, console, summary_path, remote)
     except (ValueError, ConfigError, LakeError) as exc:
         _fail(str(exc))
 

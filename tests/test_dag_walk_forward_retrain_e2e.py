@@ -8,19 +8,26 @@ copy of the market without one (signal = 0), which can only be worse, in-process
 pointed at absent tags: the runtime plan's last fallback). Whatever the first decided, the second
 must not become champion; the registry, the version tags, Slack and the model Asset hold both
 decisions.
+
+A third retrain has its lake on the S3 server instead of a bind mount: the container reads the
+features from S3 and writes its run folder there with the credentials the operator hands it
+privately, and the register task records that run from S3.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import subprocess
 from pathlib import Path
 
+import mlflow
 import pytest
 from airflow_harness import asset_events, dags_test, tail
 
 from gogooku3.config import MlflowSettings
+from gogooku3.devtools.s3_server import SECRET_ACCESS_KEY
 from gogooku3.devtools.seed_features import CI_MARKET
 from gogooku3.devtools.slack_capture import running_slack_capture
 from gogooku3.lake import open_lake
@@ -126,3 +133,55 @@ def test_two_retrains_record_register_and_decide(
     # The model asset's events: one per retrain.
     events = [e for uri, e in asset_events(env) if uri == "gogooku3://models/atft-gat-fan"]
     assert [(e["version"], e["promoted"]) for e in events] == [(v1, promoted_first), (v2, False)]
+
+
+def test_a_retrain_on_an_s3_lake_runs_in_the_container_with_the_credentials_it_receives(
+    task_image, features_lake_factory, mlflow_server, airflow_env_factory, tmp_path
+):
+    s3 = mlflow_server.s3
+    gated = _gated_copy(features_lake_factory(), tmp_path / "signal")
+    client = s3.client()
+    for path in sorted(p for p in gated.rglob("*") if p.is_file()):
+        client.upload_file(str(path), s3.bucket, f"retrain-lake/{path.relative_to(gated).as_posix()}")
+    lake_uri = s3.lake_uri("retrain-lake")
+    settings = MlflowSettings(
+        tracking_uri=mlflow_server.tracking_uri, experiment="retrain-e2e-s3", model_name="retrain-e2e-s3"
+    )
+    env = airflow_env_factory(
+        tmp_path / "airflow_home", mlflow=mlflow_server, mlflow_experiment=settings.experiment
+    )
+    proc = dags_test(
+        {**env, "GOGOOKU3_MLFLOW_MODEL": settings.model_name},
+        "walk_forward_retrain",
+        SATURDAY,
+        conf=CONF,
+        GOGOOKU3_LAKE_URI=lake_uri,
+        timeout_s=900,
+        **s3.env(),
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, tail(proc)
+    assert "running gogooku3/task-cpu:latest train" in log and f"--lake {lake_uri}" in log
+    assert f"--out {lake_uri}/models/atft-gat-fan/runs/" in log and "as 10001:10001" in log
+    assert SECRET_ACCESS_KEY not in log
+    # The container's run folder is on S3, complete (summary last) and naming its own S3 paths.
+    keys = [
+        o["Key"] for o in client.list_objects_v2(Bucket=s3.bucket, Prefix="retrain-lake/models/")["Contents"]
+    ]
+    (summary_key,) = [k for k in keys if k.endswith("/summary.json") and "/folds/" not in k]
+    run_key = summary_key.removesuffix("/summary.json")
+    assert f"{run_key}/model/weights.pt" in keys and f"{run_key}/folds/fold_1/done.json" in keys
+    summary = json.loads(client.get_object(Bucket=s3.bucket, Key=summary_key)["Body"].read())
+    assert summary["oos_predictions"] == f"s3://{s3.bucket}/{run_key}/oos_predictions.parquet"
+    # Registered from that folder: the served weights are the container's.
+    registry = connect(settings)
+    (version,) = registry.search_model_versions(f"name = '{settings.model_name}'")
+    assert version.tags["promotion.promote"] in ("True", "False")  # and the promotion decided
+    served = mlflow.artifacts.download_artifacts(
+        run_id=version.run_id,
+        artifact_path="model_files",
+        dst_path=str(tmp_path / "served"),
+        tracking_uri=settings.tracking_uri,
+    )
+    weights = client.get_object(Bucket=s3.bucket, Key=f"{run_key}/model/weights.pt")["Body"].read()
+    assert (Path(served) / "weights.pt").read_bytes() == weights

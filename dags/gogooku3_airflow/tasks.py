@@ -18,9 +18,12 @@ features_daily
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from gogooku3.calendar import (
@@ -528,16 +531,10 @@ def plan_retrain(*, logical_date: dt.datetime | None, dag_run: Any) -> dict[str,
     with the reason whenever it is not on a GPU."""
     from gogooku3.containers import plan_task_runtime
     from gogooku3_airflow.hooks import task_settings
-    from gogooku3_airflow.operators import local_lake_path
     from gogooku3_airflow.runconf import WALK_FORWARD_RETRAIN_CONF
 
     conf = parse_conf(WALK_FORWARD_RETRAIN_CONF, dag_run)
     settings = task_settings()
-    if local_lake_path(settings.lake_uri) is None:
-        raise _fail(
-            f"walk_forward_retrain needs a local or bind-mounted lake for its run folder; {settings.lake_uri} "
-            "is on S3, which the retrain does not support yet"
-        )
     lake = _lake(settings)
     start, end = retrain_range(lake, _day(logical_date, dag_run), conf)
     runtime = plan_task_runtime(want_gpu=True)
@@ -617,14 +614,23 @@ def train_in_process(plan: Mapping[str, Any]) -> str:
     return plan["out"]
 
 
-def _run_folder(plan: Mapping[str, Any]) -> Any:
-    from pathlib import Path
-
-    from gogooku3_airflow.hooks import task_settings
+@contextlib.contextmanager
+def _finished_run(plan: Mapping[str, Any], settings: Any) -> Iterator[Path]:
+    """The plan's finished run folder as a local directory: in place on a local lake, downloaded
+    into a temporary directory from an ``s3://`` lake (removed afterwards)."""
+    from gogooku3.training.runstore import download_run
     from gogooku3_airflow.operators import local_lake_path
 
-    root = local_lake_path(task_settings().lake_uri)
-    return Path(root) / plan["out"]
+    root = local_lake_path(settings.lake_uri)
+    if root is not None:
+        yield Path(root) / plan["out"]
+        return
+    with tempfile.TemporaryDirectory(prefix="gogooku3-retrain-") as tmp:
+        uri = f"{settings.lake_uri.rstrip('/')}/{plan['out']}"
+        try:
+            yield download_run(uri, Path(tmp) / "run", settings.s3)
+        except FileNotFoundError as exc:
+            raise _fail(str(exc)) from None
 
 
 def register_model(plan: Mapping[str, Any], *, dag_run: Any) -> dict[str, Any]:
@@ -642,9 +648,10 @@ def register_model(plan: Mapping[str, Any], *, dag_run: Any) -> dict[str, Any]:
         "airflow_run_id": dag_run.run_id,
     }
     try:
-        logged = log_walk_forward(
-            _run_folder(plan), settings.mlflow, tags=tags, key_extra={"airflow_run_id": dag_run.run_id}
-        )
+        with _finished_run(plan, settings) as run_folder:
+            logged = log_walk_forward(
+                run_folder, settings.mlflow, tags=tags, key_extra={"airflow_run_id": dag_run.run_id}
+            )
     except ValueError as exc:  # RunLogError, ConfigError: nothing a retry fixes
         raise _fail(f"{type(exc).__name__}: {exc}") from None
     return {

@@ -1,7 +1,9 @@
 """``gogooku3 train`` as a job: argument checks, device choice, the terminal's progress and tables.
 
-The CLI (gogooku3/cli.py) parses options and calls :func:`run_training`; the retraining DAG, when
-it comes, is to run the same command in its container.
+The CLI (gogooku3/cli.py) parses options and calls :func:`run_training`; the retraining DAG runs
+the same command in its container. A run whose home is ``s3://`` works in a local copy mirrored by
+:class:`~gogooku3.training.runstore.RemoteRunFolder` (downloaded first, so a retry resumes; each
+fold uploaded as it finishes).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from gogooku3.config import Settings
+    from gogooku3.training.runstore import RemoteRunFolder
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -102,15 +105,24 @@ def _num(v) -> str:
 
 
 def run_training(
-    cfg: RunConfig, lake_uri: str | None, settings: Settings, console: Console, summary_json: Path | None
+    cfg: RunConfig,
+    lake_uri: str | None,
+    settings: Settings,
+    console: Console,
+    summary_json: Path | None,
+    remote: RemoteRunFolder | None = None,
 ) -> dict:
     """Open the lake, run (or resume) the walk-forward with rich progress, print the tables and
-    write ``summary_json``; returns the summary."""
+    write ``summary_json``; returns the summary. ``remote``: the run's home in object storage, of
+    which ``cfg.out_dir`` is the local copy."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from gogooku3.lake import open_lake
 
     lake = open_lake(lake_uri or settings.lake_uri, settings.s3)
+    if remote is not None:
+        remote.pull()
+    where = cfg.out_dir if remote is None else remote.uri
     with Progress(
         TextColumn("[bold]fold {task.fields[fold]}"),
         BarColumn(),
@@ -135,10 +147,10 @@ def run_training(
         def on_fold(result, resumed: bool) -> None:
             net = result.info["models"][NETWORK]
             if resumed:
-                progress.console.print(
-                    f"fold {result.fold.index}: finished earlier, resumed from {cfg.out_dir}"
-                )
+                progress.console.print(f"fold {result.fold.index}: finished earlier, resumed from {where}")
                 return
+            if remote is not None:
+                remote.push_fold(result.fold.index)
             if result.fold.index in tasks:
                 progress.update(
                     tasks[result.fold.index], total=progress.tasks[tasks[result.fold.index]].completed
@@ -150,6 +162,8 @@ def run_training(
             )
 
         summary = run_walk_forward(cfg, lake, progress=on_epoch, on_fold=on_fold)
+    if remote is not None:
+        summary = remote.push_run(summary)
     console.print(fold_table(summary["folds"], min(cfg.horizons)))
     console.print(oos_table(summary["oos"], cfg.horizons))
     if summary_json is not None:
