@@ -70,19 +70,18 @@ start_s3_server() {
   PIDS+=("$S3_PID")
 }
 
-# start_mlflow_server S3_PORT BUCKET WORKDIR PORTFILE LOGFILE: sets MLFLOW_PID. The real `mlflow server`
-# (gogooku3.devtools.mlflow_server): SQLite store in WORKDIR, artifacts proxied to s3://BUCKET/mlflow on
-# the local S3 server at S3_PORT, whose placeholder keys only this process receives. Any free port;
-# read it back with wait_port_file PORTFILE (its first start migrates the store: allow a minute).
+# start_mlflow_server S3_PORT BUCKET WORKDIR PORTFILE LOGFILE [PORT]: sets MLFLOW_PID. The real
+# `mlflow server` (gogooku3.devtools.mlflow_server): SQLite store in WORKDIR, artifacts proxied to
+# s3://BUCKET/mlflow on the local S3 server at S3_PORT, whose placeholder keys only this process
+# receives. PORT (default 0: any free one); read it back with wait_port_file PORTFILE (its first
+# start migrates the store: allow a minute).
 start_mlflow_server() {
   rm -f "$4"
-  local keys
-  keys=$(python -c 'from gogooku3.devtools.s3_server import ACCESS_KEY_ID as k, SECRET_ACCESS_KEY as s; print(k, s)')
-  # shellcheck disable=SC2086 # two words on purpose
-  set -- "$@" $keys
-  GOGOOKU3_S3_ENDPOINT_URL="http://127.0.0.1:$1" AWS_ACCESS_KEY_ID="$6" AWS_SECRET_ACCESS_KEY="$7" \
+  local key_id secret
+  read -r key_id secret < <(python -c 'from gogooku3.devtools.s3_server import ACCESS_KEY_ID as k, SECRET_ACCESS_KEY as s; print(k, s)')
+  GOGOOKU3_S3_ENDPOINT_URL="http://127.0.0.1:$1" AWS_ACCESS_KEY_ID="$key_id" AWS_SECRET_ACCESS_KEY="$secret" \
     AWS_DEFAULT_REGION=us-east-1 python -m gogooku3.devtools.mlflow_server --workdir "$3" \
-    --artifacts-destination "s3://$2/mlflow" --port 0 --port-file "$4" >"$5" 2>&1 &
+    --artifacts-destination "s3://$2/mlflow" --port "${6:-0}" --port-file "$4" >"$5" 2>&1 &
   MLFLOW_PID=$!
   PIDS+=("$MLFLOW_PID")
 }
