@@ -628,9 +628,10 @@ def _finished_run(plan: Mapping[str, Any], settings: Any) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="gogooku3-retrain-") as tmp:
         uri = f"{settings.lake_uri.rstrip('/')}/{plan['out']}"
         try:
-            yield download_run(uri, Path(tmp) / "run", settings.s3)
-        except FileNotFoundError as exc:
+            folder = download_run(uri, Path(tmp) / "run", settings.s3)
+        except FileNotFoundError as exc:  # an unfinished run: nothing a retry of register fixes
             raise _fail(str(exc)) from None
+        yield folder
 
 
 def register_model(plan: Mapping[str, Any], *, dag_run: Any) -> dict[str, Any]:
