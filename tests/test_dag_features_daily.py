@@ -89,6 +89,8 @@ def test_local_lake_paths_are_absolute_and_s3_is_not_mounted(tmp_path, monkeypat
     assert operators.local_lake_path("./data/lake") == str(tmp_path / "data" / "lake")
     assert operators.local_lake_path("file:///srv/lake") == "/srv/lake"
     assert operators.local_lake_path("s3://bucket/prefix") is None
+    # The scheme in any case, as open_lake reads it: never bind-mounted as a local "S3:" directory.
+    assert operators.local_lake_path("S3://bucket/prefix") is None
 
 
 IMAGE_USER = (10001, 10001)

@@ -38,7 +38,9 @@ CONTAINER_LAKE = "/lake"
 
 def local_lake_path(lake_uri: str) -> str | None:
     """The absolute host path of a local lake URI, None for an ``s3://`` lake."""
-    if lake_uri.startswith("s3://"):
+    from gogooku3.lake.uri import is_s3_uri
+
+    if is_s3_uri(lake_uri):
         return None
     return os.path.abspath(lake_uri.removeprefix("file://"))
 

@@ -565,6 +565,11 @@ def plan_retrain(*, logical_date: dt.datetime | None, dag_run: Any) -> dict[str,
     }
 
 
+def run_folder_uri(plan: Mapping[str, Any], lake: str) -> str:
+    """Where the plan's training writes its run folder in ``lake`` (a path or an ``s3://`` URI)."""
+    return f"{lake.rstrip('/')}/{plan['out']}"
+
+
 def train_cli_args(plan: Mapping[str, Any], lake: str) -> list[str]:
     """``gogooku3 train`` for the plan on ``lake`` (the container's ``/lake`` or the worker's URI);
     the in-process fallback runs the very same command line."""
@@ -591,7 +596,7 @@ def train_cli_args(plan: Mapping[str, Any], lake: str) -> list[str]:
         "--lake",
         lake,
         "--out",
-        f"{lake.rstrip('/')}/{plan['out']}",
+        run_folder_uri(plan, lake),
     ]
 
 
@@ -626,9 +631,8 @@ def _finished_run(plan: Mapping[str, Any], settings: Any) -> Iterator[Path]:
         yield Path(root) / plan["out"]
         return
     with tempfile.TemporaryDirectory(prefix="gogooku3-retrain-") as tmp:
-        uri = f"{settings.lake_uri.rstrip('/')}/{plan['out']}"
         try:
-            folder = download_run(uri, Path(tmp) / "run", settings.s3)
+            folder = download_run(run_folder_uri(plan, settings.lake_uri), Path(tmp) / "run", settings.s3)
         except FileNotFoundError as exc:  # an unfinished run: nothing a retry of register fixes
             raise _fail(str(exc)) from None
         yield folder

@@ -18,6 +18,13 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
+def is_s3_uri(uri: str) -> bool:
+    """Whether ``uri`` names S3 (``s3://``, any case, as :func:`open_lake` reads it) rather than a
+    local directory."""
+    m = _SCHEME.match(uri.strip())
+    return m is not None and m.group(1).lower() == "s3"
+
+
 def open_lake(uri: str | os.PathLike[str] = DEFAULT_LAKE_URI, s3: S3Settings | None = None) -> Lake:
     """Open the lake at ``uri``.
 

@@ -36,11 +36,6 @@ RUN_SUMMARY = "summary.json"
 RUN_IDENTITY = "run.json"
 
 
-def is_remote(uri: str) -> bool:
-    """Whether ``uri`` names object storage (``s3://``) rather than a local directory."""
-    return uri.lower().startswith("s3://")
-
-
 def run_storage(uri: str, s3: S3Settings | None = None) -> tuple[Storage, str]:
     """``(storage, name)`` for the run folder ``uri``: the storage is rooted at the folder's parent
     and ``name`` is the folder's key prefix in it (a storage lists below a prefix, never its root)."""
@@ -56,7 +51,9 @@ def run_storage(uri: str, s3: S3Settings | None = None) -> tuple[Storage, str]:
 def working_folder(out: str, s3: S3Settings | None = None) -> Iterator[tuple[Path, RemoteRunFolder | None]]:
     """Where a run with home ``out`` writes: ``out`` itself for a local directory (no mirror); for
     an ``s3://`` URI a temporary directory, removed afterwards, and its :class:`RemoteRunFolder`."""
-    if not is_remote(out):
+    from gogooku3.lake.uri import is_s3_uri
+
+    if not is_s3_uri(out):
         yield Path(out), None
         return
     with tempfile.TemporaryDirectory(prefix="gogooku3-run-") as tmp:
@@ -153,7 +150,7 @@ def download_run(uri: str, dest: Path, s3: S3Settings | None = None) -> Path:
 
 
 def _write(path: Path, data: bytes) -> None:
+    from gogooku3.training.walkforward import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_atomic(path, data)

@@ -110,7 +110,9 @@ def prepare(cfg: RunConfig, lake) -> tuple[Panel, list[Fold]]:
     return panel, walk_forward(first, stop, cfg.plan, cfg.horizons)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` through a hidden temporary file and a rename: a reader (or a resumed
+    run) sees the old file or the new one, never a prefix."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -269,7 +271,7 @@ def run_walk_forward(
                 "remove it to start over"
             )
     else:
-        _write_atomic(run_file, _json(identity))
+        write_atomic(run_file, _json(identity))
 
     results: list[FoldResult] = []
     for fold in folds:
@@ -285,10 +287,10 @@ def run_walk_forward(
             fold_dir.mkdir(parents=True, exist_ok=True)
             result, artefacts = run_fold(cfg, panel, fold, progress)
             for name, data in artefacts.items():
-                _write_atomic(fold_dir / name, data)
+                write_atomic(fold_dir / name, data)
             buf = _parquet_bytes(result.predictions)
-            _write_atomic(fold_dir / "predictions.parquet", buf)
-            _write_atomic(done, _json({"dates": result.dates, "info": result.info}))
+            write_atomic(fold_dir / "predictions.parquet", buf)
+            write_atomic(done, _json({"dates": result.dates, "info": result.info}))
             resumed = False
         results.append(result)
         if on_fold is not None:
@@ -299,8 +301,8 @@ def run_walk_forward(
     targets = targets_frame(panel, test_rows)
     horizons = list(cfg.horizons)
     oos_path = out / "oos_predictions.parquet"
-    _write_atomic(oos_path, _parquet_bytes(preds))
-    _write_atomic(out / OOS_TARGETS, _parquet_bytes(targets))
+    write_atomic(oos_path, _parquet_bytes(preds))
+    write_atomic(out / OOS_TARGETS, _parquet_bytes(targets))
     by_fold = evaluate(preds, targets, horizons, by_fold=True)
     summary = {
         "oos_predictions": str(oos_path.resolve()),
@@ -325,7 +327,7 @@ def run_walk_forward(
     ]
     _write_model(out / "model", folds[-1], cfg, panel)
     summary = _finite(summary)
-    _write_atomic(out / "summary.json", _json(summary))
+    write_atomic(out / "summary.json", _json(summary))
     return summary
 
 
@@ -335,10 +337,10 @@ def _write_model(model_dir: Path, last: Fold, cfg: RunConfig, panel: Panel) -> N
     model_dir.mkdir(parents=True, exist_ok=True)
     src = cfg.out_dir / "folds" / f"fold_{last.index}"
     for name in ("weights.pt", "model_config.json", "normaliser.json", "target_scale.json"):
-        _write_atomic(model_dir / name, (src / name).read_bytes())
-    _write_atomic(model_dir / "features.json", _json(list(panel.features)))
-    _write_atomic(model_dir / "graph.json", _json(cfg.graph.to_dict()))
-    _write_atomic(
+        write_atomic(model_dir / name, (src / name).read_bytes())
+    write_atomic(model_dir / "features.json", _json(list(panel.features)))
+    write_atomic(model_dir / "graph.json", _json(cfg.graph.to_dict()))
+    write_atomic(
         model_dir / "train_config.json",
         # The fold's dates: a later comparison scores this network only on days after it saw any.
         _json({**cfg.train.to_dict(), "seq_len": SEQ_LEN, "fold": last.index, **last.describe(panel.days)}),
