@@ -169,6 +169,9 @@ def train(
     rank_weight: float = typer.Option(
         0.5, "--rank-weight", help="weight of the soft-rank correlation loss (0: pinball only)"
     ),
+    init: str = typer.Option(
+        "ridge", "--init", help="ridge (start the network as the fold's ridge) | random"
+    ),
     graph_k: int = typer.Option(10, "--graph-k", help="correlated peers per code in the day graph"),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch and LightGBM"),
 ) -> None:
@@ -216,6 +219,7 @@ def train(
                     max_epochs=max_epochs,
                     patience=patience,
                     rank_weight=rank_weight,
+                    init=init,
                     device=resolve_device(device),
                 ),
                 graph=GraphConfig(k=graph_k),

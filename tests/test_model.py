@@ -459,3 +459,27 @@ def test_a_config_saved_before_the_wide_path_rebuilds_without_it():
     deep_weights = ATFTGATFAN(old).state_dict()
     assert not any(k.startswith("wide.") for k in deep_weights)
     ATFTGATFAN(ModelConfig.from_dict(saved)).load_state_dict(deep_weights)  # strict: the same modules
+
+
+def test_a_network_started_from_a_linear_model_forecasts_exactly_that_model():
+    x, missing = _inputs()
+    model = _model("tiny", wide=True)
+    H = len(model.cfg.horizons)
+    g = torch.Generator().manual_seed(5)
+    weights = torch.randn(F + 1, H, generator=g)  # coefficients on the last day's values, intercept last
+    model.start_from_linear(weights)
+    with torch.no_grad():
+        out = model(x, missing, *_random_edges())
+    linear = x[:, -1] @ weights[:F] + weights[F]  # (B, H): missing values are 0 in x
+    assert torch.allclose(out, linear.unsqueeze(-1).expand_as(out), atol=1e-5)  # every quantile
+    # ... and the deep path still learns from there: the zeroed head layers get gradients
+    model.train()
+    model(x, missing, *_random_edges()).square().sum().backward()
+    assert model.heads.heads[0][-1].weight.grad.abs().sum() > 0
+
+
+def test_a_linear_start_needs_the_wide_path_and_the_right_shape():
+    with pytest.raises(ValueError, match="wide path"):
+        _model("tiny", wide=False).start_from_linear(torch.zeros(F + 1, 4))
+    with pytest.raises(ValueError, match=rf"expected \({F + 1}, 4\), got \({F}, 4\)"):
+        _model("tiny", wide=True).start_from_linear(torch.zeros(F, 4))

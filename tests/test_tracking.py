@@ -68,7 +68,14 @@ def test_recorded_run_is_readable_back_from_s3(registry, walk_forward_factory, m
     fold0 = next(r for r in folds if r.data.params["fold"] == "0")
     history = summary["folds"][0]["models"]["atft_gat_fan"]["history"]
     losses = client.get_metric_history(fold0.info.run_id, "loss")
-    assert [(m.step, m.value) for m in losses] == [(e["epoch"], pytest.approx(e["loss"])) for e in history]
+    # epoch 0 is the ridge start: scored on validation, no training loss
+    assert history[0]["epoch"] == 0 and history[0]["loss"] is None and fold0.data.params["init"] == "ridge"
+    trained = [(e["epoch"], pytest.approx(e["loss"])) for e in history[1:]]
+    assert [(m.step, m.value) for m in losses] == trained
+    valid = client.get_metric_history(fold0.info.run_id, "valid_rank_ic_1d")
+    assert [(m.step, m.value) for m in valid] == [
+        (e["epoch"], pytest.approx(e["valid_rank_ic"])) for e in history
+    ]
 
     # Artifacts: through the MLflow client, and really in the S3 bucket.
     got = Path(

@@ -22,13 +22,14 @@ from gogooku3.devtools.airflow_env import isolated
 from gogooku3.devtools.seed_features import CI_MARKET
 from gogooku3.lake import open_lake
 from gogooku3.market import MarketConfig, generate_market
+from gogooku3.training.baselines import Ridge
 from gogooku3.training.checks import leakage_canary, oracle_fractions, oracle_rank_ic
 from gogooku3.training.dataset import Panel, feature_columns, load_panel
 from gogooku3.training.folds import Block, FoldPlan, walk_forward
 from gogooku3.training.graph import GraphConfig
 from gogooku3.training.normalise import Normaliser
 from gogooku3.training.samples import Samples, sample_rows
-from gogooku3.training.trainer import TrainConfig, train_network
+from gogooku3.training.trainer import TrainConfig, predict_network, train_network
 from gogooku3.training.walkforward import MODELS, RunConfig, oos_targets, run_walk_forward, usable_days
 
 START, END = CI_MARKET["start"], CI_MARKET["end"]
@@ -184,18 +185,32 @@ def test_canary_fires_when_a_target_is_a_feature(features_lake_factory, tmp_path
 # ---------------------------------------------------------------- determinism and resume
 
 
-def test_test_rows_never_reach_the_trained_weights(features_lake_factory):
-    """Fixed seed, CPU: changing every feature and target of the fold's test days leaves the trained
-    weights bit-identical; changing its training days does not (so the comparison can fail)."""
-    panel = load_panel(open_lake(features_lake_factory()), START, END, (1, 5, 10, 20))
+def _one_fold(panel: Panel):
     first, stop = usable_days(panel)
     plan = FoldPlan(n_folds=1, mode="rolling", min_train_days=60, valid_days=20, test_days=30)
     (fold,) = walk_forward(first, stop, plan, panel.horizons)
+    return fold
+
+
+def _fold_samples(p: Panel, fold) -> Samples:
+    samples = Samples(p, Normaliser.fit(p.x, sample_rows(p, fold.train), p.features), GraphConfig())
+    samples.fit_target_scale(fold.train)
+    return samples
+
+
+def test_test_rows_never_reach_the_trained_weights(features_lake_factory):
+    """Fixed seed, CPU: changing every feature and target of the fold's test days leaves the trained
+    weights (started from the fold's ridge, as runs do) bit-identical; changing its training days
+    does not (so the comparison can fail)."""
+    panel = load_panel(open_lake(features_lake_factory()), START, END, (1, 5, 10, 20))
+    fold = _one_fold(panel)
 
     def trained_weights(p: Panel) -> dict[str, bytes]:
-        samples = Samples(p, Normaliser.fit(p.x, sample_rows(p, fold.train), p.features), GraphConfig())
-        samples.fit_target_scale(fold.train)
-        net = train_network(samples, fold, TrainConfig(size="tiny", max_epochs=2, patience=2), seed=0)
+        samples = _fold_samples(p, fold)
+        train, valid = sample_rows(p, fold.train), sample_rows(p, fold.valid)
+        ridge = Ridge().fit(samples, train, valid, seed=0, threads=2)
+        cfg = TrainConfig(size="tiny", max_epochs=2, patience=2)
+        net = train_network(samples, fold, cfg, seed=0, linear_start=ridge.weights)
         return {k: v.numpy().tobytes() for k, v in net.model.state_dict().items()}
 
     def perturbed(block: Block, seed: int) -> Panel:
@@ -208,6 +223,24 @@ def test_test_rows_never_reach_the_trained_weights(features_lake_factory):
     reference = trained_weights(panel)
     assert trained_weights(perturbed(fold.test, 1)) == reference
     assert trained_weights(perturbed(fold.train, 2)) != reference
+
+
+def test_a_ridge_start_is_kept_when_training_does_not_beat_it(features_lake_factory):
+    """The start is scored on validation as epoch 0: a training that only harms (a learning rate
+    of 1) keeps the ridge itself, whose forecasts the network then gives to the last digit."""
+    panel = load_panel(open_lake(features_lake_factory()), START, END, (1, 5, 10, 20))
+    fold = _one_fold(panel)
+    samples = _fold_samples(panel, fold)
+    train, valid, test = (sample_rows(panel, b) for b in (fold.train, fold.valid, fold.test))
+    ridge = Ridge().fit(samples, train, valid, seed=0, threads=2)
+    cfg = TrainConfig(size="tiny", max_epochs=2, patience=2, lr=1.0, warmup_frac=0.0)
+    net = train_network(samples, fold, cfg, seed=0, linear_start=ridge.weights)
+    assert [e.epoch for e in net.history] == [0, 1, 2]
+    assert net.best_epoch == 0, [(e.epoch, e.valid_rank_ic) for e in net.history]
+    assert all(e.valid_rank_ic < net.history[0].valid_rank_ic for e in net.history[1:])
+    np.testing.assert_allclose(
+        predict_network(net.model, samples, test, "cpu"), ridge.predict(samples, test), rtol=1e-4, atol=1e-5
+    )
 
 
 #: Two short folds over 2023-04..12: 60 and 83 training days, 2 x 20 embargo, 20 validation and 23 test days.

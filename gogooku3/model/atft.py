@@ -12,6 +12,7 @@ Normalisation, forecasting forward returns for one trading day's cross-section o
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from gogooku3.model.config import ModelConfig
@@ -58,6 +59,28 @@ class ATFTGATFAN(nn.Module):
         if self.wide is not None:
             out = out + self.wide(x[:, -1], missing[:, -1]).unsqueeze(-1)
         return out
+
+    def start_from_linear(self, weights: Tensor) -> None:
+        """Start the network as a given linear model of the last day's inputs: ``weights`` (F + 1, H),
+        coefficients on the normalised values (missing = 0) with the intercept last, as
+        :class:`~gogooku3.training.baselines.Ridge` fits them. The wide path takes them (missing
+        flags 0) and the last layer of every quantile head is zeroed, so that until the first
+        optimiser step every quantile of every horizon is exactly that linear forecast; the deep
+        path then learns what the linear model leaves, and its gradients reach every layer from the
+        first step (the zeroed layers' inputs are not zero)."""
+        if self.wide is None:
+            raise ValueError("start_from_linear needs the wide path (ModelConfig.wide)")
+        F, H = self.cfg.n_features, len(self.cfg.horizons)
+        if tuple(weights.shape) != (F + 1, H):
+            raise ValueError(f"linear weights: expected ({F + 1}, {H}), got {tuple(weights.shape)}")
+        with torch.no_grad():
+            linear = self.wide.linear
+            linear.weight.zero_()
+            linear.weight[:, :F].copy_(weights[:F].T)
+            linear.bias.copy_(weights[F])
+            for head in self.heads.heads:
+                nn.init.zeros_(head[-1].weight)
+                nn.init.zeros_(head[-1].bias)
 
     def point_forecast(self, out: Tensor) -> Tensor:
         """(B, H) from :meth:`forward`'s (B, H, Q): the median quantile, or the mean over the

@@ -211,11 +211,18 @@ def _log_fold(out_dir: Path, fold: dict) -> None:
     with mlflow.start_run(run_name=f"fold {k}", nested=True):
         net = fold["models"]["atft_gat_fan"]
         mlflow.log_params(
-            {"fold": k, **dates, "parameters": net["parameters"], "best_epoch": net["best_epoch"]}
+            {
+                "fold": k,
+                **dates,
+                "parameters": net["parameters"],
+                "best_epoch": net["best_epoch"],
+                "init": net.get("init", "random"),  # runs before the ridge start had none
+            }
         )
         for epoch in net["history"]:
             step = int(epoch["epoch"])
-            mlflow.log_metric("loss", epoch["loss"], step=step)
+            if epoch.get("loss") is not None:  # epoch 0 (the ridge start) trained nothing
+                mlflow.log_metric("loss", epoch["loss"], step=step)
             if epoch.get("valid_rank_ic") is not None:
                 mlflow.log_metric("valid_rank_ic_1d", epoch["valid_rank_ic"], step=step)
         mlflow.log_metrics(metric_items("test", fold["metrics"]))

@@ -141,7 +141,7 @@ def run_training(
                     "train", total=cfg.train.max_epochs, fold=fold, loss="-", ic="-"
                 )
             progress.update(
-                tasks[fold], completed=entry.epoch, loss=f"{entry.loss:.4f}", ic=f"{entry.valid_rank_ic:.4f}"
+                tasks[fold], completed=entry.epoch, loss=_num(entry.loss), ic=_num(entry.valid_rank_ic)
             )
 
         def on_fold(result, resumed: bool) -> None:
@@ -157,7 +157,8 @@ def run_training(
                 )
             progress.console.print(
                 f"fold {result.fold.index}: {NETWORK} {cfg.train.size}, {net['parameters']:,} parameters, "
-                f"best epoch {net['best_epoch']} of {net['epochs_run']} (valid RankIC@1d "
+                f"best epoch {net['best_epoch']} of {net['epochs_run']}"
+                f"{' (0: the ridge start)' if net.get('init') == 'ridge' else ''} (valid RankIC@1d "
                 f"{_num(net['best_valid_rank_ic'])}), {net['train_samples_per_s']:,.0f} samples/s"
             )
 

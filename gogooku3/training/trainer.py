@@ -26,6 +26,7 @@ from gogooku3.training.samples import DayBatch, Rows, Samples
 log = library_logger(__name__)
 
 DEFAULT_PATIENCE = 9
+INITS = ("ridge", "random")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class TrainConfig:
     #: 0.65-0.73 of the oracle with the pinball loss alone (learning rates 2e-3 and 5e-3) and
     #: 0.82-0.84 with this term (weights 0.5 and 1.0, learning rates 1e-3 and 2e-3).
     rank_weight: float = 0.5
+    #: How the network's weights start: as the fold's ridge (``ridge``: its wide path holds the
+    #: ridge weights and the heads' last layers are zero, scored on validation as epoch 0), or from
+    #: a random initialisation alone (``random``).
+    init: str = "ridge"
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -51,6 +56,8 @@ class TrainConfig:
 
         if self.size not in SIZES:
             raise ValueError(f"size {self.size!r}: expected one of {', '.join(SIZES)}")
+        if self.init not in INITS:
+            raise ValueError(f"init {self.init!r}: expected one of {', '.join(INITS)}")
         for name in ("max_epochs", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -184,9 +191,14 @@ def train_network(
     *,
     seed: int,
     progress: ProgressFn | None = None,
+    linear_start: np.ndarray | None = None,
 ) -> TrainedNetwork:
     """A fresh network trained on ``fold``'s training days, the weights of its best epoch by
-    validation RankIC kept; reads nothing of the fold's test days."""
+    validation RankIC kept; reads nothing of the fold's test days.
+
+    ``linear_start`` ((F + 1, H), e.g. the fold's ridge weights) starts the network as that linear
+    model (:meth:`~gogooku3.model.atft.ATFTGATFAN.start_from_linear`), and the start is scored on
+    validation as epoch 0: training keeps what it adds only where validation says it helps."""
     import torch
 
     from gogooku3.model import ATFTGATFAN, ModelConfig, parameter_count
@@ -194,7 +206,10 @@ def train_network(
     panel = samples.panel
     torch.manual_seed(seed * 1000 + fold.index)
     mcfg = ModelConfig.for_size(cfg.size, len(panel.features), tuple(panel.horizons), seq_len=samples.seq_len)
-    model = ATFTGATFAN(mcfg).to(cfg.device)
+    model = ATFTGATFAN(mcfg)
+    if linear_start is not None:
+        model.start_from_linear(torch.as_tensor(linear_start, dtype=torch.float32))
+    model = model.to(cfg.device)
     log.info(
         "fold %d: atft_gat_fan %s, %d parameters, %d features, on %s",
         fold.index,
@@ -211,16 +226,27 @@ def train_network(
         np.concatenate([samples.excess[t, c][:, watch] for t, c in valid_rows]) if valid_rows else np.zeros(0)
     )
 
+    def valid_rank_ic() -> float:
+        pred = predict_network(model, samples, valid_rows, cfg.device, seed)
+        return daily_rank_ic(pred[:, watch], valid_target, valid_sizes) if len(pred) else float("nan")
+
     best_ic, best_epoch, best_state, stale = -math.inf, 0, copy.deepcopy(model.state_dict()), 0
     history: list[EpochLog] = []
     with _cpu_runtime(cfg.device):
+        if linear_start is not None:
+            t0 = time.perf_counter()
+            ic = valid_rank_ic()
+            history.append(EpochLog(0, float("nan"), ic, time.perf_counter() - t0))
+            if progress is not None:
+                progress(fold.index, history[-1])
+            if math.isfinite(ic):
+                best_ic = ic
         for epoch in range(1, cfg.max_epochs + 1):
             t0 = time.perf_counter()
             # Day order is shuffled within the training fold only, from (seed, fold, epoch).
             order = np.random.default_rng([seed, fold.index, epoch]).permutation(len(train_rows))
             loss = step.epoch([train_rows[k] for k in order])
-            pred = predict_network(model, samples, valid_rows, cfg.device, seed)
-            ic = daily_rank_ic(pred[:, watch], valid_target, valid_sizes) if len(pred) else float("nan")
+            ic = valid_rank_ic()
             entry = EpochLog(epoch, loss, ic, time.perf_counter() - t0)
             history.append(entry)
             if progress is not None:

@@ -192,28 +192,8 @@ def run_fold(
     threads = cfg.threads or torch.get_num_threads()
     frames, info = [], {"models": {}}
 
-    t0 = time.perf_counter()
-    net = train_network(samples, fold, cfg.train, seed=cfg.seed, progress=progress)
-    frames.append(
-        prediction_frame(
-            panel,
-            test_rows,
-            fold.index,
-            NETWORK,
-            predict_network(net.model, samples, test_rows, cfg.train.device, cfg.seed),
-            scale,
-        )
-    )
-    info["models"][NETWORK] = {
-        "parameters": net.parameters,
-        "best_epoch": net.best_epoch,
-        "epochs_run": len(net.history),
-        "best_valid_rank_ic": net.best_valid_rank_ic,
-        "train_samples_per_s": net.samples_per_s,
-        "seconds_per_epoch": net.train_seconds / max(1, len(net.history)),
-        "seconds": time.perf_counter() - t0,
-        "history": [asdict(e) for e in net.history],
-    }
+    # The baselines first: the network may start from the fold's ridge (TrainConfig.init).
+    fitted_baselines = []
     for baseline in (Ridge(), LightGBM(), BestFeature()):
         t0 = time.perf_counter()
         fitted = baseline.fit(samples, train_rows, valid_rows, seed=cfg.seed, threads=threads)
@@ -230,6 +210,43 @@ def run_fold(
         elif isinstance(fitted, LightGBM):
             detail["best_iterations"] = [b.best_iteration for b in fitted.boosters]
         info["models"][baseline.name] = detail
+        fitted_baselines.append(fitted)
+    ridge = fitted_baselines[0]
+
+    t0 = time.perf_counter()
+    net = train_network(
+        samples,
+        fold,
+        cfg.train,
+        seed=cfg.seed,
+        progress=progress,
+        linear_start=ridge.weights if cfg.train.init == "ridge" else None,
+    )
+    frames.insert(
+        0,
+        prediction_frame(
+            panel,
+            test_rows,
+            fold.index,
+            NETWORK,
+            predict_network(net.model, samples, test_rows, cfg.train.device, cfg.seed),
+            scale,
+        ),
+    )
+    info["models"] = {
+        NETWORK: {
+            "parameters": net.parameters,
+            "init": cfg.train.init,
+            "best_epoch": net.best_epoch,
+            "epochs_run": sum(e.epoch > 0 for e in net.history),
+            "best_valid_rank_ic": net.best_valid_rank_ic,
+            "train_samples_per_s": net.samples_per_s,
+            "seconds_per_epoch": net.train_seconds / max(1, sum(e.epoch > 0 for e in net.history)),
+            "seconds": time.perf_counter() - t0,
+            "history": [asdict(e) for e in net.history],
+        },
+        **info["models"],
+    }
     info["target_scale"] = scale.tolist()
 
     weights = io.BytesIO()
