@@ -58,7 +58,7 @@ gpu-wheels: venv
 	bash include/scripts/gpu_wheels.sh download
 
 constraints: venv
-	$(BIN)/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' > constraints.txt.new
+	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:

@@ -65,6 +65,12 @@ CONNECTION_TYPES: dict[str, dict[str, Any]] = {
             "pacer_dir": _field(
                 "Pacer directory", "string", "Optional. Shared directory of the cross-process rate pacer."
             ),
+            "pacer_url": _field(
+                "Pacer Redis URL",
+                "string",
+                "Optional. redis://host:6379/N shared by every worker host, so the plan rate holds "
+                "across hosts (wins over the pacer directory).",
+            ),
         },
     },
     "gogooku3_s3": {

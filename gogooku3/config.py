@@ -146,8 +146,11 @@ class JQuantsSettings:
     concurrency: int = 8
     timeout_s: float = 30.0
     max_retries: int = 6
-    #: Directory for the cross-process rate-limit state shared by parallel DAG runs.
+    #: Directory for the cross-process rate-limit state shared by parallel DAG runs (one host).
     pacer_dir: str = ""
+    #: ``redis://host:6379/N`` (or ``rediss://``, ``unix://``): the rate-limit state in Redis, shared
+    #: by every worker host; wins over ``pacer_dir`` (see :mod:`gogooku3.jquants.pacer`).
+    pacer_url: str = ""
 
     def check_credentials(self) -> None:
         """Fail fast naming the missing variable for the chosen protocol."""
@@ -185,7 +188,25 @@ class JQuantsSettings:
             timeout_s=float(_float(env, "GOGOOKU3_JQUANTS_TIMEOUT_S", 30.0) or 30.0),
             max_retries=_int(env, "GOGOOKU3_JQUANTS_MAX_RETRIES", 6, minimum=0),
             pacer_dir=_get(env, "GOGOOKU3_PACER_DIR", "") or "",
+            pacer_url=pacer_url(_get(env, "GOGOOKU3_PACER_URL", "") or "", "GOGOOKU3_PACER_URL"),
         )
+
+
+def pacer_url(url: str, source: str) -> str:
+    """``url`` checked as a Redis URL for the pacer ("" = none); its password, if any, becomes a
+    secret (scrubbed from every message of this process)."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"{source}: expected a redis://, rediss:// or unix:// URL, got scheme {parts.scheme!r}"
+        )
+    if parts.password:
+        register_secret(parts.password)
+    return url
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Shared pytest fixtures: the Docker engine, a migrated local Airflow home, the cuDF stand-in, the
-synthetic features lakes, an MLflow server on a local S3 server, and Airflow's logging set-up undone
+synthetic features lakes, a Redis server, an MLflow server on a local S3 server, and Airflow's logging set-up undone
 once for every module."""
 
 from __future__ import annotations
@@ -122,6 +122,17 @@ def features_lake_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[
         return built[key]
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One real redis-server (Debian's package, installed when missing) for the session, on a Unix
+    socket: its ``unix://`` URL. Tests keep apart by their own keys."""
+    from gogooku3.devtools.redis_server import running_redis_server
+
+    docker_env.need_host_package("redis-server")
+    with running_redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""What every test that needs the Docker engine shares: start it once, and skip - or, in CI, fail - when
-there is none.
+"""What every test that needs the Docker engine (or a Debian package it starts, such as redis-server)
+shares: start or install it once, and skip - or, in CI, fail - when there is none.
 
 ``make test`` (include/scripts/run_tests.sh, which CI runs) starts the engine first, fails at once if it
 cannot, and exports ``GOGOOKU3_REQUIRE_DOCKER=1``: from then on an engine that stops answering, or a
@@ -7,7 +7,8 @@ tool that dockerd.sh installs going missing, fails the Docker tests instead of t
 nobody reads. A developer's plain ``pytest`` on a machine without Docker still skips them, each with its
 reason (``pytest -rs`` lists them).
 
-Tests reach this through the ``docker_engine`` fixture (tests/conftest.py) or :func:`unavailable`.
+Tests reach this through the ``docker_engine`` and ``redis_url`` fixtures (tests/conftest.py) or
+:func:`unavailable`.
 """
 
 from __future__ import annotations
@@ -67,5 +68,32 @@ def _start() -> str | None:
 def need_engine() -> None:
     """Return once a Docker engine answers; otherwise :func:`unavailable` with dockerd.sh's reason."""
     problem = _start()
+    if problem is not None:
+        unavailable(problem)
+
+
+HOST_PACKAGES_SH = DOCKERD_SH.with_name("host_packages.sh")
+
+
+@functools.cache
+def _install(package: str) -> str | None:
+    """Run ``host_packages.sh PACKAGE`` once per test process; None when it is there, else why not."""
+    done = subprocess.run(
+        ["bash", str(HOST_PACKAGES_SH), package],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    if done.returncode != 0:
+        lines = (done.stdout + done.stderr).strip().splitlines() or ["(no output)"]
+        return f"Debian's {package} is missing and include/scripts/host_packages.sh could not install it: {lines[-1]}"
+    return None
+
+
+def need_host_package(package: str) -> None:
+    """Return once Debian's ``package`` (one host_packages.sh knows) is installed; otherwise
+    :func:`unavailable` with the reason (a failure under ``make test``, as a missing engine is)."""
+    problem = _install(package)
     if problem is not None:
         unavailable(problem)

@@ -1,5 +1,6 @@
-"""Tests of the shared request pacer: unit tests on a fake clock, processes racing on one slot file, and
-two ``gogooku3 fetch`` processes against one rate-limited emulator."""
+"""Tests of the shared request pacer: unit tests on a fake clock, processes racing on one slot file, the
+Redis schedule on a real redis-server, and two ``gogooku3 fetch`` processes against one rate-limited
+emulator, sharing a slot file or only Redis."""
 
 from __future__ import annotations
 
@@ -11,15 +12,24 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import docker_env
 import pytest
 
 from gogooku3.devtools.airflow_env import isolated
 from gogooku3.emulator.config import EmulatorConfig
 from gogooku3.emulator.ratelimit import SlidingWindowLimiter
 from gogooku3.emulator.testing import running_emulator
-from gogooku3.jquants.pacer import RatePacer, fingerprint, reserve_slot
+from gogooku3.jquants.pacer import (
+    LocalSchedule,
+    PacerError,
+    RatePacer,
+    RedisSchedule,
+    fingerprint,
+    reserve_slot,
+)
 from gogooku3.lake import open_lake
 
 
@@ -108,7 +118,7 @@ async def test_unusable_state_dir_falls_back_to_in_process_pacing(tmp_path):
     blocker.write_text("x")
     clock = FakeClock()
     pacer = RatePacer(60, key="t", state_dir=blocker, safety=1.0, clock=clock, sleep=clock.sleep)
-    assert pacer.path is None
+    assert isinstance(pacer.schedule, LocalSchedule)
     await pacer.acquire()
     await pacer.acquire()
     assert clock.sleeps == [pytest.approx(1.0)]
@@ -271,10 +281,24 @@ DAYS = {
 }
 
 
+@pytest.fixture(params=["file", "redis"])
+def shared_pacer(request, tmp_path: Path) -> Callable[[str], dict[str, str]]:
+    """What each of two fetch processes (named) is told about pacing; either way the schedule is the
+    only thing they share: one pacer directory (one host), or only a Redis server, each process
+    with a pacer directory of its own (two hosts)."""
+    if request.param == "file":
+        return lambda name: {"GOGOOKU3_PACER_DIR": str(tmp_path / "pacer")}
+    url = request.getfixturevalue("redis_url")
+    return lambda name: {"GOGOOKU3_PACER_DIR": str(tmp_path / f"pacer_{name}"), "GOGOOKU3_PACER_URL": url}
+
+
 @pytest.mark.integration
-def test_two_fetch_processes_sharing_a_pacer_never_hit_the_rate_limit(tmp_path: Path) -> None:
+def test_two_fetch_processes_sharing_a_pacer_never_hit_the_rate_limit(
+    tmp_path: Path, shared_pacer: Callable[[str], dict[str, str]]
+) -> None:
     """Two ``gogooku3 fetch`` processes, each pacing at 80% of the plan, run at once on one account:
-    with the shared slot file they stay under the limit together (zero 429s) and fetch every row."""
+    sharing one schedule (a slot file, or Redis across hosts) they stay under the limit together
+    (zero 429s) and fetch every row."""
     cfg = EmulatorConfig.build(
         seed=5,
         codes=60,
@@ -290,7 +314,6 @@ def test_two_fetch_processes_sharing_a_pacer_never_hit_the_rate_limit(tmp_path: 
         assert emu._state.limiter is fast
         clean = isolated(os.environ)
         env = clean | {
-            "GOGOOKU3_PACER_DIR": str(tmp_path / "pacer"),  # the one thing the two processes share
             "JQUANTS_BASE_URL": emu.base_url_v2,
             "JQUANTS_API_KEY": emu.api_key,
             "JQUANTS_PLAN": "light",
@@ -301,7 +324,7 @@ def test_two_fetch_processes_sharing_a_pacer_never_hit_the_rate_limit(tmp_path: 
             span = ["--date", days[0].isoformat(), "--end", days[-1].isoformat()]
             argv = [gogooku3, "fetch", *span, "--endpoint", "daily_quotes", "--lake", str(tmp_path / name)]
             procs[name] = subprocess.Popen(
-                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                argv, env=env | shared_pacer(name), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
         outs = {name: proc.communicate(timeout=120) for name, proc in procs.items()}
         stats = emu.stats
@@ -327,3 +350,84 @@ def test_two_fetch_processes_sharing_a_pacer_never_hit_the_rate_limit(tmp_path: 
 def test_a_nan_rate_is_refused_not_read_as_no_pacing(tmp_path):
     with pytest.raises(ValueError, match="rate_per_minute is NaN"):
         RatePacer(float("nan"), key="t", state_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- the Redis schedule (several hosts)
+
+
+def test_redis_slots_follow_the_servers_clock_not_the_hosts(redis_url):
+    """Two "hosts" whose clocks disagree by 30 years reserve in turn: each is given the delay until
+    its slot by the server's clock, so together they keep one evenly spaced schedule. (A schedule
+    kept in the callers' clocks would make the slow-clock host wait decades.)"""
+    interval = 0.05
+    key = f"skew-{os.getpid()}-{time.time_ns()}"
+    hosts = [RedisSchedule(redis_url, key), RedisSchedule(redis_url, key)]
+    skewed_now = [time.time(), time.time() + 30 * 365 * 86400]
+    slots = []
+    for k in range(20):
+        t0 = time.monotonic()
+        delay = hosts[k % 2].reserve(interval, skewed_now[k % 2])
+        slots.append(t0 + delay)  # on one (monotonic) timeline: the caller sleeps `delay`
+    assert all(0 <= b - a for a, b in zip(slots, slots[1:], strict=False))
+    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    # a round trip (the gap between t0 and Redis's TIME) is far below 10 ms here
+    assert min(gaps) >= interval - 0.01 and max(gaps) <= interval + 0.01, gaps
+    assert slots[-1] - slots[0] == pytest.approx(19 * interval, abs=0.02)
+
+
+async def test_a_pacer_with_a_redis_url_shares_its_schedule_through_redis(redis_url, tmp_path):
+    """Two pacers with separate state directories (two hosts) but one Redis URL take one schedule:
+    1 s apart for a 60-per-minute rate, whichever pacer asks."""
+    clock = FakeClock()
+    key = f"shared-{time.time_ns()}"
+    pacers = [
+        RatePacer(
+            60,
+            key=key,
+            state_dir=tmp_path / d,
+            redis_url=redis_url,
+            safety=1.0,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        for d in ("a", "b")
+    ]
+    assert all(isinstance(p.schedule, RedisSchedule) for p in pacers)
+    waits = [await pacers[k % 2].acquire() for k in range(4)]
+    # the fake clock does not move Redis's: each reservation is one more interval ahead
+    assert waits == pytest.approx([0.0, 1.0, 2.0, 3.0], abs=0.05)
+
+
+def test_an_unanswering_pacer_redis_is_refused_at_start_naming_it_without_its_password(tmp_path):
+    url = f"unix://:hunter2-pacer-password@{tmp_path}/nothing.sock"
+    with pytest.raises(PacerError) as err:
+        RatePacer(60, key="t", redis_url=url)
+    assert str(tmp_path / "nothing.sock") in str(err.value) and "does not answer" in str(err.value)
+    assert "hunter2-pacer-password" not in str(err.value)
+
+
+async def test_a_redis_outage_mid_run_paces_this_process_and_says_so(tmp_path, caplog):
+    from gogooku3.devtools.redis_server import running_redis_server
+
+    docker_env.need_host_package("redis-server")
+    clock = FakeClock()
+    with running_redis_server(tmp_path / "redis") as url:
+        pacer = RatePacer(60, key="outage", redis_url=url, safety=1.0, clock=clock, sleep=clock.sleep)
+        assert await pacer.acquire() == pytest.approx(0.0, abs=0.05)
+    with caplog.at_level("WARNING", logger="gogooku3.jquants.pacer"):
+        # the server is gone: still paced, one interval apart, by this process alone
+        waits = [await pacer.acquire() for _ in range(3)]
+    assert waits == [0.0, 1.0, 1.0]
+    warnings = [r.getMessage() for r in caplog.records if "pacing this process only" in r.getMessage()]
+    assert len(warnings) == 1 and url.removeprefix("unix://") in warnings[0]
+
+
+def test_the_pacer_url_setting_is_checked_and_its_password_kept_secret():
+    from gogooku3.config import ConfigError, JQuantsSettings
+    from gogooku3.redaction import scrub
+
+    with pytest.raises(ConfigError, match="GOGOOKU3_PACER_URL: expected a redis://"):
+        JQuantsSettings.from_env({"GOGOOKU3_PACER_URL": "http://redis:6379/1"})
+    url = "redis://:pacer-secret-7a1f@redis:6379/1"
+    assert JQuantsSettings.from_env({"GOGOOKU3_PACER_URL": url}).pacer_url == url
+    assert scrub(f"connecting to {url}") == "connecting to redis://:***@redis:6379/1"

@@ -71,6 +71,19 @@ def test_jquants_v2_connection_overlays_env() -> None:
     assert j.pacer_dir == "/shared/pacer"
 
 
+def test_jquants_connection_pacer_url_is_checked_and_wins_over_the_environment() -> None:
+    env = {"GOGOOKU3_PACER_URL": "redis://env-redis:6379/0"}
+    c = conn("jquants", conn_type="http", password="k", extra={"pacer_url": "redis://broker:6379/1"})
+    assert resolve_settings(getter(c), env).jquants.pacer_url == "redis://broker:6379/1"
+    assert (
+        resolve_settings(getter(conn("jquants", password="k")), env).jquants.pacer_url
+        == env["GOGOOKU3_PACER_URL"]
+    )
+    bad = conn("jquants", conn_type="http", password="k", extra={"pacer_url": "https://broker"})
+    with pytest.raises(ConfigError, match=r"connection 'jquants': extra.pacer_url: expected a redis://"):
+        resolve_settings(getter(bad), {})
+
+
 def test_extra_api_key_wins_and_explicit_env_rate_is_kept() -> None:
     env = {"JQUANTS_RATE_PER_MINUTE": "100"}
     c = conn(

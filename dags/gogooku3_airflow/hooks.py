@@ -25,7 +25,8 @@ Connections, e.g. as ``AIRFLOW_CONN_<ID>`` JSON (the type is informational: any 
                    "password": "<API key (v2) or account password (v1)>", "login": "<e-mail, v1 only>",
                    "extra": {"api_version": "v2", "plan": "premium", "api_key": "<optional; wins for v2>",
                              "refresh_token": "<optional, v1>", "rate_per_minute": 480,
-                             "concurrency": 8, "timeout_s": 30, "max_retries": 6, "pacer_dir": "/shared/pacer"}}
+                             "concurrency": 8, "timeout_s": 30, "max_retries": 6, "pacer_dir": "/shared/pacer",
+                             "pacer_url": "<optional redis://host:6379/1: one schedule for every host>"}}
     slack_alerts  {"conn_type": "gogooku3_slack", "password": "xoxb-<bot token>",
                    "extra": {"channel": "#alerts", "base_url": "<optional, e.g. a capture server>"}}
     s3_lake       {"conn_type": "gogooku3_s3", "login": "<access key id>", "password": "<secret key>",
@@ -64,6 +65,7 @@ from gogooku3.config import (
     Secret,
     Settings,
     SlackSettings,
+    pacer_url,
 )
 
 
@@ -226,6 +228,10 @@ class JQuantsHook(BaseHook):
                 changes[key] = value
         if _text(extra.get("pacer_dir")):
             changes["pacer_dir"] = _text(extra["pacer_dir"])
+        if _text(extra.get("pacer_url")):
+            changes["pacer_url"] = pacer_url(
+                _text(extra["pacer_url"]), f"connection {conn.conn_id!r}: extra.pacer_url"
+            )
         return replace(base, **changes)
 
 

@@ -195,6 +195,7 @@ class JQuantsClient:
             settings.rate_per_minute,
             key=fingerprint(self.base_url, self.version, credential),
             state_dir=settings.pacer_dir or None,
+            redis_url=settings.pacer_url or None,
         )
         self._semaphore = asyncio.Semaphore(max(settings.concurrency, 1))
         self._query_slots = asyncio.Semaphore(max(settings.concurrency, 1))

@@ -28,9 +28,18 @@ contending on the file lock.
 
 The file is keyed by the API base URL plus a *fingerprint* of the credential (a SHA-256 prefix,
 never the credential itself): limits are per account, so two accounts - or the production API and
-a local emulator - pace independently. Workers on different hosts do not share a temp dir; point
-``GOGOOKU3_PACER_DIR`` at a shared filesystem with working ``flock`` for multi-host backfills, or
-give each host its own share of the rate with ``JQUANTS_RATE_PER_MINUTE``.
+a local emulator - pace independently.
+
+Several worker hosts: Redis
+---------------------------
+Workers on different hosts share no temp dir. With ``GOGOOKU3_PACER_URL=redis://host:6379/N`` (or
+the ``jquants`` connection's ``pacer_url``; the deployment points it at the Celery broker's Redis)
+the schedule lives in Redis instead, under ``gogooku3:pacer:<fingerprint>``, and one Lua script
+does step 2 atomically on the server. The script reads the *server's* clock (``TIME``) and returns
+the delay until the slot rather than the slot itself, so the hosts' clocks never have to agree:
+each sleeps the delay it was given. Should Redis stop answering mid-run, the request is paced by
+this process alone (a warning says so; the client retries any 429 that earns) and the next request
+asks Redis again; a pacer URL that does not answer at start-up is an error.
 
 Safety margin: the server (J-Quants, and the emulator, whose rule is documented in
 :mod:`gogooku3.emulator.ratelimit`: a request is refused when ``limit`` requests were already
@@ -53,7 +62,10 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
+from gogooku3.config import ConfigError
 from gogooku3.redaction import library_logger
 
 log = library_logger(__name__)
@@ -102,12 +114,110 @@ def reserve_slot(path: Path | str, interval_s: float, now: float) -> float:
         os.close(fd)
 
 
+class PacerError(ConfigError):
+    """The configured shared schedule cannot be used (e.g. its Redis does not answer)."""
+
+
+class SlotSchedule(Protocol):
+    """Where the slot schedule lives. :meth:`reserve` takes the next free slot ``interval_s`` after
+    the previous one and returns the seconds from now until it (``>= 0``)."""
+
+    def reserve(self, interval_s: float, now: float) -> float: ...
+
+
+class LocalSchedule:
+    """This process only."""
+
+    def __init__(self) -> None:
+        self.next_free = 0.0
+
+    def reserve(self, interval_s: float, now: float) -> float:
+        slot = max(now, self.next_free)
+        self.next_free = slot + interval_s
+        return slot - now
+
+
+class FileSchedule:
+    """Every process of one host (or of a filesystem with working ``flock``): :func:`reserve_slot`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        reserve_slot(path, 0.0, 0.0)  # touch: an unusable directory fails here, not mid-run
+
+    def reserve(self, interval_s: float, now: float) -> float:
+        return reserve_slot(self.path, interval_s, now) - now
+
+
+#: Step 2 of the module docstring on the Redis server, with the server's clock: returns the delay
+#: until the reserved slot as a string (a Lua number would come back truncated to an integer). The
+#: key expires a minute after its last slot: an idle schedule holds nothing worth keeping.
+RESERVE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local slot = math.max(now, next_free)
+local after = slot + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.6f', after), 'PX', math.floor((after - now) * 1000) + 60000)
+return string.format('%.6f', slot - now)
+"""
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password (for messages): ``redis://:***@host:6379/1``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class RedisSchedule:
+    """Every process of every host that reaches one Redis server (see the module docstring)."""
+
+    def __init__(self, url: str, key: str, *, timeout_s: float = 2.0) -> None:
+        import redis
+
+        self.url = url
+        self.key = f"gogooku3:pacer:{key}"
+        where = redacted_url(url)
+        try:
+            self._client = redis.Redis.from_url(
+                url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            )
+            self._script = self._client.register_script(RESERVE_LUA)
+            self._client.ping()
+        except (redis.RedisError, ValueError) as exc:
+            raise PacerError(f"pacer Redis {where} does not answer: {exc}") from None
+        self._errors = redis.RedisError
+        self._fallback = LocalSchedule()
+        self._failing = False
+
+    def reserve(self, interval_s: float, now: float) -> float:
+        try:
+            delay = float(self._script(keys=[self.key], args=[f"{interval_s:.6f}"]))
+        except self._errors as exc:
+            if not self._failing:
+                log.warning(
+                    "pacer Redis %s failed (%s); pacing this process only until it answers again",
+                    redacted_url(self.url),
+                    exc,
+                )
+            self._failing = True
+            return self._fallback.reserve(interval_s, now)
+        if self._failing:
+            log.warning("pacer Redis %s answers again", redacted_url(self.url))
+            self._failing = False
+        return max(0.0, delay)
+
+
 class RatePacer:
     """Paces sends to ``rate_per_minute * safety`` across coroutines and processes.
 
-    ``key`` identifies the account (use :func:`fingerprint`); ``state_dir=None`` uses
-    :func:`default_pacer_dir`. A rate <= 0 or infinite disables pacing. ``clock`` (wall-clock
-    seconds, shared meaning across processes) and ``sleep`` are injectable for tests.
+    ``key`` identifies the account (use :func:`fingerprint`). The schedule is shared through
+    ``redis_url`` when given (every host; :class:`PacerError` if it does not answer), else through a
+    file in ``state_dir`` (this host; ``None`` uses :func:`default_pacer_dir`). A rate <= 0 or
+    infinite disables pacing. ``clock`` (wall-clock seconds) and ``sleep`` are injectable for tests.
     """
 
     def __init__(
@@ -116,6 +226,7 @@ class RatePacer:
         *,
         key: str,
         state_dir: str | Path | None = None,
+        redis_url: str | None = None,
         safety: float = DEFAULT_SAFETY,
         late_s: float = 0.25,
         max_forfeits: int = 3,
@@ -132,25 +243,24 @@ class RatePacer:
         self.interval_s = 60.0 / (rate_per_minute * safety) if self.enabled else 0.0
         self._clock, self._sleep = clock, sleep
         self._lock: asyncio.Lock | None = None
-        self._local_next = 0.0
         #: lateness after which a slot is forfeited (see :meth:`acquire`); well inside the ~0.6 s
         #: of slack DEFAULT_SAFETY leaves, and above ordinary event-loop jitter
         self.late_s = late_s
         self.max_forfeits = max_forfeits
         #: slots given up because the caller woke too late (observable in tests and benchmarks)
         self.forfeited = 0
-        self.path: Path | None = None
-        if self.enabled:
+        self.schedule: SlotSchedule = LocalSchedule()
+        if self.enabled and redis_url:
+            self.schedule = RedisSchedule(redis_url, key)
+        elif self.enabled:
             directory = Path(state_dir) if state_dir else default_pacer_dir()
             try:
                 directory.mkdir(parents=True, exist_ok=True)
-                self.path = directory / f"{key}.slot"
-                reserve_slot(self.path, 0.0, 0.0)  # touch: fail here, not mid-run
+                self.schedule = FileSchedule(directory / f"{key}.slot")
             except OSError as exc:
                 # Without the shared file we still pace this process; other processes may then
                 # overlap and earn 429s, which the client retries. Say so loudly.
                 log.warning("pacer state dir %s unusable (%s); pacing this process only", directory, exc)
-                self.path = None
 
     async def acquire(self) -> float:
         """Wait for this caller's send slot; returns the seconds waited.
@@ -168,10 +278,10 @@ class RatePacer:
         for attempt in range(self.max_forfeits + 1):
             async with self._lock:
                 now = self._clock()
-                slot = self._reserve(now)
+                delay = self.schedule.reserve(self.interval_s, now)
             # Sleep outside the lock: later callers reserve later slots meanwhile, so up to
             # `concurrency` requests can be waiting for consecutive slots.
-            delay = slot - now
+            slot = now + delay
             if delay > 0:
                 await self._sleep(delay)
                 waited += delay
@@ -181,10 +291,3 @@ class RatePacer:
             self.forfeited += 1
             log.debug("pacer: woke %.3fs after the slot; taking a new one", late)
         return waited
-
-    def _reserve(self, now: float) -> float:
-        if self.path is not None:
-            return reserve_slot(self.path, self.interval_s, now)
-        slot = max(now, self._local_next)
-        self._local_next = slot + self.interval_s
-        return slot

@@ -11,6 +11,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 # without Docker can run `GOGOOKU3_REQUIRE_DOCKER=0 make test` (those tests then skip, with the reason),
 # or plain pytest.
 export GOGOOKU3_REQUIRE_DOCKER="${GOGOOKU3_REQUIRE_DOCKER:-1}"
+# The Debian packages the tests start themselves (redis-server): installed here, once, when missing.
+bash include/scripts/host_packages.sh
 if ! bash include/scripts/dockerd.sh start; then
   if [ "$GOGOOKU3_REQUIRE_DOCKER" = 1 ]; then
     echo "run_tests: error: include/scripts/dockerd.sh start failed (output above), and the Docker tests" \
