@@ -23,7 +23,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 from gogooku3_airflow import tasks
 from gogooku3_airflow.assets import FEATURES, INTERIM_TRADES_SPEC_DAILY, RAW_DAILY_QUOTES
-from gogooku3_airflow.defaults import START_DATE, default_args
+from gogooku3_airflow.defaults import START_DATE, default_args, gpu_queue
 from gogooku3_airflow.operators import FeatureBuildOperator
 
 
@@ -49,9 +49,9 @@ def features_daily():
     def choose(plan):
         return tasks.choose_build(plan)
 
-    build_in_container = FeatureBuildOperator(task_id="build_features")
+    build_in_container = FeatureBuildOperator(task_id="build_features", queue=gpu_queue())
 
-    @task
+    @task(queue=gpu_queue())
     def build_features_in_process(plan):
         return tasks.build_features_in_process(plan)
 

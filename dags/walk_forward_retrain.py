@@ -29,7 +29,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 from gogooku3_airflow import PROMOTION_POOL, tasks
 from gogooku3_airflow.assets import MODEL_ATFT_GAT_FAN
-from gogooku3_airflow.defaults import START_DATE, default_args
+from gogooku3_airflow.defaults import START_DATE, default_args, gpu_queue
 from gogooku3_airflow.operators import RetrainOperator
 from gogooku3_airflow.timetables import JstWeeklyTimetable
 
@@ -54,9 +54,9 @@ def walk_forward_retrain():
     def choose(plan):
         return tasks.choose_training(plan)
 
-    train_in_container = RetrainOperator(task_id="train")
+    train_in_container = RetrainOperator(task_id="train", queue=gpu_queue())
 
-    @task
+    @task(queue=gpu_queue())
     def train_in_process(plan):
         return tasks.train_in_process(plan)
 

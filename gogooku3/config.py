@@ -305,6 +305,9 @@ class Settings:
     #: ``(uid, gid)`` the task containers run as (``GOGOOKU3_TASK_USER``); None = the image's own
     #: non-root user. Never root.
     task_user: tuple[int, int] | None = None
+    #: The Docker network task containers join for an ``s3://`` lake (``GOGOOKU3_TASK_NETWORK``):
+    #: ``host`` by default; the compose deployment names its own network, where ``s3`` resolves.
+    task_network: str = "host"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -326,4 +329,17 @@ class Settings:
             mlflow=MlflowSettings.from_env(env),
             rmm_pool_size=parse_size(rmm, name="RMM_POOL_SIZE") if rmm else None,
             task_user=parse_user(task_user, name="GOGOOKU3_TASK_USER") if task_user else None,
+            task_network=_get(env, "GOGOOKU3_TASK_NETWORK", "host") or "host",
         )
+
+
+#: Airflow's own default queue ([operators] default_queue).
+DEFAULT_QUEUE = "default"
+
+
+def gpu_task_queue(env: Mapping[str, str] | None = None) -> str:
+    """The Celery queue of the GPU-bound tasks (feature build, training): ``GOGOOKU3_GPU_QUEUE``,
+    else Airflow's default queue. Read when DAG files are parsed, so on its own, not through
+    :meth:`Settings.from_env` (a bad credential must not break parsing)."""
+    env = os.environ if env is None else env
+    return _get(env, "GOGOOKU3_GPU_QUEUE", DEFAULT_QUEUE) or DEFAULT_QUEUE

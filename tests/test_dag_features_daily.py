@@ -202,6 +202,16 @@ def test_an_s3_container_receives_the_credentials_and_never_renders_them(monkeyp
     assert "AKIAFEATURESTEST" not in rendered and "s3-secret-never-rendered" not in rendered
 
 
+def test_an_s3_container_joins_the_network_the_deployment_names(monkeypatch) -> None:
+    """docker-compose: the S3 server is ``s3`` on the stack's network, which the host cannot resolve."""
+    from gogooku3.config import Settings
+
+    assert Settings.from_env({"GOGOOKU3_TASK_NETWORK": "gogooku3_default"}).task_network == "gogooku3_default"
+    api = RecordingDockerApi()
+    run_operator(monkeypatch, s3_settings(task_network="gogooku3_default"), S3_PLAN, api)
+    assert api.created["host_config"]["network_mode"] == "gogooku3_default"
+
+
 def test_the_container_runs_as_the_images_user_or_the_configured_one_never_root(monkeypatch) -> None:
     api = RecordingDockerApi(image_user="10001:10001")
     run_operator(monkeypatch, s3_settings(), S3_PLAN, api)

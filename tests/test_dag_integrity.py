@@ -109,6 +109,7 @@ def dagbag(airflow_env: dict[str, str]) -> dict:
                                  else int(t.on_failure_callback is not None),
                     "backoff": float(t.retry_exponential_backoff or 0),
                     "pool": t.pool,
+                    "queue": t.queue,
                     "upstream": sorted(t.upstream_task_ids),
                 }}
             tt = dag.timetable
@@ -131,7 +132,8 @@ def dagbag(airflow_env: dict[str, str]) -> dict:
             "warnings": sorted(w.message for w in bag.dag_warnings),
         }}))
         """,
-        airflow_env,
+        # as the compose deployment parses them: the GPU-bound tasks on their own queue
+        airflow_env | {"GOGOOKU3_GPU_QUEUE": "gpu"},
     )
 
 
@@ -169,6 +171,21 @@ def test_every_dag_follows_the_conventions(dagbag: dict, dag_id: str) -> None:
         assert t["retries"] >= 1, f"{where} has no retries"
         assert t["backoff"] > 0, f"{where} retries without exponential backoff"
         assert t["callbacks"] >= 1, f"{where} has no on_failure_callback"
+
+
+#: The tasks that want the GPU host: the feature build and the training, in a container or in-process.
+GPU_TASKS = {
+    "features_daily": {"build_features", "build_features_in_process"},
+    "walk_forward_retrain": {"train", "train_in_process"},
+}
+
+
+def test_gpu_bound_tasks_go_to_the_configured_queue_and_the_rest_to_the_default(dagbag: dict) -> None:
+    for dag_id, d in dagbag["dags"].items():
+        on_gpu = {task_id for task_id, t in d["tasks"].items() if t["queue"] == "gpu"}
+        assert on_gpu == GPU_TASKS.get(dag_id, set()), dag_id
+        others = {t["queue"] for task_id, t in d["tasks"].items() if task_id not in on_gpu}
+        assert others <= {"default"}, (dag_id, others)
 
 
 def test_jquants_daily_shape(dagbag: dict) -> None:

@@ -1,5 +1,5 @@
 """Conventions every gogooku3 DAG shares: owner, retries with exponential backoff, the Slack
-failure callback, and a JST start date."""
+failure callback, a JST start date, and the queue of the GPU-bound tasks."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pendulum
 
+from gogooku3.config import gpu_task_queue
 from gogooku3_airflow import OWNER
 from gogooku3_airflow.callbacks import on_task_failure
 
@@ -31,3 +32,10 @@ def default_args(**overrides: Any) -> dict[str, Any]:
     }
     args.update(overrides)
     return args
+
+
+def gpu_queue() -> str:
+    """The queue of the tasks that want the GPU host (the feature build, training, and their
+    in-process fallbacks): ``GOGOOKU3_GPU_QUEUE`` (``gpu`` in docker-compose.airflow.yml, whose
+    ``airflow-worker-gpu`` serves it), else Airflow's default queue."""
+    return gpu_task_queue()

@@ -11,8 +11,9 @@ What the base decides at run time, from the runtime plan an upstream task pushed
   and ``RMM_POOL_SIZE`` only when the plan's engine is ``gpu``.
 * **lake**: a local lake is bind-mounted at ``/lake`` and the container gets no network at all; an
   ``s3://`` lake gets the S3 endpoint and region in the environment, the keys in the container's
-  private environment (never a rendered template field, never logged), and the host network (the
-  S3 endpoint is the one place it needs to reach).
+  private environment (never a rendered template field, never logged), and the network
+  ``GOGOOKU3_TASK_NETWORK`` names (default the host's; the S3 endpoint is the one place it needs to
+  reach, and in the compose deployment it resolves only on the stack's own network).
 * **user**: never root. ``GOGOOKU3_TASK_USER`` when set, else the image's own USER as the engine
   reports it; a bind-mounted lake is opened to that user first
   (:func:`gogooku3.containers.grant_lake_access`).
@@ -101,7 +102,7 @@ class TaskContainerOperator(DockerOperator):
         else:
             lake = settings.lake_uri
             self.mounts = []
-            self.network_mode = "host"
+            self.network_mode = settings.task_network
             if settings.s3.endpoint_url:
                 self.environment["GOGOOKU3_S3_ENDPOINT_URL"] = settings.s3.endpoint_url
             self.environment["AWS_DEFAULT_REGION"] = settings.s3.region
