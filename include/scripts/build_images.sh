@@ -173,6 +173,10 @@ build_deps() {
     "$PY" -m pip wheel -q -c constraints.txt -w "$ctx/wheelhouse" \
       "$(ls "$WORK"/depwheel/gogooku3-*.whl)${EXTRAS:+[$EXTRAS]}" >"$WORK/pip.log" 2>&1 \
       || { tail -n 30 "$WORK/pip.log" >&2; die "building the wheelhouse failed"; }
+    # Requirements whose markers the host's Python answers differently from the image's (bookworm's
+    # 3.11.2): redis needs async-timeout below 3.11.3, which the host's newer 3.11 skips.
+    "$PY" -m pip wheel -q --no-deps -w "$ctx/wheelhouse" "async-timeout>=4.0.3" >>"$WORK/pip.log" 2>&1 \
+      || { tail -n 30 "$WORK/pip.log" >&2; die "building the wheelhouse's extra wheels failed"; }
     rm -f "$ctx"/wheelhouse/gogooku3-*.whl
     say "  wheelhouse: $(find "$ctx/wheelhouse" -name "*.whl" | wc -l) wheels, $(du -sh "$ctx/wheelhouse" | cut -f1)"
     docker_build deps -f "$ctx/Dockerfile.deps" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
