@@ -343,3 +343,23 @@ def gpu_task_queue(env: Mapping[str, str] | None = None) -> str:
     :meth:`Settings.from_env` (a bad credential must not break parsing)."""
     env = os.environ if env is None else env
     return _get(env, "GOGOOKU3_GPU_QUEUE", DEFAULT_QUEUE) or DEFAULT_QUEUE
+
+
+#: The first retry's delay of every task (later ones double, capped at an hour).
+DEFAULT_RETRY_DELAY_S = 120
+
+
+def task_retry_delay_s(env: Mapping[str, str] | None = None) -> float:
+    """Seconds before a failed task's first retry: ``GOGOOKU3_RETRY_DELAY_S`` (default 120; the
+    deploy test shortens it). Read when DAG files are parsed, like :func:`gpu_task_queue`."""
+    env = os.environ if env is None else env
+    raw = _get(env, "GOGOOKU3_RETRY_DELAY_S", "") or ""
+    if not raw:
+        return DEFAULT_RETRY_DELAY_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise ConfigError(f"GOGOOKU3_RETRY_DELAY_S={raw!r}: expected seconds between 0 and 3600")
+    return value

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from gogooku3.calendar import parse_date
-from gogooku3.config import ConfigError, JQuantsSettings, Settings
+from gogooku3.config import DEFAULT_RETRY_DELAY_S, ConfigError, JQuantsSettings, Settings, task_retry_delay_s
 
 
 @pytest.mark.parametrize("name", ["JQUANTS_RATE_PER_MINUTE", "GOGOOKU3_JQUANTS_TIMEOUT_S"])
@@ -69,3 +69,11 @@ def test_task_user_is_a_numeric_non_root_uid_gid() -> None:
     for value, named in (("0:0", "never run as root"), ("0", "never run as root"), ("airflow", "numeric")):
         with pytest.raises(ConfigError, match=named):
             Settings.from_env({"GOGOOKU3_TASK_USER": value})
+
+
+def test_the_first_retry_delay_comes_from_the_environment() -> None:
+    assert task_retry_delay_s({}) == DEFAULT_RETRY_DELAY_S == 120
+    assert task_retry_delay_s({"GOGOOKU3_RETRY_DELAY_S": "5"}) == 5.0
+    for bad in ("soon", "-1", "nan", "7200"):
+        with pytest.raises(ConfigError, match=f"GOGOOKU3_RETRY_DELAY_S={bad!r}"):
+            task_retry_delay_s({"GOGOOKU3_RETRY_DELAY_S": bad})

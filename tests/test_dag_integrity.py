@@ -33,6 +33,10 @@ HEAVY = ("polars", "pandas", "torch", "aiohttp", "boto3", "botocore", "great_exp
 IMPORT_REGRESSION_BOUND_S = 5.0
 
 
+# As docker-compose.airflow.yml may set it (GOGOOKU3_RETRY_DELAY_S); the DAGs' default is 120 s.
+RETRY_DELAY_S = 7.0
+
+
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The one local Airflow environment (no DB needed: nothing here runs a DAG)."""
@@ -108,6 +112,7 @@ def dagbag(airflow_env: dict[str, str]) -> dict:
                     "callbacks": len(t.on_failure_callback or []) if isinstance(t.on_failure_callback, list)
                                  else int(t.on_failure_callback is not None),
                     "backoff": float(t.retry_exponential_backoff or 0),
+                    "retry_delay_s": t.retry_delay.total_seconds(),
                     "pool": t.pool,
                     "queue": t.queue,
                     "upstream": sorted(t.upstream_task_ids),
@@ -132,8 +137,9 @@ def dagbag(airflow_env: dict[str, str]) -> dict:
             "warnings": sorted(w.message for w in bag.dag_warnings),
         }}))
         """,
-        # as the compose deployment parses them: the GPU-bound tasks on their own queue
-        airflow_env | {"GOGOOKU3_GPU_QUEUE": "gpu"},
+        # as the compose deployment parses them: the GPU-bound tasks on their own queue, the first
+        # retry's delay from its environment
+        airflow_env | {"GOGOOKU3_GPU_QUEUE": "gpu", "GOGOOKU3_RETRY_DELAY_S": str(RETRY_DELAY_S)},
     )
 
 
@@ -170,6 +176,7 @@ def test_every_dag_follows_the_conventions(dagbag: dict, dag_id: str) -> None:
         assert t["owner"] and t["owner"] != "airflow", f"{where} has no owner"
         assert t["retries"] >= 1, f"{where} has no retries"
         assert t["backoff"] > 0, f"{where} retries without exponential backoff"
+        assert t["retry_delay_s"] == RETRY_DELAY_S, f"{where} ignores GOGOOKU3_RETRY_DELAY_S"
         assert t["callbacks"] >= 1, f"{where} has no on_failure_callback"
 
 

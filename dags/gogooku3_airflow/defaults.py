@@ -8,7 +8,7 @@ from typing import Any
 
 import pendulum
 
-from gogooku3.config import gpu_task_queue
+from gogooku3.config import gpu_task_queue, task_retry_delay_s
 from gogooku3_airflow import OWNER
 from gogooku3_airflow.callbacks import on_task_failure
 
@@ -17,7 +17,8 @@ START_DATE = pendulum.datetime(2019, 1, 1, tz="Asia/Tokyo")
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:
-    """Task defaults: 4 retries after 2, 4, 8, 16 minutes (capped at 1 h), Slack alert on failure.
+    """Task defaults: 4 retries after 2, 4, 8, 16 minutes (capped at 1 h; the first delay is
+    ``GOGOOKU3_RETRY_DELAY_S``), Slack alert on failure.
 
     The backoff rides out a late publication or a J-Quants outage; errors that retrying cannot
     fix (bad credentials, a bad ``dag_run.conf``) fail at once with AirflowFailException.
@@ -25,7 +26,7 @@ def default_args(**overrides: Any) -> dict[str, Any]:
     args: dict[str, Any] = {
         "owner": OWNER,
         "retries": 4,
-        "retry_delay": dt.timedelta(minutes=2),
+        "retry_delay": dt.timedelta(seconds=task_retry_delay_s()),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": dt.timedelta(hours=1),
         "on_failure_callback": on_task_failure,
