@@ -8,7 +8,8 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv test unit integration dag-test demo lint airflow bench bench-gpu gpu-wheels emulator constraints clean
+.PHONY: venv test unit integration dag-test demo lint airflow bench bench-gpu gpu-wheels emulator constraints clean \
+	images deploy-up deploy-down deploy-status backfill test-deploy
 
 venv: $(STAMP)
 
@@ -46,6 +47,36 @@ airflow: venv
 
 emulator: venv
 	$(BIN)/gogooku3 emulator --port 8765
+
+# The docker-compose deployment on this host (README "Deploying"): every image built here from Debian
+# packages (no registry), the stack from .env with docker-compose.local.yml's local images.
+DEPLOY := $(PY) -m gogooku3.devtools.deploy_stack --local --env-file .env
+
+images: venv
+	bash include/scripts/build_images.sh all
+
+deploy-up: images
+	$(DEPLOY) up
+
+deploy-down: venv
+	$(DEPLOY) down
+
+deploy-status: venv
+	$(DEPLOY) status
+
+# make backfill DAG=jquants_daily START=2024-03-01 END=2024-03-29 [MAX_ACTIVE=2] [UNPAUSE=1] [LOCAL=1]
+# against the running deployment, or with LOCAL=1 against `make airflow`'s instance (GOGOOKU3_AIRFLOW_HOME,
+# default .airflow).
+backfill: venv
+	@test -n "$(DAG)" -a -n "$(START)" -a -n "$(END)" || { echo "usage: make backfill DAG=dag_id START=YYYY-MM-DD END=YYYY-MM-DD [MAX_ACTIVE=N] [UNPAUSE=1] [LOCAL=1]" >&2; exit 2; }
+	$(DEPLOY) backfill "$(DAG)" "$(START)" "$(END)" $(if $(MAX_ACTIVE),--max-active $(MAX_ACTIVE)) \
+	  $(if $(filter 1,$(UNPAUSE)),--unpause) $(if $(filter 1,$(LOCAL)),--airflow-home "$${GOGOOKU3_AIRFLOW_HOME:-.airflow}")
+
+# The deployment's own test (also part of `make test`): images, stack up, backfill, UI, API, teardown.
+test-deploy: venv
+	bash include/scripts/host_packages.sh
+	bash include/scripts/dockerd.sh start
+	GOGOOKU3_REQUIRE_DOCKER=1 $(BIN)/pytest -q -ra -m deploy tests/test_deploy.py
 
 bench: venv
 	$(PY) -m gogooku3.bench

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 from airflow_harness import asset_events, tail
 from airflow_harness import dags_test as run_dags_test
-from polars.testing import assert_frame_equal
+from lake_checks import JQUANTS_DAILY_TABLES, assert_raw_is_ground_truth
 
 from gogooku3.calendar import previous_trading_day
 from gogooku3.config import S3Settings
@@ -30,7 +30,7 @@ from gogooku3.lake import open_lake
 pytestmark = pytest.mark.integration
 
 DAY = dt.date(2024, 5, 13)  # a Monday in earnings season: statements on the day and the Friday before
-DATASETS = ("listed_info", "daily_quotes", "statements", "topix")
+DATASETS = JQUANTS_DAILY_TABLES
 SLACK_TOKEN = "xoxb-e2e-bot-token"
 
 
@@ -62,20 +62,7 @@ def dags_test(env: dict[str, str], day: dt.date, **extra_env: str):
 
 
 def assert_ground_truth(lake, market, day: dt.date) -> None:
-    """Every partition the run writes holds exactly the emulator's ground truth for its date."""
-    for name in DATASETS:
-        key = list(get_dataset(name).key)
-        days = [day]
-        if name == "statements":  # the run also completes the days since the previous session
-            prev = previous_trading_day(day)
-            days = [prev + dt.timedelta(days=i) for i in range((day - prev).days + 1)]
-        for d in days:
-            truth = market.frame(name, d)
-            if truth.is_empty() and not lake.has_partition("raw", name, d):
-                continue  # non-trading day with nothing disclosed: nothing to write
-            got = lake.read_partition("raw", name, d)
-            assert got.height == truth.height, f"{name} {d}: {got.height} rows, truth {truth.height}"
-            assert_frame_equal(got.sort(key), truth.sort(key), check_column_order=False)
+    assert_raw_is_ground_truth(lake, market, day)
     assert market.frame("statements", day).height > 0, "pick a day with statements to make this test bite"
 
 

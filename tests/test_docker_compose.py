@@ -1,18 +1,22 @@
-"""Static checks of the files that cannot be run here (no registry, no GPU): docker-compose.airflow.yml
-and Dockerfile.gpu, against the project's pinned versions; plus the CPU Dockerfiles' registry-free base.
-The compose file is also validated by the compose CLI itself when one is installed (required in CI: see
-tests/docker_env.py)."""
+"""Static checks of the deployment files against the project's pinned versions: docker-compose.airflow.yml
+and its local and GPU-host override files (also rendered by the compose CLI: required in CI, see
+tests/docker_env.py), Dockerfile.gpu (no GPU here), and the registry-free base of the local images.
+The stack itself runs in tests/test_deploy.py."""
 
 from __future__ import annotations
 
+import os
 import re
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import docker_env
 import pytest
 import yaml
+
+from gogooku3.devtools.airflow_env import isolated
+from gogooku3.devtools.deploy_stack import StackError, compose_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.airflow.yml"
@@ -48,32 +52,72 @@ def _final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return instructions[last_from:]
 
 
+LOCAL = ROOT / "docker-compose.local.yml"
+GPU = ROOT / "docker-compose.gpu.yml"
+WORKERS = {"airflow-worker": "default", "airflow-worker-gpu": "gpu"}
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
+def _compose_cli() -> list[str]:
+    try:
+        return compose_cli()
+    except StackError as exc:
+        # dockerd.sh installs Debian's docker-compose, so in CI (GOGOOKU3_REQUIRE_DOCKER=1) this fails
+        docker_env.unavailable(str(exc))
+
+
+def _config(*files: Path, env_file: Path | None = None) -> subprocess.CompletedProcess:
+    cmd = [*_compose_cli(), *(a for f in files for a in ("-f", str(f)))]
+    if env_file is not None:
+        cmd += ["--env-file", str(env_file)]
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "POSTGRES", "S3_", "GOGOOKU3"))
+    }
+    return subprocess.run([*cmd, "config"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+
+
 def test_compose_has_every_service_and_valid_dependencies(compose: dict) -> None:
     services = compose["services"]
-    expected = {"postgres", "airflow-init", "minio", "minio-init", "mlflow", "emulator", *AIRFLOW_COMPONENTS}
+    expected = {
+        "postgres",
+        "redis",
+        "s3",
+        "airflow-init",
+        "mlflow",
+        "emulator",
+        *AIRFLOW_COMPONENTS,
+        *WORKERS,
+    }
     assert expected <= set(services)
     for name, svc in services.items():
         for dep in svc.get("depends_on") or {}:
             assert dep in services, f"{name} depends on unknown service {dep}"
         for port in svc.get("ports") or []:
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+        if name != "airflow-init":
+            assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
-def test_airflow_components_run_the_pinned_airflow(compose: dict) -> None:
+def test_airflow_components_run_the_pinned_airflow_on_celery(compose: dict) -> None:
     version = _pins()["apache-airflow"]
-    for name, command in AIRFLOW_COMPONENTS.items():
+    for name, command in {**AIRFLOW_COMPONENTS, **{w: "celery" for w in WORKERS}}.items():
         svc = compose["services"][name]
-        assert svc["command"] == [command]
-        assert svc["image"].endswith(f":{version}")
+        assert svc["command"][0] == command
+        assert svc["image"].endswith(f":{version}}}") or svc["image"].endswith(f":{version}")
         assert svc["build"]["dockerfile"] == "images/airflow/Dockerfile"
-        assert svc["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        env = svc["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+        assert env["GOGOOKU3_PACER_URL"].startswith("redis://")  # one request schedule for every host
     froms = [args for op, args in _instructions(ROOT / "images/airflow/Dockerfile") if op in {"ARG", "FROM"}]
     assert f"AIRFLOW_IMAGE=apache/airflow:{version}-python3.11" in froms
+    for worker, queue in WORKERS.items():
+        assert compose["services"][worker]["command"] == ["celery", "worker", "--queues", queue]
 
 
 def test_airflow_components_see_the_checkout_as_every_local_environment_does(compose: dict) -> None:
@@ -81,7 +125,7 @@ def test_airflow_components_see_the_checkout_as_every_local_environment_does(com
     paths under its mount point: the one layout of gogooku3.devtools.airflow_env."""
     from gogooku3.devtools.airflow_env import LAYOUT
 
-    for name in AIRFLOW_COMPONENTS:
+    for name in [*AIRFLOW_COMPONENTS, *WORKERS]:
         svc = compose["services"][name]
         for setting, relative in LAYOUT.items():
             assert svc["environment"][setting] == f"/opt/gogooku3/{relative}", (name, setting)
@@ -89,33 +133,48 @@ def test_airflow_components_see_the_checkout_as_every_local_environment_does(com
         assert {"/opt/gogooku3/dags", "/opt/gogooku3/include"} <= mounted, name
 
 
-def test_the_task_runner_can_reach_the_engine_and_the_lake(compose: dict) -> None:
-    scheduler = compose["services"]["airflow-scheduler"]
-    assert "/var/run/docker.sock:/var/run/docker.sock" in scheduler["volumes"]
-    # Sibling containers get host paths: the lake is mounted at the same path on both sides.
-    lake = [v for v in scheduler["volumes"] if "GOGOOKU3_LAKE_HOST_DIR" in v]
-    assert len(lake) == 1
-    host_side, container_side = lake[0].split("}:", 1)
-    assert host_side + "}" == container_side
-    assert compose["services"]["emulator"]["pull_policy"] == "never"
+def test_only_the_workers_reach_the_engine_and_their_containers_join_the_stacks_network(
+    compose: dict,
+) -> None:
+    for name, svc in compose["services"].items():
+        has_socket = "/var/run/docker.sock:/var/run/docker.sock" in (svc.get("volumes") or [])
+        assert has_socket == (name in WORKERS), name
+    env = compose["services"]["airflow-worker-gpu"]["environment"]
+    assert env["GOGOOKU3_GPU_QUEUE"] == "gpu"
+    assert env["GOGOOKU3_TASK_NETWORK"] == compose["networks"]["default"]["name"]
+    assert env["GOGOOKU3_LAKE_URI"].split(":-", 1)[1].startswith("s3://")
 
 
-def test_compose_cli_accepts_the_file() -> None:
-    if shutil.which("docker-compose"):
-        cmd = ["docker-compose", "-f", str(COMPOSE), "config", "-q"]
-    elif (
-        shutil.which("docker")
-        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
-    ):
-        cmd = ["docker", "compose", "-f", str(COMPOSE), "config", "-q"]
-    else:
-        # dockerd.sh installs Debian's docker-compose, so in CI (GOGOOKU3_REQUIRE_DOCKER=1) this fails
-        docker_env.unavailable(
-            "no compose CLI installed (include/scripts/dockerd.sh installs docker-compose); "
-            "the YAML checks above still ran"
-        )
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+def test_secrets_come_from_env_and_the_stack_will_not_render_without_any_of_them(tmp_path: Path) -> None:
+    """Every secret .env.example ships is a required variable (`${X:?...}`): leave any one out and the
+    file does not render, naming it."""
+    from gogooku3.deployment import parse_env_file, secret_names
+
+    example = parse_env_file((ROOT / ".env.example").read_text())
+    required = [name for name in secret_names(example) if example[name]]
+    assert {"AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "POSTGRES_PASSWORD", "S3_SECRET_KEY"} <= set(required)
+    for name in required:
+        env_file = tmp_path / f"without_{name}.env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in example.items() if k != name))
+        result = _config(COMPOSE, env_file=env_file)
+        assert result.returncode != 0 and f"set {name} in .env" in result.stderr, (name, result.stderr[-500:])
+
+
+@pytest.mark.parametrize(
+    "files", [[COMPOSE], [COMPOSE, LOCAL], [COMPOSE, GPU]], ids=["registry", "local", "gpu-host"]
+)
+def test_compose_cli_accepts_every_variant(files: list[Path]) -> None:
+    result = _config(*files, env_file=ROOT / ".env.example")
     assert result.returncode == 0, result.stderr
+    rendered = yaml.safe_load(result.stdout)
+    images = {name: svc.get("image", "") for name, svc in rendered["services"].items()}
+    if LOCAL in files:
+        assert all(image.startswith("gogooku3/") for image in images.values()), images
+    else:
+        assert images["postgres"].startswith("postgres:") and images["redis"].startswith("redis:")
+        assert images["s3"].startswith("minio/minio:")
+    gpu = rendered["services"]["airflow-worker-gpu"].get("deploy", {})
+    assert bool(gpu) == (GPU in files)
 
 
 def test_gpu_dockerfile_is_the_cuda_rapids_torch_production_image() -> None:
@@ -151,3 +210,22 @@ def test_cpu_dockerfiles_need_no_registry_and_run_as_non_root() -> None:
         assert [a for op, a in _final_stage(instructions) if op == "USER"][-1] == "10001:10001"
     final = _final_stage(_instructions(ROOT / "images/cpu/Dockerfile"))
     assert [a for op, a in final if op == "ENTRYPOINT"] == ['["/usr/bin/tini", "--", "gogooku3"]']
+
+
+def test_the_executor_the_stack_names_loads_with_the_pinned_packages(compose: dict, tmp_path: Path) -> None:
+    """The scheduler loads the executor at start; a provider/library mismatch (celery 5.7 against the
+    celery provider) stops it there. The Airflow images install what constraints.txt pins, as .venv."""
+    executor = compose["services"]["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"]
+    code = (
+        "from airflow.executors.executor_loader import ExecutorLoader; "
+        f"print(ExecutorLoader.load_executor({executor!r}).__class__.__name__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=isolated(os.environ) | {"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__EXECUTOR": executor},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == executor

@@ -4,7 +4,9 @@
 #   bash include/scripts/host_packages.sh              everything the suite needs
 #   bash include/scripts/host_packages.sh redis-server only these
 #
-# redis-server  the cross-host request pacer's store (gogooku3.devtools.redis_server starts it)
+# redis-server     the cross-host request pacer's store (gogooku3.devtools.redis_server starts it)
+# chromium         the browser the deployment's UI test drives headless (tests/test_deploy.py)
+# chromium-driver  its WebDriver (chromedriver), which Selenium talks to
 #
 # Needs root (or password-less sudo) for apt-get; a package that is already installed costs nothing.
 set -euo pipefail
@@ -13,7 +15,7 @@ say() { echo "host_packages.sh: $*"; }
 die() { echo "host_packages.sh: error: $*" >&2; exit 1; }
 
 # package -> the binary that shows it is installed
-declare -A BINARY=([redis-server]=redis-server)
+declare -A BINARY=([redis-server]=redis-server [chromium]=chromium [chromium-driver]=chromedriver)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then
