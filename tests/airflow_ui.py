@@ -113,20 +113,32 @@ class AirflowUi:
             "the conf editor", lambda: self.one(".chakra-dialog__content .monaco-editor .view-lines")
         )
         self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", editor)
-        ActionChains(self.d).click(editor).key_down(Keys.CONTROL).send_keys("a").key_up(
-            Keys.CONTROL
-        ).perform()
-        ActionChains(self.d).send_keys(Keys.DELETE).send_keys(json.dumps(conf)).perform()
-        typed = self.d.find_element(
-            By.CSS_SELECTOR, ".chakra-dialog__content .monaco-editor .view-lines"
-        ).text
-        assert json.loads(typed) == conf, f"the conf editor holds {typed!r}"
+        self._type_into_editor(editor, json.dumps(conf), lambda text: _json_or_none(text) == conf)
         # leaving the editor lets the form take its value (and format it) before the submit
         self.by_text("Configuration JSON").click()
         self.shot("trigger")
         self.d.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]").click()
         url = self.until("the new run's page", lambda: "/runs/" in self.d.current_url and self.d.current_url)
         return urllib.parse.unquote(url.split("/runs/", 1)[1].split("/")[0])
+
+    def _type_into_editor(self, editor, text: str, done: Callable[[str], bool], attempts: int = 3) -> None:
+        """Replace the editor's text by typing ``text`` a key at a time, as a person does (on a busy
+        machine keys sent in one burst reached the editor out of order); read it back and type
+        again when it is not what ``done`` expects."""
+        typed = ""
+        for _ in range(attempts):
+            ActionChains(self.d).click(editor).key_down(Keys.CONTROL).send_keys("a").key_up(
+                Keys.CONTROL
+            ).perform()
+            ActionChains(self.d).send_keys(Keys.DELETE).perform()
+            for key in text:
+                ActionChains(self.d).send_keys(key).perform()
+                time.sleep(0.02)
+            time.sleep(0.5)
+            typed = editor.text.replace("\u00a0", " ")
+            if done(typed):
+                return
+        raise AssertionError(f"UI: the editor holds {typed!r} after {attempts} attempts to type {text!r}")
 
     def watch_run(self, dag_id: str, run_id: str, timeout_s: float = 600) -> str:
         """Reload the run's page until its state badge says Success or Failed; returns it."""
@@ -152,3 +164,10 @@ class AirflowUi:
         )
         self.shot(f"log-{task_id}")
         return body
+
+
+def _json_or_none(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

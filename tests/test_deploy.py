@@ -263,6 +263,8 @@ def test_a_backfill_fetches_the_emulators_truth_on_the_timetables_days_at_the_pl
     assert sorted(_jst_day(r) for r in api.runs("jquants_daily")) == BACKFILL_DAYS
     runs = _wait_for_runs(api, "jquants_daily", len(BACKFILL_DAYS), run_type="backfill")
     assert {r["state"] for r in runs} == {"success"}, runs
+    (done,) = api.wait_for_backfills("jquants_daily")
+    assert done["max_active_runs"] == 2
     for day in BACKFILL_DAYS:
         assert_raw_is_ground_truth(lake, market, day)
     # Two runs fetched side by side through one Redis pacer: the emulator refused nothing.
@@ -336,6 +338,7 @@ def test_a_backfill_created_through_the_api_reruns_the_days_into_identical_parti
     stack: Stack, api: AirflowApi, lake, market
 ) -> None:
     before = _raw_manifests(lake)
+    api.wait_for_backfills("jquants_daily")  # Airflow allows one running backfill per DAG
     created = api.create_backfill(
         "jquants_daily",
         jst_bound(FIRST.isoformat()),

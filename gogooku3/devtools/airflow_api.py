@@ -121,6 +121,23 @@ class AirflowApi:
             },
         )
 
+    def backfills(self, dag_id: str) -> list[dict]:
+        return self.call("GET", "/backfills", dag_id=dag_id, limit=100)["backfills"]
+
+    def wait_for_backfills(self, dag_id: str, timeout_s: float = 600, poll_s: float = 3) -> list[dict]:
+        """Poll until every backfill of ``dag_id`` has completed (the scheduler marks one completed
+        once its runs have ended; Airflow refuses a new backfill for the DAG before that)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            backfills = self.backfills(dag_id)
+            if all(b["completed_at"] for b in backfills):
+                return backfills
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"backfills of {dag_id} not completed after {timeout_s:.0f} s: {backfills}"
+                )
+            time.sleep(poll_s)
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 600, poll_s: float = 3) -> dict:
         """Poll the run until it succeeds or fails; returns it. Raises TimeoutError naming the task
         states when it is still going after ``timeout_s``."""
