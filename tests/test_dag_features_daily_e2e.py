@@ -7,9 +7,10 @@ sector z-scores are null and fail the gate, as they should; the fetch path has i
 run must write the features partitions equal to an in-process build of the same lake, gate them (the
 validation and Data Docs saved, the latest-good marker advanced), record the features Asset event, and
 say in its log that it ran the image on CPU because this engine has no GPU runtime. The container runs
-as the image's non-root user, never as the (root) worker, on a local lake and on an S3 lake (the
-project's S3 server), whose credentials it must receive. A lake too small for its sectors fails the
-gate: the run fails, publishes nothing, keeps the latest-good marker and alerts Slack once.
+as the image's non-root user, never as the (root) worker. A lake too small for its sectors fails the
+gate: the run fails, publishes nothing, keeps the latest-good marker and alerts Slack once. (The build
+on an S3 lake, in the container with the credentials it receives, runs in the compose deployment:
+tests/test_deploy.py.)
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import pytest
 from airflow_harness import asset_events, dags_test, tail, task_states
 from polars.testing import assert_frame_equal
 
-from gogooku3.devtools.s3_server import SECRET_ACCESS_KEY, running_s3_server
 from gogooku3.devtools.seed_lake import seed_lake
 from gogooku3.devtools.slack_capture import running_slack_capture
 from gogooku3.features import build_features_to_lake
@@ -104,30 +104,6 @@ def test_feature_build_runs_in_the_container_gates_and_publishes(
         5,
         "cpu",
     )
-
-
-def test_an_s3_lake_is_built_in_the_container_with_the_credentials_it_receives(
-    task_image, seeded, tmp_path, airflow_env_factory
-) -> None:
-    reference_dir = tmp_path / "reference"
-    shutil.copytree(seeded, reference_dir)
-    env = airflow_env_factory(tmp_path / "airflow_home")
-    with running_s3_server() as s3:
-        client = s3.client()
-        for path in sorted(p for p in seeded.rglob("*") if p.is_file()):
-            client.upload_file(str(path), s3.bucket, f"lake/{path.relative_to(seeded).as_posix()}")
-        conf = {"start": LAST.isoformat(), "end": LAST.isoformat()}
-        proc = dags_test(
-            env, "features_daily", LAST, conf=conf, GOGOOKU3_LAKE_URI=s3.lake_uri("lake"), **s3.env()
-        )
-        log = proc.stdout + proc.stderr
-        assert proc.returncode == 0, tail(proc)
-        assert f"--lake {s3.lake_uri('lake')}" in log and "as 10001:10001" in log
-        assert SECRET_ACCESS_KEY not in log
-        lake = open_lake(s3.lake_uri("lake"), s3.s3_settings())
-        (expected,) = build_features_to_lake(open_lake(str(reference_dir)), LAST, LAST)
-        assert lake.read_manifest("features", "features", LAST).checksum == expected.checksum
-        assert lake.latest_good("features", "features") == LAST
 
 
 def test_a_failing_gate_fails_the_run_publishes_nothing_and_alerts_once(
