@@ -82,6 +82,7 @@ def fetch(
         _fail(str(exc))
     from gogooku3.fetch import fetch_to_lake_sync
     from gogooku3.jquants.errors import JQuantsError
+    from gogooku3.jquants.pacer import PacerError, PacerUnavailableError
     from gogooku3.lake import LakeError
 
     while day <= last:
@@ -93,7 +94,7 @@ def fetch(
                 lake_uri=lake or settings.lake_uri,
                 skip_complete=not force,
             )
-        except (JQuantsError, LakeError) as exc:
+        except (JQuantsError, LakeError, PacerError, PacerUnavailableError) as exc:
             _fail(f"{day}: {exc}", code=1)
         for r in results:
             typer.echo(r.summary())

@@ -18,6 +18,7 @@ from pathlib import Path
 import docker_env
 import pytest
 
+from gogooku3.config import ConfigError
 from gogooku3.devtools.airflow_env import isolated
 from gogooku3.emulator.config import EmulatorConfig
 from gogooku3.emulator.ratelimit import SlidingWindowLimiter
@@ -25,6 +26,7 @@ from gogooku3.emulator.testing import running_emulator
 from gogooku3.jquants.pacer import (
     LocalSchedule,
     PacerError,
+    PacerUnavailableError,
     RatePacer,
     RedisSchedule,
     fingerprint,
@@ -400,10 +402,14 @@ async def test_a_pacer_with_a_redis_url_shares_its_schedule_through_redis(redis_
 
 def test_an_unanswering_pacer_redis_is_refused_at_start_naming_it_without_its_password(tmp_path):
     url = f"unix://:hunter2-pacer-password@{tmp_path}/nothing.sock"
-    with pytest.raises(PacerError) as err:
+    with pytest.raises(PacerUnavailableError) as err:
         RatePacer(60, key="t", redis_url=url)
     assert str(tmp_path / "nothing.sock") in str(err.value) and "does not answer" in str(err.value)
     assert "hunter2-pacer-password" not in str(err.value)
+    # not a configuration error: the task retries it (a cold host can miss the first ping)
+    assert not isinstance(err.value, ConfigError)
+    with pytest.raises(PacerError, match="malformed"):
+        RatePacer(60, key="t", redis_url="redis://:hunter2@host:notaport/0")
 
 
 async def test_a_redis_outage_mid_run_paces_this_process_and_says_so(tmp_path, caplog):

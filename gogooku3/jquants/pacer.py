@@ -39,7 +39,9 @@ does step 2 atomically on the server. The script reads the *server's* clock (``T
 the delay until the slot rather than the slot itself, so the hosts' clocks never have to agree:
 each sleeps the delay it was given. Should Redis stop answering mid-run, the request is paced by
 this process alone (a warning says so; the client retries any 429 that earns) and the next request
-asks Redis again; a pacer URL that does not answer at start-up is an error.
+asks Redis again. At start-up a malformed pacer URL is a configuration error (no retry can fix it);
+a Redis that does not answer is :class:`PacerUnavailableError`, an ordinary error a task retries (a
+busy host can miss the first ping: the deploy test saw it on a cold stack).
 
 Safety margin: the server (J-Quants, and the emulator, whose rule is documented in
 :mod:`gogooku3.emulator.ratelimit`: a request is refused when ``limit`` requests were already
@@ -115,7 +117,11 @@ def reserve_slot(path: Path | str, interval_s: float, now: float) -> float:
 
 
 class PacerError(ConfigError):
-    """The configured shared schedule cannot be used (e.g. its Redis does not answer)."""
+    """The configured shared schedule cannot be used: its URL is malformed."""
+
+
+class PacerUnavailableError(RuntimeError):
+    """The configured shared schedule's Redis does not answer (transient: retried, not a config error)."""
 
 
 class SlotSchedule(Protocol):
@@ -175,7 +181,7 @@ def redacted_url(url: str) -> str:
 class RedisSchedule:
     """Every process of every host that reaches one Redis server (see the module docstring)."""
 
-    def __init__(self, url: str, key: str, *, timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, key: str, *, timeout_s: float = 5.0) -> None:
         import redis
 
         self.url = url
@@ -186,9 +192,12 @@ class RedisSchedule:
                 url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
             )
             self._script = self._client.register_script(RESERVE_LUA)
+        except ValueError as exc:
+            raise PacerError(f"pacer Redis URL {where} is malformed: {exc}") from None
+        try:
             self._client.ping()
-        except (redis.RedisError, ValueError) as exc:
-            raise PacerError(f"pacer Redis {where} does not answer: {exc}") from None
+        except redis.RedisError as exc:
+            raise PacerUnavailableError(f"pacer Redis {where} does not answer: {exc}") from None
         self._errors = redis.RedisError
         self._fallback = LocalSchedule()
         self._failing = False
@@ -215,7 +224,7 @@ class RatePacer:
     """Paces sends to ``rate_per_minute * safety`` across coroutines and processes.
 
     ``key`` identifies the account (use :func:`fingerprint`). The schedule is shared through
-    ``redis_url`` when given (every host; :class:`PacerError` if it does not answer), else through a
+    ``redis_url`` when given (every host; :class:`PacerUnavailableError` if it does not answer), else through a
     file in ``state_dir`` (this host; ``None`` uses :func:`default_pacer_dir`). A rate <= 0 or
     infinite disables pacing. ``clock`` (wall-clock seconds) and ``sleep`` are injectable for tests.
     """
