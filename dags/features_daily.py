@@ -59,7 +59,7 @@ def features_daily():
     def gate_features(plan):
         return tasks.gate_features(plan)
 
-    @task(outlets=[FEATURES])
+    @task(outlets=[FEATURES], pool="asset_publish")
     def publish(plan, gated, outlet_events=None):
         return tasks.publish_features(plan, gated, outlet_events=outlet_events)
 

@@ -51,7 +51,7 @@ def jquants_daily():
         return tasks.gate_daily_quotes(logical_date=logical_date, dag_run=dag_run)
 
     # none_failed: a dataset skipped via dag_run.conf does not block publishing the others.
-    @task(outlets=[JQUANTS_DAILY_RAW], trigger_rule="none_failed")
+    @task(outlets=[JQUANTS_DAILY_RAW], trigger_rule="none_failed", pool="asset_publish")
     def publish(logical_date=None, dag_run=None, outlet_events=None):
         return tasks.publish_raw(
             JQUANTS_DAILY_RAW, logical_date=logical_date, dag_run=dag_run, outlet_events=outlet_events

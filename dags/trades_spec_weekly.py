@@ -59,7 +59,7 @@ def trades_spec_weekly():
     def gate(expanded):
         return tasks.gate_trades_spec(expanded)
 
-    @task(outlets=[INTERIM_TRADES_SPEC_DAILY])
+    @task(outlets=[INTERIM_TRADES_SPEC_DAILY], pool="asset_publish")
     def publish(expanded, logical_date=None, dag_run=None, outlet_events=None):
         return tasks.publish_trades_spec(
             expanded, logical_date=logical_date, dag_run=dag_run, outlet_events=outlet_events

@@ -68,7 +68,7 @@ def walk_forward_retrain():
     def promote(registered):
         return tasks.promote_model(registered)
 
-    @task(outlets=[MODEL_ATFT_GAT_FAN])
+    @task(outlets=[MODEL_ATFT_GAT_FAN], pool="asset_publish")
     def publish(promoted, registered, outlet_events=None):
         return tasks.publish_model(promoted, registered, outlet_events=outlet_events)
 

@@ -115,6 +115,7 @@ def dagbag(airflow_env: dict[str, str]) -> dict:
                     "retry_delay_s": t.retry_delay.total_seconds(),
                     "pool": t.pool,
                     "queue": t.queue,
+                    "outlets": len(t.outlets or []),
                     "upstream": sorted(t.upstream_task_ids),
                 }}
             tt = dag.timetable
@@ -177,6 +178,8 @@ def test_every_dag_follows_the_conventions(dagbag: dict, dag_id: str) -> None:
         assert t["retries"] >= 1, f"{where} has no retries"
         assert t["backoff"] > 0, f"{where} retries without exponential backoff"
         assert t["retry_delay_s"] == RETRY_DELAY_S, f"{where} ignores GOGOOKU3_RETRY_DELAY_S"
+        if t["outlets"]:  # asset events one at a time across runs (include/airflow/pools.json)
+            assert t["pool"] == "asset_publish", f"{where} publishes asset events outside asset_publish"
         assert t["callbacks"] >= 1, f"{where} has no on_failure_callback"
 
 
