@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gogooku3.config import ConfigError
+from gogooku3.devtools.airflow_env import POOLS_FILE
 from gogooku3.redaction import library_logger
 
 log = library_logger(__name__)
@@ -147,7 +148,7 @@ def init(env: Mapping[str, str]) -> None:
     check_secrets(env, example.read_text())
     log.info("airflow db migrate")
     _airflow("db", "migrate")
-    _airflow("pools", "import", str(REPO / "include" / "airflow" / "pools.json"))
+    _airflow("pools", "import", str(REPO / POOLS_FILE))
     passwords = env.get(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", "/opt/airflow/auth/passwords.json"
     )
