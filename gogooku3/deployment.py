@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from gogooku3.config import ConfigError
-from gogooku3.devtools.airflow_env import POOLS_FILE
+from gogooku3.devtools.airflow_env import init_metadata_db
 from gogooku3.redaction import library_logger
 
 log = library_logger(__name__)
@@ -135,20 +134,11 @@ def ensure_database(sqlalchemy_url: str, name: str) -> bool:
         engine.dispose()
 
 
-def _airflow(*args: str) -> None:
-    done = subprocess.run(["airflow", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"airflow {' '.join(args)} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
-        )
-
-
 def init(env: Mapping[str, str]) -> None:
     example = Path(env.get("GOGOOKU3_ENV_EXAMPLE", str(REPO / ".env.example")))
     check_secrets(env, example.read_text())
     log.info("airflow db migrate")
-    _airflow("db", "migrate")
-    _airflow("pools", "import", str(REPO / POOLS_FILE))
+    init_metadata_db(env, airflow=["airflow"], root=REPO)
     passwords = env.get(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", "/opt/airflow/auth/passwords.json"
     )

@@ -5,8 +5,6 @@ once for every module."""
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +14,7 @@ import docker_env
 import pytest
 
 from gogooku3.devtools.airflow_env import (
-    POOLS_FILE,
-    REPO_ROOT,
+    init_metadata_db,
     isolated,
     local_airflow_env,
     local_connections,
@@ -79,11 +76,7 @@ def airflow_env_factory() -> Callable[..., dict[str, str]]:
             mlflow_url=mlflow.tracking_uri if mlflow is not None else None,
             mlflow_experiment=mlflow_experiment,
         )
-        for cmd in (["db", "migrate"], ["pools", "import", str(REPO_ROOT / POOLS_FILE)]):
-            proc = subprocess.run(
-                [sys.executable, "-m", "airflow", *cmd], env=env, capture_output=True, text=True, timeout=300
-            )
-            assert proc.returncode == 0, f"airflow {' '.join(cmd)} failed:\n{proc.stderr[-3000:]}"
+        init_metadata_db(env)
         return env
 
     return make

@@ -29,7 +29,6 @@ from gogooku3.devtools.airflow_env import REPO_ROOT
 
 SATURDAY = dt.date(2024, 1, 6)
 SCRIPTS = REPO_ROOT / "include" / "scripts"
-POOLS = REPO_ROOT / "include" / "airflow" / "pools.json"
 
 
 def _container_engine() -> str | None:
@@ -69,7 +68,7 @@ def _task_seconds(home: Path) -> dict[str, float]:
 
 
 def run(quick: bool) -> list[dict]:
-    from gogooku3.devtools.airflow_env import isolated, local_airflow_env, local_connections
+    from gogooku3.devtools.airflow_env import init_metadata_db, isolated, local_airflow_env, local_connections
     from gogooku3.devtools.mlflow_server import running_mlflow_server
     from gogooku3.devtools.s3_server import running_s3_server
     from gogooku3.devtools.seed_features import CI_MARKET, seed_features
@@ -90,8 +89,7 @@ def run(quick: bool) -> list[dict]:
             env = isolated(os.environ) | local_airflow_env(home)
             env |= local_connections(mlflow_url=mlflow.tracking_uri, mlflow_experiment="bench-retrain")
             env["GOGOOKU3_LAKE_URI"] = str(tmp / "lake")
-            _airflow(env, "db", "migrate")
-            _airflow(env, "pools", "import", str(POOLS))
+            init_metadata_db(env)
             t0 = time.perf_counter()
             proc = _airflow(
                 env,

@@ -15,6 +15,8 @@ From the shell scripts (``include/scripts/lib.sh``)::
     eval "$(python -m gogooku3.devtools.airflow_env --home "$WORK/airflow")"       # a fresh environment
     eval "$(python -m gogooku3.devtools.airflow_env --jquants-url URL --api-key K)"  # + connections
 
+``--init-db`` migrates the metadata DB of the environment it runs in and imports the pools
+(:func:`init_metadata_db`, which the tests, benchmarks and the deployment's init job call too).
 ``--home`` prints ``unset`` lines for the caller's leaking variables and ``export`` lines for the
 Airflow settings; the connection options print their ``AIRFLOW_CONN_*`` exports, or, with
 ``--connections-json PATH``, write them for ``airflow connections import`` (``make airflow``: in the
@@ -28,7 +30,9 @@ import argparse
 import json
 import os
 import shlex
-from collections.abc import Mapping
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +69,32 @@ def local_airflow_env(home: Path | str, root: Path | str = REPO_ROOT) -> dict[st
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__API__BASE_URL": LOCAL_API_URL,
     }
+
+
+def init_metadata_db(
+    env: Mapping[str, str] | None = None,
+    *,
+    airflow: Sequence[str] = (sys.executable, "-m", "airflow"),
+    root: Path | str = REPO_ROOT,
+    timeout: float = 300,
+) -> None:
+    """Migrate the metadata DB of the Airflow configured by ``env`` (default: this process's) and import
+    the project's pools (:data:`POOLS_FILE`): how every environment starts, local or deployed.
+
+    Raises RuntimeError naming the command and the tail of its output when either step fails."""
+    for args in (["db", "migrate"], ["pools", "import", str(Path(root) / POOLS_FILE)]):
+        done = subprocess.run(
+            [*airflow, *args],
+            env=None if env is None else dict(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"airflow {' '.join(args[:2])} exited {done.returncode}:\n"
+                f"{done.stdout[-2000:]}{done.stderr[-3000:]}"
+            )
 
 
 def connection_specs(
@@ -151,7 +181,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--s3-secret", default=SECRET_ACCESS_KEY)
     ap.add_argument("--mlflow-url", help="an MLflow server (http://host:port) for the mlflow connection")
     ap.add_argument("--connections-json", help="write the connections here for `airflow connections import`")
+    ap.add_argument(
+        "--init-db",
+        action="store_true",
+        help="migrate the current environment's metadata DB, import the pools",
+    )
     args = ap.parse_args(argv)
+    if args.init_db:
+        try:
+            init_metadata_db(root=args.root)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
+        return
     specs = {
         "jquants_url": args.jquants_url,
         "api_key": args.api_key,

@@ -39,8 +39,7 @@ local_airflow_env() {
 airflow_init() {
   local dir=$1
   mkdir -p "$dir"
-  airflow db migrate >"$dir/migrate.log" 2>&1 || { tail -n 40 "$dir/migrate.log" >&2; return 1; }
-  airflow pools import "$ROOT/include/airflow/pools.json" >"$dir/pools.log" 2>&1 || { cat "$dir/pools.log" >&2; return 1; }
+  python -m gogooku3.devtools.airflow_env --init-db >"$dir/airflow_init.log" 2>&1 || { tail -n 40 "$dir/airflow_init.log" >&2; return 1; }
 }
 
 # start_emulator PORT PORTFILE LOGFILE [gogooku3 emulator options...]: sets EMU_PID. PORT 0 binds a
