@@ -10,6 +10,12 @@ daily_quotes   ``date=D`` (whole market, all pages)    bars of trading day D
 statements     ``date=D``                              statements *disclosed* on D
 trades_spec    ``from=D&to=D``                         weekly records *published* on D
 topix          ``from=D&to=D``                         TOPIX bar of D
+indices        ``date=D`` (all pages)                  the sector indices' bars of D
+short_selling  ``date=D``                              the 33 sectors' selling turnover of D
+weekly_margin  ``date=D``                              balances recorded on D (a week's last
+_interest                                              trading day; published 2 trading days later)
+earnings_      ``date=D``                              earnings dates *announced* on D
+calendar
 =============  =====================================  ===========================================
 
 Rows whose partition column (``Date``/``DisclosedDate``/``PublishedDate``) is not D are never written
@@ -19,7 +25,8 @@ server answered something else and the fetch fails.
 Empty answers: on a non-trading day nothing is written and the result says why (``skipped``). On a
 trading day an empty ``daily_quotes``/``topix``/``listed_info`` answer is an error - the data is not
 published yet or the source is broken - so the task fails and Airflow retries instead of recording
-a hole. ``statements`` and ``trades_spec`` legitimately have quiet days: an empty partition is
+a hole (``indices`` and ``short_selling`` too). ``statements``, ``trades_spec``,
+``weekly_margin_interest`` and ``earnings_calendar`` legitimately have quiet days: an empty partition is
 written so "fetched, nothing disclosed" is distinguishable from "not fetched".
 
 Backfills spend the plan's request quota, so ``skip_complete=True`` (the CLI's default; ``--force``
@@ -34,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,20 +52,29 @@ from gogooku3.config import Settings
 from gogooku3.jquants.client import JQuantsClient, Query
 from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
 from gogooku3.jquants.errors import JQuantsError
+from gogooku3.pit import margin_published_on
 
 #: Datasets that have rows on every trading day; an empty answer then is a failure.
-DAILY_DATASETS = frozenset({"listed_info", "daily_quotes", "topix"})
+DAILY_DATASETS = frozenset({"listed_info", "daily_quotes", "topix", "indices", "short_selling"})
 
-#: When day D's data of each dataset is final, as (days after D, JST time): bars, TOPIX and listed
-#: info are out after the close (19:00 leaves slack), investor types after ~16:30 (18:00), and
-#: statements in two batches, the second at 24:30, i.e. 00:30 on D+1 (01:00 leaves slack).
+#: When day D's data of each dataset is final, as (days after its publication day, JST time): bars,
+#: TOPIX and listed info are out after the close (19:00 leaves slack), investor types, indices,
+#: sector short selling and weekly margin after ~16:30 (17:00-18:00), the earnings calendar at
+#: ~19:00 (20:00), and statements in two batches, the second at 24:30, i.e. 00:30 on D+1 (01:00
+#: leaves slack). The publication day is D itself except where :data:`PUBLISHED_ON` says otherwise.
 FINAL_AFTER_JST: dict[str, tuple[int, dt.time]] = {
     "listed_info": (0, dt.time(19, 0)),
     "daily_quotes": (0, dt.time(19, 0)),
     "topix": (0, dt.time(19, 0)),
     "trades_spec": (0, dt.time(18, 0)),
     "statements": (1, dt.time(1, 0)),
+    "indices": (0, dt.time(17, 0)),
+    "short_selling": (0, dt.time(17, 0)),
+    "weekly_margin_interest": (0, dt.time(17, 0)),
+    "earnings_calendar": (0, dt.time(20, 0)),
 }
+#: Datasets whose partition date D is not the day they are published: D -> publication day.
+PUBLISHED_ON: dict[str, Callable[[dt.date], dt.date]] = {"weekly_margin_interest": margin_published_on}
 
 
 class EmptyAnswerError(JQuantsError):
@@ -93,7 +109,8 @@ class FetchResult:
 def final_after(name: str, day: dt.date) -> dt.datetime:
     """The moment (aware, JST) after which dataset ``name``'s data of ``day`` no longer changes."""
     days_after, at = FINAL_AFTER_JST[get_dataset(name).name]
-    return dt.datetime.combine(day + dt.timedelta(days=days_after), at, tzinfo=JST)
+    published = PUBLISHED_ON[name](day) if name in PUBLISHED_ON else day
+    return dt.datetime.combine(published + dt.timedelta(days=days_after), at, tzinfo=JST)
 
 
 def complete_partition(lake: Any, name: str, day: dt.date) -> Any | None:

@@ -128,6 +128,12 @@ async def test_twenty_percent_faults_lose_no_row_and_duplicate_none(faulty, vers
     disclosed = [d for d in trading_days(START, END) if faulty.market.frame("statements", d).height][:2]
     queries = [_query(n, d) for d in days for n in ("daily_quotes", "listed_info", "topix")]
     queries += [_query("trades_spec", d) for d in published] + [_query("statements", d) for d in disclosed]
+    # the datasets derived from the simulation: daily ones on five days, sparse ones where present
+    queries += [_query(n, d) for d in days[:5] for n in ("indices", "short_selling")]
+    for sparse in ("weekly_margin_interest", "earnings_calendar"):
+        present = [d for d in days if faulty.market.frame(sparse, d).height][:2]
+        assert present, sparse
+        queries += [_query(sparse, d) for d in present]
 
     faulty.reset_stats()
     async with _client(settings_for(faulty, version, tmp_path)) as client:

@@ -69,6 +69,7 @@ def _canonical(rows: list[dict], name: str, version: str) -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
+#: (dataset, query, ground truth). ``ids`` below number repeated datasets.
 CASES = [
     ("listed_info", {"date": "2024-02-14"}, lambda m: m.frame("listed_info", DAY)),
     ("daily_quotes", {"date": "20240214"}, lambda m: m.frame("daily_quotes", DAY)),
@@ -84,13 +85,37 @@ CASES = [
         {"from": "2024-01-01", "to": "2024-02-14"},
         lambda m: m.trading_calendar(dt.date(2024, 1, 1), DAY),
     ),
+    ("indices", {"date": "2024-02-14"}, lambda m: m.frame("indices", DAY)),
+    (
+        "indices",
+        {"code": "0050", "from": "2024-01-01", "to": "2024-02-14"},
+        lambda m: m.derived("indices", dt.date(2024, 1, 1), DAY, code="0050"),
+    ),
+    ("short_selling", {"date": "2024-02-14"}, lambda m: m.frame("short_selling", DAY)),
+    (
+        "weekly_margin_interest",
+        {"date": "2024-02-09"},
+        lambda m: m.frame("weekly_margin_interest", dt.date(2024, 2, 9)),
+    ),
+    (
+        "weekly_margin_interest",
+        {"code": "FIRST_MARGIN_CODE", "from": "2023-11-01"},
+        lambda m: m.derived("weekly_margin_interest", dt.date(2023, 11, 1), code=_first_margin_code(m)),
+    ),
+    ("earnings_calendar", {}, lambda m: m.derived("earnings_calendar")),
 ]
 
 
+def _first_margin_code(market) -> str:
+    return market.derived("weekly_margin_interest").get_column("Code")[0]
+
+
 @pytest.mark.parametrize("version", ["v1", "v2"])
-@pytest.mark.parametrize(("name", "params", "truth"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("name", "params", "truth"), CASES, ids=[f"{c[0]}-{k}" for k, c in enumerate(CASES)])
 async def test_paged_answers_concatenate_to_the_ground_truth(emu, version, name, params, truth):
     expected = truth(emu.market)
+    if params.get("code") == "FIRST_MARGIN_CODE":
+        params = params | {"code": _first_margin_code(emu.market)}
     assert expected.height > 0
     async with aiohttp.ClientSession() as session:
         if version == "v1":
@@ -166,9 +191,36 @@ async def test_trades_spec_section_filter(emu):
     assert len(rows) == emu.market.trades_spec(section="TSEPrime").height
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_short_selling_sector_filter_in_each_protocols_spelling(emu, version):
+    param = {"v1": "sector33code", "v2": "s33"}[version]
+    async with aiohttp.ClientSession() as session:
+        if version == "v1":
+            headers = {"Authorization": f"Bearer {await _id_token(session, emu)}"}
+        else:
+            headers = {"x-api-key": emu.api_key}
+        rows, _ = await _fetch_all(session, emu, version, "short_selling", {param: "3650"}, headers)
+        other = "s33" if version == "v1" else "sector33code"
+        async with session.get(
+            (emu.base_url_v1 if version == "v1" else emu.base_url_v2)
+            + DATASETS["short_selling"].path(version),
+            params={other: "3650"},
+            headers=headers,
+        ) as r:
+            assert r.status == 400 and other in (await r.json())["message"]
+    got = _canonical(rows, "short_selling", version)
+    assert got.height == emu.market.derived("short_selling", sector="3650").height > 20
+    assert got.equals(emu.market.derived("short_selling", sector="3650"))
+
+
 @pytest.mark.parametrize(
     ("path", "params", "needle"),
     [
+        ("/markets/short-ratio", {}, "'date','s33'"),
+        ("/markets/short-ratio", {"s33": "0040"}, "s33"),
+        ("/indices/bars/daily", {"code": "00401"}, "code"),
+        ("/indices/bars/daily", {"from": "2024-01-01"}, "'date','code'"),
+        ("/markets/margin-interest", {}, "'date','code'"),
         ("/equities/bars/daily", {}, "'date','code'"),
         ("/equities/bars/daily", {"date": "2024-13-01"}, "date"),
         ("/equities/bars/daily", {"date": "2024-02-14", "colour": "red"}, "colour"),

@@ -15,7 +15,12 @@ Queries (dates as ``YYYY-MM-DD`` or ``YYYYMMDD``; codes 4 or 5 digits): listed_i
 ``date`` (default: the market's end date); daily_quotes ``date`` (whole market) or ``code`` with
 optional ``from``/``to`` (and/or ``date``); statements ``date`` and/or ``code``; trades_spec
 optional ``section``, ``from``/``to`` on PublishedDate; topix ``from``/``to``; trading calendar
-``from``/``to`` and ``holidaydivision`` (v1) / ``hol_div`` (v2). Unknown or malformed parameters
+``from``/``to`` and ``holidaydivision`` (v1) / ``hol_div`` (v2); indices ``date`` or ``code``
+(an index code, e.g. ``0040``) with optional ``from``/``to``; short_selling ``date`` (or
+``from``/``to``) and/or ``sector33code`` (v1) / ``s33`` (v2); weekly_margin_interest ``date``
+(the record date) or ``code`` with optional ``from``/``to``; earnings_calendar optional ``date``
+(the publication date: an extension, the real endpoint answers only the next business day's
+schedule) and ``code``. Unknown or malformed parameters
 -> 400 ``{"message": ...}`` naming them. Rows come in the order of :class:`Market`'s frames.
 
 Paging: ``page_size`` rows per page; ``pagination_key`` is an opaque, deterministic token
@@ -65,6 +70,7 @@ from gogooku3.jquants.datasets import (
     DATASETS,
     SECTIONS_BEFORE_2022,
     SECTIONS_FROM_2022,
+    SECTOR_INDEX_CODES,
     ApiVersion,
     Dataset,
 )
@@ -83,7 +89,13 @@ _ALLOWED: dict[str, set[str]] = {
     "trades_spec": {"section", "from", "to"},
     "topix": {"from", "to"},
     "trading_calendar": {"from", "to"},
+    "indices": {"code", "date", "from", "to"},
+    "short_selling": {"date", "from", "to"},
+    "weekly_margin_interest": {"code", "date", "from", "to"},
+    "earnings_calendar": {"code", "date"},
 }
+#: short_selling's sector filter, as each protocol spells it.
+_SECTOR_PARAM = {"v1": "sector33code", "v2": "s33"}
 _SECTIONS = set(SECTIONS_BEFORE_2022) | set(SECTIONS_FROM_2022)
 _MAX_CALENDAR_DAYS = 366 * 30
 
@@ -243,6 +255,8 @@ def query_frame(market: Market, ds: Dataset, version: ApiVersion, params: dict[s
     allowed = set(_ALLOWED[ds.name])
     if ds.name == "trading_calendar":
         allowed.add(_CALENDAR_DIVISION_PARAM[version])
+    if ds.name == "short_selling":
+        allowed.add(_SECTOR_PARAM[version])
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise BadRequest(f"unknown parameter(s) {', '.join(unknown)} for {ds.path(version)}")
@@ -281,6 +295,8 @@ def query_frame(market: Market, ds: Dataset, version: ApiVersion, params: dict[s
         return market.trades_spec(start, end, section)
     if ds.name == "topix":
         return market.topix(start, end)
+    if ds.name in ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar"):
+        return _derived_frame(market, ds, version, params, day, start, end)
     division = params.get(_CALENDAR_DIVISION_PARAM[version]) or None
     if division is not None and division not in ("0", "1", "2", "3"):
         raise BadRequest(
@@ -290,6 +306,43 @@ def query_frame(market: Market, ds: Dataset, version: ApiVersion, params: dict[s
     if (end - start).days > _MAX_CALENDAR_DAYS:
         raise BadRequest("'from'..'to' spans more than 30 years")
     return market.trading_calendar(start, end, division)
+
+
+def _derived_frame(
+    market: Market,
+    ds: Dataset,
+    version: ApiVersion,
+    params: dict[str, str],
+    day: dt.date | None,
+    start: dt.date | None,
+    end: dt.date | None,
+) -> pl.DataFrame:
+    """indices, short_selling, weekly_margin_interest (``date``/``from``/``to`` on Date) and
+    earnings_calendar (``date`` on PublishedDate; without it every announcement)."""
+    if day is not None:
+        start = max(start, day) if start else day
+        end = min(end, day) if end else day
+    if ds.name == "short_selling":
+        name = _SECTOR_PARAM[version]
+        sector = params.get(name) or None
+        if sector is not None and sector not in SECTOR_INDEX_CODES:
+            raise BadRequest(f"invalid '{name}' parameter {sector!r}: expected a 33-sector code such as 3650")
+        if sector is None and start is None and end is None:
+            raise BadRequest(f"This API requires at least 1 parameter as follows; 'date','{name}'.")
+        return market.derived(ds.name, start, end, sector=sector)
+    if ds.name == "indices":
+        code = params.get("code") or None
+        if code is not None and not (len(code) == 4 and code.isascii() and code.isalnum()):
+            raise BadRequest(
+                f"invalid 'code' parameter {code!r}: expected a 4-character index code such as 0040"
+            )
+        if code is None and day is None:
+            raise BadRequest("This API requires at least 1 parameter as follows; 'date','code'.")
+        return market.derived(ds.name, start, end, code=code)
+    code = _code_param(params)
+    if ds.name == "weekly_margin_interest" and code is None and day is None:
+        raise BadRequest("This API requires at least 1 parameter as follows; 'date','code'.")
+    return market.derived(ds.name, start, end, code=code)
 
 
 def _json(state: _State, status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:

@@ -25,7 +25,17 @@ ApiVersion = Literal["v1", "v2"]
 API_VERSIONS: tuple[ApiVersion, ...] = ("v1", "v2")
 
 #: Canonical dataset names; also the CLI's ``--endpoint`` values and the lake's folder names.
-DATASET_NAMES = ("listed_info", "daily_quotes", "statements", "trades_spec", "topix")
+DATASET_NAMES = (
+    "listed_info",
+    "daily_quotes",
+    "statements",
+    "trades_spec",
+    "topix",
+    "indices",
+    "short_selling",
+    "weekly_margin_interest",
+    "earnings_calendar",
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,8 @@ class Dataset:
     partition_by: str
     key: tuple[str, ...]
     doc: str = ""
+    #: ``Code`` is an issue code (4 digits are padded to the 5-digit form); False for index codes.
+    code_is_issue: bool = True
     _by_source: dict[str, dict[str, Field]] = field(default_factory=dict, compare=False, repr=False)
 
     def path(self, version: ApiVersion) -> str:
@@ -303,8 +315,113 @@ TRADING_CALENDAR = Dataset(
     ),
 )
 
+INDICES = Dataset(
+    name="indices",
+    v1_path="/indices",
+    v2_path="/indices/bars/daily",
+    v1_key="indices",
+    partition_by="Date",
+    key=("Date", "Code"),
+    code_is_issue=False,
+    doc=(
+        "Daily OHLC of the TSE indices other than TOPIX's own endpoint: here the 33 sector indices "
+        "(codes 0040..0060 in Sector33Code order, see SECTOR_INDEX_CODES). Published ~16:30 JST."
+    ),
+    fields=(
+        _f("Date", "Date", DATE, True),
+        _f("Code", "Code", STR, True),
+        _f("Open", "O", F64, True),
+        _f("High", "H", F64, True),
+        _f("Low", "L", F64, True),
+        _f("Close", "C", F64, True),
+    ),
+)
+
+SHORT_SELLING = Dataset(
+    name="short_selling",
+    v1_path="/markets/short_selling",
+    v2_path="/markets/short-ratio",
+    v1_key="short_selling",
+    partition_by="Date",
+    key=("Date", "Sector33Code"),
+    doc=(
+        "Selling turnover by 33-sector per trading day, split into long sales and short sales with "
+        "and without the price restriction (yen). Published ~16:30 JST the same day."
+    ),
+    fields=(
+        _f("Date", "Date", DATE, True),
+        _f("Sector33Code", "S33", STR, True),
+        _f("SellingExcludingShortSellingTurnoverValue", "SellExShortVa", F64, True),
+        _f("ShortSellingWithRestrictionsTurnoverValue", "ShrtWithResVa", F64, True),
+        _f("ShortSellingWithoutRestrictionsTurnoverValue", "ShrtNoResVa", F64, True),
+    ),
+)
+
+WEEKLY_MARGIN_INTEREST = Dataset(
+    name="weekly_margin_interest",
+    v1_path="/markets/weekly_margin_interest",
+    v2_path="/markets/margin-interest",
+    v1_key="weekly_margin_interest",
+    partition_by="Date",
+    key=("Date", "Code"),
+    doc=(
+        "Margin trading balances (shares) per issue at the end of a week: Date is the week's record "
+        "date (its last trading day, usually a Friday); published ~16:30 JST on the 2nd trading day "
+        "after it (usually Tuesday). No row has a publication date: see gogooku3.pit."
+    ),
+    fields=(
+        _f("Date", "Date", DATE, True),
+        _f("Code", "Code", STR, True),
+        _f("ShortMarginTradeVolume", "ShrtVol", F64, True),
+        _f("LongMarginTradeVolume", "LongVol", F64, True),
+        _f("ShortNegotiableMarginTradeVolume", "ShrtNegVol", F64),
+        _f("LongNegotiableMarginTradeVolume", "LongNegVol", F64),
+        _f("ShortStandardizedMarginTradeVolume", "ShrtStdVol", F64),
+        _f("LongStandardizedMarginTradeVolume", "LongStdVol", F64),
+        _f("IssueType", "IssType", STR),
+    ),
+)
+
+EARNINGS_CALENDAR = Dataset(
+    name="earnings_calendar",
+    v1_path="/fins/announcement",
+    v2_path="/equities/earnings-calendar",
+    v1_key="announcement",
+    partition_by="PublishedDate",
+    key=("PublishedDate", "Code"),
+    doc=(
+        "Scheduled earnings announcement dates. Fields follow the official announcement lists, plus "
+        "the publication date (PubDate of v2's /fins/earnings-date history): the real "
+        "/fins/announcement answers only the next business day's schedule, without history, so a "
+        "point-in-time calendar needs the day each date was announced. A changed date is a new row "
+        "with a later PublishedDate. Published ~19:00 JST."
+    ),
+    fields=(
+        _f("PublishedDate", "PubDate", DATE, True),
+        _f("Date", "Date", DATE, True),
+        _f("Code", "Code", STR, True),
+        _f("CompanyName", "CoName", STR),
+        _f("FiscalYear", "FY", STR),
+        _f("SectorName", "SectorNm", STR),
+        _f("FiscalQuarter", "FQ", STR, True),
+        _f("Section", "Section", STR),
+    ),
+)
+
 DATASETS: dict[str, Dataset] = {
-    d.name: d for d in (LISTED_INFO, DAILY_QUOTES, STATEMENTS, TRADES_SPEC, TOPIX, TRADING_CALENDAR)
+    d.name: d
+    for d in (
+        LISTED_INFO,
+        DAILY_QUOTES,
+        STATEMENTS,
+        TRADES_SPEC,
+        TOPIX,
+        INDICES,
+        SHORT_SELLING,
+        WEEKLY_MARGIN_INTEREST,
+        EARNINGS_CALENDAR,
+        TRADING_CALENDAR,
+    )
 }
 
 #: trades_spec Section values (the same strings in v1 and v2). The 2022-04-04 market
@@ -325,6 +442,20 @@ MARKET_CODES: dict[str, str] = {
     "0112": "スタンダード",
     "0113": "グロース",
 }
+
+
+#: Index code of each 33-sector index (J-Quants' index code list: 0040..0060, hexadecimal-like, in
+#: Sector33Code order). Not the sector code itself: index 0050 is Transportation Equipment, sector
+#: 0050 Fishery.
+SECTOR_33_CODES: tuple[str, ...] = (
+    "0050", "1050", "2050", "3050", "3100", "3150", "3200", "3250", "3300", "3350", "3400",
+    "3450", "3500", "3550", "3600", "3650", "3700", "3750", "3800", "4050", "5050", "5100",
+    "5150", "5200", "5250", "6050", "6100", "7050", "7100", "7150", "7200", "8050", "9050",
+)  # fmt: skip
+SECTOR_INDEX_CODES: dict[str, str] = {s33: f"{0x40 + k:04X}" for k, s33 in enumerate(SECTOR_33_CODES)}
+
+#: earnings_calendar FiscalQuarter text for statements' TypeOfCurrentPeriod.
+FISCAL_QUARTERS: dict[str, str] = {"1Q": "第１四半期", "2Q": "第２四半期", "3Q": "第３四半期", "FY": "通期"}
 
 
 def get_dataset(name: str) -> Dataset:

@@ -110,7 +110,7 @@ def _cast(dataset: Dataset, version: ApiVersion, f: Field, values: list[Any]) ->
                 raise bad(pl.Series(values), "flags (0/1)")
         return pl.Series(f.name, out, pl.Boolean)
     if dtype == pl.String:
-        if f.name == "Code":
+        if f.name == "Code" and dataset.code_is_issue:
             return pl.Series(f.name, [_code(v) for v in values], pl.String)
         return pl.Series(f.name, [None if v is None else str(v) for v in values], pl.String)
     # A dtype this module does not special-case: let Polars cast strictly and name the field on failure.

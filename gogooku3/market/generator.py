@@ -89,6 +89,7 @@ class Simulation:
     market_from: np.ndarray  # (N,) MarketCode from the restructuring
     scale: np.ndarray  # (N,) ScaleCategory
     margin: np.ndarray  # (N,) MarginCode
+    shares: np.ndarray  # (N,) shares outstanding, in units of the first day (before any split)
     restructure_idx: int  # first day index on or after RESTRUCTURE_DATE
     open: np.ndarray  # raw prices (float32, whole yen), NaN when not traded
     high: np.ndarray
@@ -115,8 +116,19 @@ class Simulation:
 
 
 def _streams(seed: int, n: int) -> list[np.random.Generator]:
-    """Independent RNG streams per component, so changing one part never shifts the others."""
+    """Independent RNG streams per component, so changing one part never shifts the others.
+    Stream k depends on (seed, k) only: streams added after the first ``n`` leave those unchanged."""
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+#: Streams 0-6 drive :func:`simulate`; the datasets derived from a simulation use these
+#: (:mod:`gogooku3.market.derived`).
+DERIVED_STREAMS = {"short_selling": 7, "weekly_margin_interest": 8, "earnings_calendar": 9}
+
+
+def derived_stream(seed: int, dataset: str) -> np.random.Generator:
+    """The RNG stream of a derived dataset (see :data:`DERIVED_STREAMS`)."""
+    return _streams(seed, max(DERIVED_STREAMS.values()) + 1)[DERIVED_STREAMS[dataset]]
 
 
 def simulate(cfg: MarketConfig) -> Simulation:
@@ -335,6 +347,7 @@ def simulate(cfg: MarketConfig) -> Simulation:
         market_from=mk_from,
         scale=scale,
         margin=margin,
+        shares=shares,
         restructure_idx=restructure_idx,
         open=open_a,
         high=high_a,

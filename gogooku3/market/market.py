@@ -62,6 +62,10 @@ SIGNAL_COLUMNS: tuple[SignalColumn, ...] = (
 )
 
 
+#: Datasets computed from the simulation after the fact (:mod:`gogooku3.market.derived`).
+DERIVED_DATASETS = ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar")
+
+
 class Market:
     """A generated market and its ground truth, per dataset and date, in the canonical schema."""
 
@@ -109,8 +113,10 @@ class Market:
         """Ground truth of ``dataset_name`` for its partition date ``day`` (canonical schema).
 
         listed_info: the issues listed on ``day`` (any calendar day within [start, end]);
-        daily_quotes/topix: that trading day's rows; statements: disclosed that day;
-        trades_spec: published that day; trading_calendar: the day's HolidayDivision.
+        daily_quotes/topix/indices/short_selling: that trading day's rows; statements: disclosed
+        that day; trades_spec and earnings_calendar: published that day; weekly_margin_interest:
+        the balances recorded that day (a week's last trading day); trading_calendar: the day's
+        HolidayDivision.
         """
         if dataset_name == "trading_calendar":
             return self.trading_calendar(day, day)
@@ -127,6 +133,8 @@ class Market:
             return self.statements(start=day, end=day)
         if ds.name == "trades_spec":
             return self.trades_spec(start=day, end=day)
+        if ds.name in DERIVED_DATASETS:
+            return self.derived(ds.name, start=day, end=day)
         return self.topix(day, day)
 
     def listed_info(self, day: dt.date, code: str | None = None) -> pl.DataFrame:
@@ -252,6 +260,48 @@ class Market:
             schema=DATASETS["trading_calendar"].schema,
         )
         return df if division is None else df.filter(pl.col("HolidayDivision") == division)
+
+    # ---- datasets derived from the simulation (gogooku3.market.derived)
+    @cached_property
+    def _derived(self) -> dict[str, pl.DataFrame]:
+        from gogooku3.market import derived
+
+        sim, seed = self._sim, self.config.seed
+        indices = derived.sector_indices(sim)
+        return {
+            "indices": indices,
+            "short_selling": derived.short_selling(sim, seed, indices),
+            "weekly_margin_interest": derived.weekly_margin_interest(sim, seed),
+            "earnings_calendar": derived.earnings_calendar(sim, seed),
+        }
+
+    def derived(
+        self,
+        name: str,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        *,
+        code: str | None = None,
+        sector: str | None = None,
+    ) -> pl.DataFrame:
+        """Rows of a derived dataset (:data:`DERIVED_DATASETS`) whose partition date is in
+        [start, end], optionally of one ``code`` or ``sector`` (Sector33Code), in key order."""
+        ds = get_dataset(name)
+        if name not in DERIVED_DATASETS:
+            raise ValueError(
+                f"{name!r} is not a derived dataset: expected one of {', '.join(DERIVED_DATASETS)}"
+            )
+        df = self._derived[name]
+        on = pl.col(ds.partition_by)
+        if start is not None:
+            df = df.filter(on >= start)
+        if end is not None:
+            df = df.filter(on <= end)
+        if code is not None:
+            df = df.filter(pl.col("Code") == code)
+        if sector is not None:
+            df = df.filter(pl.col("Sector33Code") == sector)
+        return df
 
     # ---- ground truth of the planted signal
     def planted(self, day: dt.date | None = None) -> pl.DataFrame:

@@ -1,0 +1,69 @@
+"""Point-in-time rules of the market-wide datasets: when each value is published and usable.
+
+The convention is the one statements and trades_spec follow (:mod:`gogooku3.features.prepare`,
+:mod:`gogooku3.flows`): the feature row of trading day D holds what is known at D's close
+(15:00 JST). A value published after the close of day P is usable from the next trading day.
+
+=======================  ======================================  ==========================================
+dataset                  published (J-Quants, JST)               usable from (first feature row)
+=======================  ======================================  ==========================================
+indices                  ~16:30 on D                             D: a closing level of D's prices, used like
+                                                                 TOPIX (``mkt_close``) on D
+short_selling            ~16:30 on D                             the next trading day after D
+weekly_margin_interest   ~16:30 on the 2nd trading day after     the next trading day after publication,
+                         the record date R (usually Tuesday)     i.e. the 3rd trading day after R
+earnings_calendar        ~19:00 on PublishedDate                 the next trading day after PublishedDate
+=======================  ======================================  ==========================================
+
+A revision (a later record for the same key) applies only from its own usable day; the earlier
+value stays in use until then. The functions here are the only place these rules are written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from gogooku3.calendar import is_trading_day, next_trading_day, on_or_after, previous_trading_day
+
+#: Trading days from a weekly margin record date to its publication day.
+MARGIN_PUBLICATION_LAG = 2
+
+
+def is_week_end(day: dt.date) -> bool:
+    """``day`` is the last trading day of its ISO week (a weekly margin record date)."""
+    if not is_trading_day(day):
+        return False
+    return next_trading_day(day).isocalendar()[:2] != day.isocalendar()[:2]
+
+
+def margin_published_on(record_date: dt.date) -> dt.date:
+    """The trading day weekly margin balances of ``record_date`` are published (16:30 JST)."""
+    day = on_or_after(record_date)
+    for _ in range(MARGIN_PUBLICATION_LAG):
+        day = next_trading_day(day)
+    return day
+
+
+def margin_record_published_on(day: dt.date) -> dt.date | None:
+    """The record date whose weekly margin balances are published on ``day``, or None."""
+    if not is_trading_day(day):
+        return None
+    record = day
+    for _ in range(MARGIN_PUBLICATION_LAG):
+        record = previous_trading_day(record)
+    return record if is_week_end(record) else None
+
+
+def margin_usable_from(record_date: dt.date) -> dt.date:
+    """First feature row that may use the weekly margin balances of ``record_date``."""
+    return next_trading_day(margin_published_on(record_date))
+
+
+def short_selling_usable_from(day: dt.date) -> dt.date:
+    """First feature row that may use the sector short-selling figures of trading day ``day``."""
+    return next_trading_day(day)
+
+
+def earnings_calendar_usable_from(published: dt.date) -> dt.date:
+    """First feature row that may use an earnings date announced on ``published`` (19:00 JST)."""
+    return next_trading_day(published)

@@ -1,0 +1,120 @@
+"""The datasets derived from the synthetic market agree with the prices and statements they come from."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from gogooku3.jquants.datasets import FISCAL_QUARTERS, SECTOR_INDEX_CODES
+from gogooku3.market import MarketConfig, generate_market
+from gogooku3.pit import is_week_end
+
+CFG = MarketConfig(seed=5, n_codes=60, start=dt.date(2023, 1, 1), end=dt.date(2023, 12, 31))
+
+
+@pytest.fixture(scope="module")
+def market():
+    return generate_market(CFG)
+
+
+def test_a_one_stock_sector_index_moves_with_that_stock(market) -> None:
+    listed = market.listed_info(market.end)
+    counts = listed.group_by("Sector33Code").len().filter(pl.col("len") == 1)
+    alone = listed.join(counts, on="Sector33Code").filter(
+        pl.col("Code").is_in(
+            [c for c in market.codes if market.listing_span(c) == (market.trading_days[0], None)]
+        )
+    )
+    assert alone.height, "the market must have a sector of one stock listed all year"
+    code, sector = alone.row(0, named=True)["Code"], alone.row(0, named=True)["Sector33Code"]
+    stock = (
+        market.daily_quotes(code)
+        .select("Date", "AdjustmentClose")
+        .with_columns(pl.col("AdjustmentClose").forward_fill())
+    )
+    index = market.derived("indices", code=SECTOR_INDEX_CODES[sector]).select("Date", "Close")
+    both = stock.join(index, on="Date").sort("Date")
+    r_stock = (both["AdjustmentClose"] / both["AdjustmentClose"].shift(1)).to_numpy()[1:]
+    r_index = (both["Close"] / both["Close"].shift(1)).to_numpy()[1:]
+    np.testing.assert_allclose(r_index, r_stock, rtol=2e-5)  # the index is rounded to 0.01
+    assert both.height == len(market.trading_days)
+
+
+def test_short_selling_splits_half_of_each_sectors_turnover(market) -> None:
+    day = market.trading_days[100]
+    quotes = market.frame("daily_quotes", day).join(
+        market.listed_info(day).select("Code", "Sector33Code"), on="Code"
+    )
+    half = quotes.group_by("Sector33Code").agg((pl.col("TurnoverValue").sum() * 0.5).round().alias("half"))
+    got = market.frame("short_selling", day).join(half, on="Sector33Code", how="full", coalesce=True)
+    total = (
+        pl.col("SellingExcludingShortSellingTurnoverValue")
+        + pl.col("ShortSellingWithRestrictionsTurnoverValue")
+        + pl.col("ShortSellingWithoutRestrictionsTurnoverValue")
+    )
+    got = got.filter(pl.col("half") > 0)
+    assert got.height > 10 and got.select((total == pl.col("half")).all()).item()
+    share = got.select(((total - pl.col("SellingExcludingShortSellingTurnoverValue")) / total).alias("s"))[
+        "s"
+    ]
+    assert share.min() >= 0.15 - 1e-9 and share.max() <= 0.65 + 1e-9
+
+
+def test_weekly_margin_balances_are_consistent_and_recorded_at_week_ends(market) -> None:
+    m = market.derived("weekly_margin_interest")
+    assert m.height > 1000
+    assert all(is_week_end(d) for d in m.get_column("Date").unique().to_list())
+    assert m.select(
+        (
+            pl.col("LongMarginTradeVolume")
+            == pl.col("LongNegotiableMarginTradeVolume") + pl.col("LongStandardizedMarginTradeVolume")
+        ).all()
+        & (
+            pl.col("ShortMarginTradeVolume")
+            == pl.col("ShortNegotiableMarginTradeVolume") + pl.col("ShortStandardizedMarginTradeVolume")
+        ).all()
+    ).item()
+    # margin-only issues (IssueType 1) cannot sell short on standardized margin; others are not eligible
+    assert m.filter(pl.col("IssueType") == "1")["ShortStandardizedMarginTradeVolume"].max() == 0
+    eligible = market.listed_info(market.end).filter(pl.col("MarginCode").is_in(["1", "2"]))["Code"]
+    assert set(m["Code"].unique()) <= set(market.codes) and set(
+        m.filter(pl.col("Date") == m["Date"].max())["Code"]
+    ) <= set(eligible)
+
+
+def test_every_earnings_date_is_announced_before_it_and_the_last_announcement_is_right(market) -> None:
+    cal = market.derived("earnings_calendar")
+    assert cal.height > 100 and cal.select((pl.col("PublishedDate") < pl.col("Date")).all()).item()
+    actual = (
+        market.statements()
+        .filter(pl.col("NetSales").is_not_null())
+        .group_by("Code", "TypeOfCurrentPeriod", "CurrentPeriodEndDate", maintain_order=True)
+        .first()
+        .select(
+            "Code",
+            pl.col("DisclosedDate").alias("Date"),
+            pl.col("TypeOfCurrentPeriod").replace_strict(FISCAL_QUARTERS).alias("FiscalQuarter"),
+        )
+    )
+    # the latest announcement of each event (code, quarter, scheduled near the disclosure) is its date
+    last = (
+        cal.sort("PublishedDate")
+        .group_by("Code", "FiscalQuarter", pl.col("Date").dt.truncate("1mo").alias("m"))
+        .last()
+    )
+    hits = last.join(actual, on=["Code", "FiscalQuarter", "Date"], how="semi").height
+    assert hits / last.height > 0.9
+    revised = cal.group_by("Code", "FiscalQuarter").agg(
+        pl.col("Date").n_unique() > pl.col("Date").dt.truncate("1mo").n_unique()
+    )
+    assert revised["Date"].any(), "some dates must be corrected by a later announcement"
+
+
+def test_derived_datasets_are_deterministic() -> None:
+    a, b = generate_market(CFG), generate_market.__wrapped__(CFG)
+    for name in ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar"):
+        assert a.derived(name).equals(b.derived(name)), name
+    assert a.daily_panel().equals(b.daily_panel())
