@@ -28,7 +28,16 @@ from gogooku3_airflow.timetables import run_day  # noqa: E402
 from gogooku3.config import ConfigError, Secret  # noqa: E402
 from gogooku3.devtools.slack_capture import running_slack_capture  # noqa: E402
 
-DATASETS = ("listed_info", "daily_quotes", "statements", "topix")
+DATASETS = (
+    "listed_info",
+    "daily_quotes",
+    "statements",
+    "topix",
+    "indices",
+    "short_selling",
+    "weekly_margin_interest",
+    "earnings_calendar",
+)
 
 
 def conn(conn_id: str, **fields) -> Connection:
@@ -241,6 +250,15 @@ def test_statements_refetch_since_the_previous_trading_day() -> None:
     assert fetch_days("statements", dt.date(2024, 6, 18)) == [dt.date(2024, 6, 17), dt.date(2024, 6, 18)]
 
 
+def test_weekly_margin_is_fetched_on_its_publication_day_by_record_date() -> None:
+    # Friday 2024-06-14's balances are published on Tuesday the 18th; other days publish none.
+    assert fetch_days("weekly_margin_interest", dt.date(2024, 6, 18)) == [dt.date(2024, 6, 14)]
+    assert fetch_days("weekly_margin_interest", dt.date(2024, 6, 17)) == []
+    # a holiday Monday (2024-07-15, Marine Day) moves the publication to Wednesday
+    assert fetch_days("weekly_margin_interest", dt.date(2024, 7, 16)) == []
+    assert fetch_days("weekly_margin_interest", dt.date(2024, 7, 17)) == [dt.date(2024, 7, 12)]
+
+
 def test_fetch_task_skips_with_a_visible_reason_or_fails_without_retry() -> None:
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -345,10 +363,11 @@ def test_a_task_that_only_touches_the_lake_needs_no_jquants_credentials(monkeypa
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(hooks, "airflow_connection", getter())
     monkeypatch.setenv("GOGOOKU3_LAKE_URI", str(tmp_path / "lake"))
-    day = dt.date(2024, 6, 14)
+    day = dt.date(2024, 6, 18)  # a Tuesday: Friday the 14th's weekly margin balances come out
     lake = open_lake(str(tmp_path / "lake"))
     for name in DATASETS:
-        lake.write_partition("raw", name, day, pl.DataFrame({"Date": [day]}), source="test")
+        partition = dt.date(2024, 6, 14) if name == "weekly_margin_interest" else day
+        lake.write_partition("raw", name, partition, pl.DataFrame({"Date": [partition]}), source="test")
 
     class Recorder:
         def __init__(self) -> None:
@@ -360,11 +379,13 @@ def test_a_task_that_only_touches_the_lake_needs_no_jquants_credentials(monkeypa
     events = {JQUANTS_DAILY_RAW: Recorder()}
     published = publish_raw(
         JQUANTS_DAILY_RAW,
-        logical_date=pendulum.datetime(2024, 6, 14, tz="Asia/Tokyo"),
+        logical_date=pendulum.datetime(2024, 6, 18, tz="Asia/Tokyo"),
         dag_run=run_with({}),
         outlet_events=events,
     )
     assert sorted(published) == sorted(DATASETS)
+    assert published["weekly_margin_interest"]["date"] == "2024-06-14"
+    assert published["topix"]["date"] == "2024-06-18"
     assert [uri for uri, _ in events[JQUANTS_DAILY_RAW].added] == [RAW_ASSETS[n].uri for n in DATASETS]
     # the fetch tasks, which call the API, still refuse to start without a key
     from airflow.sdk.exceptions import AirflowFailException

@@ -204,21 +204,24 @@ def test_jquants_daily_shape(dagbag: dict) -> None:
     assert d["timetable"] in dagbag["registered_timetables"], "timetable not registered by the plugin"
     assert d["catchup"] is True
     assert 1 <= d["max_active_runs"] <= 8
-    assert set(d["tasks"]) == {
+    fetched = (
         "listed_info",
         "daily_quotes",
         "statements",
         "topix",
-        "gate_daily_quotes",
-        "publish",
-    }
-    for api_task in ("listed_info", "daily_quotes", "statements", "topix"):
+        "indices",
+        "short_selling",
+        "weekly_margin_interest",
+        "earnings_calendar",
+    )
+    assert set(d["tasks"]) == {*fetched, "gate_daily_quotes", "publish"}
+    for api_task in fetched:
         assert d["tasks"][api_task]["pool"] == "jquants_api"
     up = {task_id: t["upstream"] for task_id, t in d["tasks"].items()}
     assert up["listed_info"] == []
-    assert up["daily_quotes"] == up["statements"] == up["topix"] == ["listed_info"]
+    assert all(up[name] == ["listed_info"] for name in fetched[1:])
     assert up["gate_daily_quotes"] == ["daily_quotes"]
-    assert up["publish"] == ["daily_quotes", "gate_daily_quotes", "statements", "topix"]
+    assert up["publish"] == sorted([*fetched[1:], "gate_daily_quotes"])
 
 
 def test_features_daily_shape(dagbag: dict) -> None:

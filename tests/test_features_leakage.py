@@ -57,7 +57,37 @@ def _perturb_future(inputs, t: dt.date, seed: int = 0):
     fl = inputs.flows.with_columns(
         [pl.when(future).then(pl.col(c) + 0.5).otherwise(pl.col(c)).alias(c) for c in fnum]
     )
-    return q2, {"listed_info": inputs.listed_info, "topix": tp, "statements": st, "flows": fl}
+    # the market-wide datasets: everything not yet usable on T (gogooku3.pit) changes, including
+    # what is published on T itself after the close, and the margin records published on T
+    ix = inputs.indices.with_columns(
+        [
+            pl.when(future).then(pl.col(c) * 1.3).otherwise(pl.col(c)).alias(c)
+            for c in ("Open", "High", "Low", "Close")
+        ]
+    )
+    ss_num = [c for c, d in inputs.short_selling.schema.items() if d == pl.Float64]
+    ss = inputs.short_selling.with_columns(
+        [
+            pl.when(pl.col("Date") >= t).then(pl.col(c) * rng.uniform(0.2, 3.0)).otherwise(pl.col(c)).alias(c)
+            for c in ss_num
+        ]
+    )
+    # a weekly margin record is published 2 trading days after its record date (16:30, after the close)
+    days = sorted(set(q.get_column("Date").to_list()))
+    published = {d: days[k + 2] for k, d in enumerate(days[:-2])}
+    unusable = pl.col("Date").map_elements(lambda d: published.get(d, d.max) >= t, return_dtype=pl.Boolean)
+    mg_num = [c for c, d in inputs.weekly_margin_interest.schema.items() if d == pl.Float64]
+    mg = inputs.weekly_margin_interest.with_columns(
+        [pl.when(unusable).then(pl.col(c) * 5.0 + 100.0).otherwise(pl.col(c)).alias(c) for c in mg_num]
+    )
+    ec = inputs.earnings_calendar.with_columns(
+        pl.when(pl.col("PublishedDate") >= t)
+        .then(pl.col("Date") - pl.duration(days=3))
+        .otherwise(pl.col("Date"))
+        .alias("Date")
+    )
+    market_wide = {"indices": ix, "short_selling": ss, "weekly_margin_interest": mg, "earnings_calendar": ec}
+    return q2, {"listed_info": inputs.listed_info, "topix": tp, "statements": st, "flows": fl, **market_wide}
 
 
 def test_future_perturbation_changes_no_feature_on_or_before_t(inputs, base):

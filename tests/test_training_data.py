@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from gogooku3.devtools.seed_features import CI_MARKET
+from gogooku3.features import OUTPUT_FEATURES
 from gogooku3.lake import open_lake
 from gogooku3.training.dataset import DatasetError, Panel, _read_ahead, load_panel
 from gogooku3.training.folds import FoldError, FoldPlan, walk_forward
@@ -61,7 +62,9 @@ def test_panel_holds_the_partitions_values(panel, lake_root):
         len(panel.codes),
         len(panel.features),
     )
-    assert len(panel.features) == 140 and not any(f.startswith("target_") for f in panel.features)
+    assert len(panel.features) == len(OUTPUT_FEATURES) and not any(
+        f.startswith("target_") for f in panel.features
+    )
     t = panel.day_index(day)
     for row in part.sample(20, seed=1).iter_rows(named=True):
         i = panel.codes.index(row["Code"])

@@ -31,4 +31,13 @@ PROMOTION_POOL = "model_promotion"
 OWNER = "gogooku3-data"
 #: The raw datasets ``jquants_daily`` fetches, in dependency order (listed_info first: the gate
 #: counts daily_quotes against that day's listed universe).
-JQUANTS_DAILY_DATASETS = ("listed_info", "daily_quotes", "statements", "topix")
+JQUANTS_DAILY_DATASETS = (
+    "listed_info",
+    "daily_quotes",
+    "statements",
+    "topix",
+    "indices",
+    "short_selling",
+    "weekly_margin_interest",
+    "earnings_calendar",
+)

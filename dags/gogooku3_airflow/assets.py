@@ -34,6 +34,10 @@ RAW_DAILY_QUOTES = lake_asset("raw", "daily_quotes")
 RAW_STATEMENTS = lake_asset("raw", "statements")
 RAW_TOPIX = lake_asset("raw", "topix")
 RAW_TRADES_SPEC = lake_asset("raw", "trades_spec")
+RAW_INDICES = lake_asset("raw", "indices")
+RAW_SHORT_SELLING = lake_asset("raw", "short_selling")
+RAW_WEEKLY_MARGIN_INTEREST = lake_asset("raw", "weekly_margin_interest")
+RAW_EARNINGS_CALENDAR = lake_asset("raw", "earnings_calendar")
 
 #: The point-in-time daily investor flows (``trades_spec_weekly``) and the feature set (``features_daily``).
 INTERIM_TRADES_SPEC_DAILY = lake_asset("interim", "trades_spec_daily")
@@ -46,6 +50,10 @@ RAW_ASSETS: dict[str, Asset] = {
     "statements": RAW_STATEMENTS,
     "topix": RAW_TOPIX,
     "trades_spec": RAW_TRADES_SPEC,
+    "indices": RAW_INDICES,
+    "short_selling": RAW_SHORT_SELLING,
+    "weekly_margin_interest": RAW_WEEKLY_MARGIN_INTEREST,
+    "earnings_calendar": RAW_EARNINGS_CALENDAR,
 }
 
 #: The alias ``jquants_daily``'s ``publish`` emits through: it attaches one event per raw table it

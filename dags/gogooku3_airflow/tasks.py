@@ -33,6 +33,7 @@ from gogooku3.calendar import (
     previous_trading_day,
     trading_days,
 )
+from gogooku3.pit import margin_record_published_on
 from gogooku3_airflow.assets import FEATURES, INTERIM_TRADES_SPEC_DAILY, RAW_ASSETS
 from gogooku3_airflow.runconf import (
     FEATURES_DAILY_CONF,
@@ -80,12 +81,24 @@ def fetch_days(dataset: str, day: dt.date) -> list[dt.date]:
     Statements arrive in two batches (18:00 and 24:30 JST); the run at 19:00 sees only the first.
     So the statements task also re-fetches every calendar day since the previous trading day,
     which completes that day's partition with its 24:30 batch and catches disclosures dated on a
-    weekend or holiday in between. Rewrites are idempotent. Other datasets: just ``day``.
+    weekend or holiday in between. Rewrites are idempotent. Weekly margin balances: the record date
+    published on ``day`` (2 trading days after it, :mod:`gogooku3.pit`), none on other days. Other
+    datasets: just ``day``.
     """
     if dataset != "statements":
-        return [day]
+        partition = run_partition(dataset, day)
+        return [partition] if partition is not None else []
     start = previous_trading_day(day)
     return [start + dt.timedelta(days=i) for i in range((day - start).days + 1)]
+
+
+def run_partition(dataset: str, day: dt.date) -> dt.date | None:
+    """The partition of ``dataset`` that the run for trading day ``day`` writes and publishes: ``day``,
+    except weekly margin balances, partitioned by their record date (None when no record is
+    published on ``day``)."""
+    if dataset == "weekly_margin_interest":
+        return margin_record_published_on(day)
+    return day
 
 
 def requested_datasets(dag_run: Any) -> tuple[str, ...]:
@@ -108,9 +121,12 @@ def fetch_dataset(dataset: str, *, logical_date: dt.datetime | None, dag_run: An
     day = _day(logical_date, dag_run)
     if not is_trading_day(day):
         raise _skip(f"{day.isoformat()} ({day:%A}) is not a JPX trading day: nothing to fetch")
+    days = fetch_days(dataset, day)
+    if not days:
+        raise _skip(f"{dataset}: nothing is published on {day.isoformat()} ({day:%A})")
     settings = task_settings(jquants=True)
     partitions = []
-    for d in fetch_days(dataset, day):
+    for d in days:
         try:
             results = fetch_to_lake_sync(settings, [dataset], d, lake_uri=settings.lake_uri)
         except AuthError as exc:
@@ -149,7 +165,7 @@ def publish_raw(
 ) -> dict[str, dict[str, Any]]:
     """One asset event per raw table the run wrote for its day, through the asset ``alias``.
 
-    Each event's ``extra`` has the JST ``date``, ``rows``, ``checksum`` (of the Parquet file, from the
+    Each event's ``extra`` has the partition's JST ``date`` (:func:`run_partition`), ``rows``, ``checksum`` (of the Parquet file, from the
     partition's manifest, read back from the lake) and the physical ``lake_uri``. Datasets the run
     skipped (``dag_run.conf['endpoints']``) get no event, so downstream DAGs are not triggered by
     data that did not change.
@@ -164,18 +180,21 @@ def publish_raw(
     lake = _lake(settings)
     published: dict[str, dict[str, Any]] = {}
     for name in endpoints:
-        manifest = lake.read_manifest("raw", name, day)
+        partition = run_partition(name, day)
+        if partition is None:
+            continue  # nothing of it is published on this day (the fetch task skipped)
+        manifest = lake.read_manifest("raw", name, partition)
         extra = {
-            "date": day.isoformat(),
+            "date": partition.isoformat(),
             "rows": manifest.rows,
             "checksum": manifest.checksum,
             "schema_hash": manifest.schema_hash,
             "lake_uri": settings.lake_uri,
-            "partition": lake.uri_for("raw", name, day),
+            "partition": lake.uri_for("raw", name, partition),
         }
         outlet_events[alias].add(RAW_ASSETS[name], extra=extra)
         published[name] = extra
-        log.info("published %s %s: %d rows", RAW_ASSETS[name].uri, day.isoformat(), manifest.rows)
+        log.info("published %s %s: %d rows", RAW_ASSETS[name].uri, partition.isoformat(), manifest.rows)
     return published
 
 

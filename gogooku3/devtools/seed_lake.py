@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 
 from gogooku3.calendar import is_trading_day, trading_days
+from gogooku3.fetch import DAILY_DATASETS
 from gogooku3.flows import expand_to_lake
 from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
 from gogooku3.lake import Lake, open_lake
@@ -34,8 +35,8 @@ def seed_lake(lake: Lake, market: Market, start: dt.date, end: dt.date) -> int:
         for name in DATASET_NAMES:
             frame = market.frame(name, day)
             # As gogooku3.fetch writes them: every answer with rows; an empty one only for the
-            # event tables (statements, trades_spec) on a trading day ("fetched, nothing happened").
-            if frame.is_empty() and not (name in ("statements", "trades_spec") and is_trading_day(day)):
+            # event tables (statements, trades_spec, ...) on a trading day ("fetched, nothing happened").
+            if frame.is_empty() and not (name not in DAILY_DATASETS and is_trading_day(day)):
                 continue
             ds = get_dataset(name)
             lake.write_partition(

@@ -89,6 +89,10 @@ def build_features(
     topix: pl.DataFrame | None = None,
     statements: pl.DataFrame | None = None,
     flows: pl.DataFrame | None = None,
+    indices: pl.DataFrame | None = None,
+    short_selling: pl.DataFrame | None = None,
+    weekly_margin_interest: pl.DataFrame | None = None,
+    earnings_calendar: pl.DataFrame | None = None,
     start: dt.date | None = None,
     end: dt.date | None = None,
     engine: Engine = "cpu",
@@ -99,7 +103,7 @@ def build_features(
     """Features (and targets) for the daily_quotes rows dated in [start, end].
 
     Inputs are canonical lake frames (:mod:`gogooku3.jquants.datasets`); ``flows`` is helper
-    FLOWS' ``interim/trades_spec_daily``. Rows before ``start`` are history: they feed the windows
+    FLOWS' ``interim/trades_spec_daily``. A missing optional input gives null features. Rows before ``start`` are history: they feed the windows
     but are not returned. Rows after ``end`` are dropped before anything is computed.
     """
     _check_engine(engine)
@@ -118,6 +122,10 @@ def build_features(
         topix=upto(topix, "Date"),
         statements=upto(statements, "DisclosedDate"),
         flows=upto(flows, "Date"),
+        indices=upto(indices, "Date"),
+        short_selling=upto(short_selling, "Date"),
+        weekly_margin_interest=upto(weekly_margin_interest, "Date"),
+        earnings_calendar=upto(earnings_calendar, "PublishedDate"),
     )
     t1 = time.perf_counter()
     carry: tuple[str, ...] = ()
@@ -162,7 +170,21 @@ WINDOW_INPUTS: tuple[tuple[str, str, Literal["history", "first"]], ...] = (
     ("raw", "daily_quotes", "history"),
     ("raw", "topix", "history"),
     ("interim", "trades_spec_daily", "first"),
+    ("raw", "indices", "first"),
+    ("raw", "short_selling", "first"),
 )
+
+
+def market_wide_since(history_start: dt.date) -> dict[str, dt.date]:
+    """The market-wide raw datasets a build reads, from when: the sector indices are windowed like
+    TOPIX (from the history start); the as-of tables compute their own z-scores and changes over
+    their whole history, which must not depend on where a build starts."""
+    return {
+        "indices": history_start,
+        "short_selling": dt.date.min,
+        "weekly_margin_interest": dt.date.min,
+        "earnings_calendar": dt.date.min,
+    }
 
 
 def missing_window_days(
@@ -240,6 +262,9 @@ def build_features_to_lake(
     topix = _read(lake, "raw", "topix", lo, end)
     statements = _read(lake, "raw", "statements", dt.date.min, end)
     flows = _read(lake, "interim", "trades_spec_daily", lo, end)
+    market_wide = {
+        name: _read(lake, "raw", name, since, end) for name, since in market_wide_since(lo).items()
+    }
     timings = BuildTimings()
     out = build_features(
         quotes,
@@ -247,6 +272,7 @@ def build_features_to_lake(
         topix=topix,
         statements=statements,
         flows=flows,
+        **market_wide,
         start=start,
         end=end,
         engine=engine,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from gogooku3.features.ops import OPERATIONS
-from gogooku3.features.prepare import BASE_COLUMNS
+from gogooku3.features.prepare import BASE_COLUMNS, BASE_HISTORY
 from gogooku3.features.spec import Feature, split_phases, validate
 from gogooku3.features.targets import TARGETS
 
@@ -534,6 +534,129 @@ _add(
     "flag a statement is usable on this date",
 )
 
+# ------------------------------------------------------------------ margin (weekly_margin_interest, usable 3 trading days after its record)
+# Balances are raw shares of their record date; the 20-day mean adjusted volume times today's
+# adjustment multiple is the same raw unit (a split between the record and today mismatches them
+# for the days until the next record).
+_tmp("_px_per_raw", "div", ["px_close", "raw_close"], "margin")
+_tmp("_adv20_raw", "mul", ["_volu_mean_20", "_px_per_raw"], "margin", 20)
+_tmp("_margin_net", "sub", ["margin_long_in", "margin_short_in"], "margin")
+for _name, _src, _what in (
+    ("margin_long_to_adv", "margin_long_in", "long margin balance"),
+    ("margin_short_to_adv", "margin_short_in", "short margin balance"),
+    ("margin_net_to_adv", "_margin_net", "net (long - short) margin balance"),
+    ("margin_net_wow_to_adv", "margin_net_wow_in", "weekly change of the net margin balance"),
+):
+    _add(
+        _name, "div", [_src, "_adv20_raw"], "margin", f"{_what} / 20-day average volume (days of volume)", 20
+    )
+_add(
+    "margin_short_long_ratio",
+    "div",
+    ["margin_short_in", "margin_long_in"],
+    "margin",
+    "short / long margin balance",
+)
+_add(
+    "margin_ratio_z_52w",
+    "copy",
+    ["margin_ratio_z_in"],
+    "margin",
+    "z-score of the short/long margin ratio over the code's last 52 weekly records",
+)
+
+# ------------------------------------------------------------------ short selling (per 33-sector, the previous trading day's)
+_add(
+    "short_share_sector",
+    "copy",
+    ["short_share_in"],
+    "short_selling",
+    "short sales / all sales in the stock's sector",
+)
+_add(
+    "short_share_sector_z_60d",
+    "copy",
+    ["short_share_z_in"],
+    "short_selling",
+    "z-score of the sector's short share over its last 60 trading days",
+)
+_add(
+    "short_share_sector_mom_5d",
+    "copy",
+    ["short_share_mom_5d_in"],
+    "short_selling",
+    "change of the sector's short share over 5 trading days",
+)
+
+# ------------------------------------------------------------------ earnings calendar (announced dates, usable the day after)
+_tmp("_earn_minus_days", "days_since", ["earn_next_date"], "earnings")
+_add(
+    "earn_days_to_next",
+    "scale",
+    ["_earn_minus_days"],
+    "earnings",
+    "calendar days to the next announced earnings date (null when none is announced ahead)",
+    k=-1.0,
+)
+_add("earn_scheduled", "notnull", ["earn_next_date"], "earnings", "flag an earnings date is announced ahead")
+_add(
+    "earn_pre_window_5d",
+    "le",
+    ["earn_days_to_next"],
+    "earnings",
+    "flag the announced earnings date is within 5 calendar days",
+    value=5.0,
+)
+_add(
+    "earn_post_window_5d",
+    "le",
+    ["fin_days_since_disclosure"],
+    "earnings",
+    "flag the statement in use was disclosed within the last 5 calendar days",
+    value=5.0,
+)
+
+# ------------------------------------------------------------------ sector index (33-sector indices, same day like TOPIX)
+for _w in (1, 5, 20):
+    _add(
+        f"sec_idx_ret_{_w}d",
+        "pct_change",
+        ["sec_idx_close"],
+        "sector_index",
+        f"sector index {_w}-day return",
+        _w,
+    )
+for _w in (5, 20):
+    _add(
+        f"rel_sector_idx_{_w}d",
+        "sub",
+        [f"_ret_{_w}d_raw", f"sec_idx_ret_{_w}d"],
+        "sector_index",
+        f"{_w}-day return minus the sector index's",
+        _w,
+    )
+_add(
+    "sector_idx_vs_mkt_20d",
+    "sub",
+    ["sec_idx_ret_20d", "mkt_ret_20d"],
+    "sector_index",
+    "sector index 20-day return minus TOPIX's",
+    20,
+)
+
+# ------------------------------------------------------------------ market regime (TOPIX, date-level)
+_add("mkt_drawdown_252d", "copy", ["mkt_drawdown_252d_in"], "regime", "TOPIX close / its 252-day high - 1")
+_add(
+    "mkt_ret_z_252d", "copy", ["mkt_ret_z_252d_in"], "regime", "z-score of TOPIX's daily return over 252 days"
+)
+_add(
+    "mkt_vol_z_252d",
+    "copy",
+    ["mkt_vol_z_252d_in"],
+    "regime",
+    "z-score of TOPIX's 20-day volatility over 252 days",
+)
+
 # ------------------------------------------------------------------ cross-sectional z-scores and ranks
 for _src in (
     "ret_1d",
@@ -600,7 +723,7 @@ def min_history(name: str) -> int:
     Each op adds the rows of its :class:`~gogooku3.features.ops.Lookback` rule in
     :data:`~gogooku3.features.ops.OPERATIONS`: lags of ``w`` add ``w`` rows, trailing windows
     ``w - 1`` (``w`` rows in all), EMAs count as mature after ``w`` (their span) rows, other ops
-    add none; base columns need 1. The quality gates measure coverage only on rows where
+    add none; base columns need 1, or their :data:`~gogooku3.features.prepare.BASE_HISTORY`. The quality gates measure coverage only on rows where
     ``obs_count >= min_history``.
     """
     cache: dict[str, int] = {}
@@ -608,7 +731,7 @@ def min_history(name: str) -> int:
     def go(n: str) -> int:
         if n not in cache:
             if n in BASE_COLUMNS:
-                cache[n] = 1
+                cache[n] = BASE_HISTORY.get(n, 1)
             else:
                 f = feature(n)
                 cache[n] = max(go(i) for i in f.inputs) + f.operation.lookback.rows_added(f.window)

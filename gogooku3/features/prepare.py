@@ -61,7 +61,38 @@ BASE_COLUMNS: dict[str, str] = {
     "stmt_prev_profit": "Profit of the same period one year earlier",
     "stmt_prev_forecast_eps": "ForecastEarningsPerShare of the code's previous statement",
     "stmt_prev_forecast_operating_profit": "ForecastOperatingProfit of the code's previous statement",
+    # the market-wide datasets, point in time (gogooku3.features.asof, rules in gogooku3.pit)
+    "margin_long_in": "long margin balance (shares) of the latest usable week (T+3 trading days after its record)",
+    "margin_short_in": "short margin balance (shares) of the latest usable week",
+    "margin_net_wow_in": "change of the net (long - short) margin balance vs the week before (shares)",
+    "margin_ratio_z_in": "z-score of short/long margin balance over the code's last 52 weekly records",
+    "short_share_in": "short sales / all sales in the stock's sector, the previous trading day's",
+    "short_share_z_in": "z-score of that sector short share over the sector's last 60 trading days",
+    "short_share_mom_5d_in": "sector short share minus its value 5 trading days earlier",
+    "earn_next_date": "the latest announced earnings date of the code while it lies ahead (announced by T-1)",
+    "sec_idx_close": "close of the stock's 33-sector index, same date (like mkt_close)",
+    "mkt_drawdown_252d_in": "TOPIX close / its 252-day high - 1",
+    "mkt_ret_z_252d_in": "z-score of TOPIX's daily return over 252 days",
+    "mkt_vol_z_252d_in": "z-score of TOPIX's 20-day volatility over 252 days",
 }
+#: Rows of a code's own history a base column needs before it can have a value, where more than one
+#: (the catalogue's ``min_history`` and the gate's maturity conditions start from these): the
+#: market-wide tables' warm-up (:mod:`gogooku3.features.asof`) plus their publication lag. A code
+#: with that many rows has that much history in the lake, so the tables have theirs.
+BASE_HISTORY: dict[str, int] = {
+    "margin_long_in": 9,  # the first week end (<= 5 days), then 3 trading days to usable
+    "margin_short_in": 9,
+    "margin_net_wow_in": 14,  # two weekly records
+    "margin_ratio_z_in": 69,  # 13 weekly records
+    "short_share_in": 2,  # the previous day's
+    "short_share_z_in": 21,
+    "short_share_mom_5d_in": 7,
+    "mkt_drawdown_252d_in": 60,
+    "mkt_ret_z_252d_in": 61,
+    "mkt_vol_z_252d_in": 80,  # 60 values of a 20-day volatility of returns
+}
+#: Base columns holding dates (the rest are Float64).
+DATE_BASE_COLUMNS = frozenset({"stmt_disclosed_date", "earn_next_date"})
 
 #: Non-feature columns of the panel: identity, sector/market, and two integer group keys the
 #: engines group by (integers hash faster than strings and a single key beats two):
@@ -241,6 +272,10 @@ def prepare_panel(
     topix: pl.DataFrame | None = None,
     statements: pl.DataFrame | None = None,
     flows: pl.DataFrame | None = None,
+    indices: pl.DataFrame | None = None,
+    short_selling: pl.DataFrame | None = None,
+    weekly_margin_interest: pl.DataFrame | None = None,
+    earnings_calendar: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Build the base panel, sorted by (Code, Date), one row per daily_quotes row.
 
@@ -387,14 +422,16 @@ def prepare_panel(
     asof = (
         statements_asof_table(statements) if statements is not None and statements.height else _empty_asof()
     )
-    asof = asof.join(code_map, on="Code", how="inner").drop("Code").sort("available")
-    lf = lf.join_asof(
-        asof.lazy(),
-        left_on="Date",
-        right_on="available",
-        by="code_id",
-        strategy="backward",
-        check_sortedness=False,
+    lf = _join_by_code(lf, asof, code_map)
+    lf = _join_market_datasets(
+        lf,
+        base.select("Date").unique().sort("Date"),
+        code_map,
+        indices=indices,
+        short_selling=short_selling,
+        margin=weekly_margin_interest,
+        earnings=earnings_calendar,
+        topix=topix,
     )
     lf = lf.with_columns(
         (pl.col("Date").cast(pl.Int64) * 100_000 + pl.col("Sector33Code").cast(pl.Int64, strict=False)).alias(
@@ -402,4 +439,87 @@ def prepare_panel(
         ),
     )
     out = lf.select(*KEY_COLUMNS, *BASE_COLUMNS).collect(engine="in-memory")
-    return out.with_columns(pl.col(c).cast(pl.Float64) for c in BASE_COLUMNS if c != "stmt_disclosed_date")
+    return out.with_columns(pl.col(c).cast(pl.Float64) for c in BASE_COLUMNS if c not in DATE_BASE_COLUMNS)
+
+
+def _join_by_code(lf: pl.LazyFrame, table: pl.DataFrame, code_map: pl.DataFrame) -> pl.LazyFrame:
+    """Each panel row gets the latest ``table`` row of its code with ``available <= Date``."""
+    table = table.join(code_map, on="Code", how="inner").drop("Code").sort("available")
+    # join_asof "by" needs each code's rows sorted by Date, which the panel's (Code, Date) order gives.
+    return lf.join_asof(
+        table.lazy(),
+        left_on="Date",
+        right_on="available",
+        by="code_id",
+        strategy="backward",
+        check_sortedness=False,
+    ).drop("available")
+
+
+def _null(columns: list[str], dtype: pl.DataType = pl.Float64) -> list[pl.Expr]:
+    return [pl.lit(None, dtype=dtype).alias(c) for c in columns]
+
+
+def _join_market_datasets(
+    lf: pl.LazyFrame,
+    days: pl.DataFrame,
+    code_map: pl.DataFrame,
+    *,
+    indices: pl.DataFrame | None,
+    short_selling: pl.DataFrame | None,
+    margin: pl.DataFrame | None,
+    earnings: pl.DataFrame | None,
+    topix: pl.DataFrame | None,
+) -> pl.LazyFrame:
+    """The base columns of :mod:`gogooku3.features.asof`'s tables; an input that is None gives
+    null columns."""
+    from gogooku3.features import asof
+
+    def renamed(table: pl.DataFrame, keep: tuple[str, ...]) -> pl.DataFrame:
+        return table.rename({c: f"{c}_in" for c in table.columns if c not in keep})
+
+    margin_cols = ["margin_long_in", "margin_short_in", "margin_net_wow_in", "margin_ratio_z_in"]
+    if margin is not None and margin.height:
+        lf = _join_by_code(lf, renamed(asof.margin_table(margin), ("Code", "available")), code_map)
+    else:
+        lf = lf.with_columns(_null(margin_cols))
+    if earnings is not None and earnings.height:
+        lf = _join_by_code(lf, asof.earnings_table(earnings), code_map).with_columns(
+            pl.when(pl.col("earn_next_date") >= pl.col("Date"))
+            .then(pl.col("earn_next_date"))
+            .alias("earn_next_date")
+        )
+    else:
+        lf = lf.with_columns(_null(["earn_next_date"], pl.Date))
+    short_cols = ["short_share_in", "short_share_z_in", "short_share_mom_5d_in"]
+    if short_selling is not None and short_selling.height:
+        # as of each panel day per sector (a small grid), then an equi-join: the panel is not in
+        # date order within a sector, which a join_asof "by" sector would need.
+        table = renamed(asof.short_selling_table(short_selling), ("Sector33Code", "available"))
+        grid = (
+            days.join(table.select("Sector33Code").unique(), how="cross")
+            .sort("Sector33Code", "Date")
+            .join_asof(
+                table.sort("available"),
+                left_on="Date",
+                right_on="available",
+                by="Sector33Code",
+                check_sortedness=False,
+            )
+            .drop("available")
+        )
+        lf = lf.join(grid.lazy(), on=["Sector33Code", "Date"], how="left", maintain_order="left")
+    else:
+        lf = lf.with_columns(_null(short_cols))
+    if indices is not None and indices.height:
+        table = asof.sector_index_table(indices)
+        lf = lf.join(table.lazy(), on=["Sector33Code", "Date"], how="left", maintain_order="left")
+    else:
+        lf = lf.with_columns(_null(["sec_idx_close"]))
+    regime_cols = ["mkt_drawdown_252d_in", "mkt_ret_z_252d_in", "mkt_vol_z_252d_in"]
+    if topix is not None and topix.height:
+        table = renamed(asof.market_regime_table(topix), ("Date",))
+        lf = lf.join(table.lazy(), on="Date", how="left", maintain_order="left")
+    else:
+        lf = lf.with_columns(_null(regime_cols))
+    return lf

@@ -17,6 +17,10 @@ class MarketInputs:
     topix: pl.DataFrame
     statements: pl.DataFrame
     flows: pl.DataFrame | None
+    indices: pl.DataFrame
+    short_selling: pl.DataFrame
+    weekly_margin_interest: pl.DataFrame
+    earnings_calendar: pl.DataFrame
 
     def kwargs(self) -> dict[str, pl.DataFrame | None]:
         return {
@@ -24,7 +28,12 @@ class MarketInputs:
             "topix": self.topix,
             "statements": self.statements,
             "flows": self.flows,
+            **{name: getattr(self, name) for name in MARKET_WIDE},
         }
+
+
+#: The market-wide datasets :func:`gogooku3.features.build_features` takes as keyword arguments.
+MARKET_WIDE = ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar")
 
 
 def market_inputs(
@@ -56,4 +65,5 @@ def market_inputs(
         topix=m.topix(),
         statements=m.statements(),
         flows=flows,
+        **{name: m.derived(name) for name in MARKET_WIDE},
     )

@@ -88,6 +88,19 @@ FEATURE_COVERAGE_EXCEPTIONS: dict[str, tuple[float | None, str]] = {
     "fin_forecast_op_revision": (0.90, "needs the previous disclosure's forecast"),
     "fin_op_progress": (0.90, "needs a full-year forecast"),
     "amihud_20d": (0.85, "undefined while the 20-day window holds a day without turnover"),
+    **{
+        name: (0.85, "only margin and loan issues (MarginCode 1, 2) have margin balances")
+        for name in (
+            "margin_long_to_adv",
+            "margin_short_to_adv",
+            "margin_net_to_adv",
+            "margin_net_wow_to_adv",
+            "margin_short_long_ratio",
+            "margin_ratio_z_52w",
+        )
+    },
+    "earn_days_to_next": (None, "null while no earnings date is announced ahead (most days)"),
+    "earn_pre_window_5d": (None, "null while no earnings date is announced ahead"),
 }
 
 _MATURITY_TIERS = (5, 20, 60, 200)
@@ -320,9 +333,11 @@ def feature_lookbacks() -> dict[str, int]:
     by_name = {f.name: f for f in FEATURES}
     memo: dict[str, int] = {}
 
+    from gogooku3.features.prepare import BASE_HISTORY
+
     def chain(name: str) -> int:
         if name not in by_name:
-            return 0  # base column
+            return BASE_HISTORY.get(name, 1) - 1  # a base column: rows before its first value
         if name not in memo:
             f = by_name[name]
             memo[name] = f.lookback + max((chain(i) for i in f.inputs), default=0)

@@ -1,0 +1,143 @@
+"""Point-in-time tables of the market-wide datasets, ready to join onto the feature panel.
+
+Each table is keyed by what it is joined on (a code, a sector or a date) and by ``available``, the
+first feature row that may use it, from the rules in :mod:`gogooku3.pit` (the one place they are
+written). Values derived over a dataset's own history (a 52-week z-score, a weekly change) are
+computed here on the dataset's own rows, in publication order, so no row reads a later one; the
+panel then takes, for each row, the latest table row with ``available <= Date``.
+
+=====================  =======================  ==================================================
+table                  keyed by                 columns
+=====================  =======================  ==================================================
+margin                 Code, available          long/short balances (shares), weekly change of the
+                                                net balance, 52-week z of the short/long ratio
+short selling          Sector33Code, available  short share of the sector's selling, its 60-day z
+                                                and 5-day change
+earnings calendar      Code, available          the latest announced earnings date
+sector indices         Sector33Code, Date       the sector index's close (same day, like TOPIX;
+                                                the catalogue takes its returns per code)
+market regime          Date                     TOPIX drawdown from its 252-day peak, 252-day
+                                                z-scores of its daily return and 20-day volatility
+=====================  =======================  ==================================================
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from gogooku3.jquants.datasets import SECTOR_INDEX_CODES
+from gogooku3.pit import earnings_calendar_usable_from, margin_usable_from, short_selling_usable_from
+
+#: Weekly records in the margin z-score window (52 weeks), and the fewest it is computed from.
+MARGIN_Z_WEEKS, MARGIN_Z_MIN = 52, 13
+#: Trading days in the short-share z-score window, and the fewest it is computed from.
+SHORT_Z_DAYS, SHORT_Z_MIN = 60, 20
+#: Trading days of the market-regime windows.
+REGIME_DAYS, REGIME_MIN = 252, 60
+
+
+def _with_available(df: pl.DataFrame, column: str, rule) -> pl.DataFrame:
+    """``df`` with ``available`` = ``rule(column)``, evaluated once per distinct date."""
+    days = df.get_column(column).unique()
+    table = pl.DataFrame(
+        {column: days, "available": [rule(d) for d in days.to_list()]},
+        schema={column: pl.Date, "available": pl.Date},
+    )
+    return df.join(table, on=column, how="left")
+
+
+def _z(x: pl.Expr, window: int, min_samples: int, over: str | None = None) -> pl.Expr:
+    mean = x.rolling_mean(window, min_samples=min_samples)
+    std = x.rolling_std(window, min_samples=min_samples)
+    z = pl.when(std > 0).then((x - mean) / std)
+    return z.over(over) if over else z
+
+
+def margin_table(margin: pl.DataFrame) -> pl.DataFrame:
+    """(Code, available) -> margin_long, margin_short, margin_net_wow, margin_ratio_z (shares)."""
+    m = _with_available(
+        margin.select("Date", "Code", "LongMarginTradeVolume", "ShortMarginTradeVolume"),
+        "Date",
+        margin_usable_from,
+    )
+    long, short = pl.col("LongMarginTradeVolume"), pl.col("ShortMarginTradeVolume")
+    net = long - short
+    ratio = pl.when(long > 0).then(short / long)
+    return (
+        m.sort("Code", "Date")
+        .with_columns(ratio.alias("_ratio"))
+        .select(
+            "Code",
+            "available",
+            long.alias("margin_long"),
+            short.alias("margin_short"),
+            (net - net.shift(1)).over("Code").alias("margin_net_wow"),
+            _z(pl.col("_ratio"), MARGIN_Z_WEEKS, MARGIN_Z_MIN, over="Code").alias("margin_ratio_z"),
+        )
+        .sort("available", "Code")
+    )
+
+
+def short_selling_table(short_selling: pl.DataFrame) -> pl.DataFrame:
+    """(Sector33Code, available) -> short_share, short_share_z, short_share_mom_5d."""
+    s = _with_available(short_selling, "Date", short_selling_usable_from)
+    short = pl.col("ShortSellingWithRestrictionsTurnoverValue") + pl.col(
+        "ShortSellingWithoutRestrictionsTurnoverValue"
+    )
+    total = short + pl.col("SellingExcludingShortSellingTurnoverValue")
+    share = pl.col("_share")
+    return (
+        s.sort("Sector33Code", "Date")
+        .with_columns(pl.when(total > 0).then(short / total).alias("_share"))
+        .select(
+            "Sector33Code",
+            "available",
+            share.alias("short_share"),
+            _z(share, SHORT_Z_DAYS, SHORT_Z_MIN, over="Sector33Code").alias("short_share_z"),
+            (share - share.shift(5)).over("Sector33Code").alias("short_share_mom_5d"),
+        )
+        .sort("available", "Sector33Code")
+    )
+
+
+def earnings_table(calendar: pl.DataFrame) -> pl.DataFrame:
+    """(Code, available) -> earn_next_date, the latest announced earnings date (a correction
+    replaces the date it corrects from its own usable day on)."""
+    c = _with_available(
+        calendar.select("PublishedDate", "Code", "Date"), "PublishedDate", earnings_calendar_usable_from
+    )
+    return (
+        c.sort("available", "Code", "PublishedDate")
+        .group_by("Code", "available", maintain_order=True)
+        .last()
+        .select("Code", "available", pl.col("Date").alias("earn_next_date"))
+    )
+
+
+def sector_index_table(indices: pl.DataFrame) -> pl.DataFrame:
+    """(Sector33Code, Date) -> sec_idx_close, the close of the sector's index."""
+    sector_of = {code: s33 for s33, code in SECTOR_INDEX_CODES.items()}
+    return indices.filter(pl.col("Code").is_in(list(sector_of))).select(
+        pl.col("Code").replace_strict(sector_of).alias("Sector33Code"),
+        pl.col("Date").cast(pl.Date),
+        pl.col("Close").cast(pl.Float64).alias("sec_idx_close"),
+    )
+
+
+def market_regime_table(topix: pl.DataFrame) -> pl.DataFrame:
+    """Date -> mkt_drawdown_252d, mkt_ret_z_252d, mkt_vol_z_252d from TOPIX closes."""
+    close = pl.col("Close")
+    ret = close / close.shift(1) - 1.0
+    vol = ret.rolling_std(20, min_samples=20) * 252**0.5
+    return (
+        topix.select(pl.col("Date").cast(pl.Date), close.cast(pl.Float64))
+        .unique("Date", keep="last")
+        .sort("Date")
+        .with_columns(ret.alias("_ret"), vol.alias("_vol"))
+        .select(
+            "Date",
+            (close / close.rolling_max(REGIME_DAYS, min_samples=REGIME_MIN) - 1.0).alias("mkt_drawdown_252d"),
+            _z(pl.col("_ret"), REGIME_DAYS, REGIME_MIN).alias("mkt_ret_z_252d"),
+            _z(pl.col("_vol"), REGIME_DAYS, REGIME_MIN).alias("mkt_vol_z_252d"),
+        )
+    )
