@@ -284,6 +284,14 @@ TRADES_SPEC = Dataset(
     ),
 )
 
+#: An index bar's levels, the same fields in TOPIX's own endpoint and the other indices'.
+INDEX_OHLC: tuple[Field, ...] = (
+    _f("Open", "O", F64, True),
+    _f("High", "H", F64, True),
+    _f("Low", "L", F64, True),
+    _f("Close", "C", F64, True),
+)
+
 TOPIX = Dataset(
     name="topix",
     v1_path="/indices/topix",
@@ -292,13 +300,7 @@ TOPIX = Dataset(
     partition_by="Date",
     key=("Date",),
     doc="TOPIX daily OHLC.",
-    fields=(
-        _f("Date", "Date", DATE, True),
-        _f("Open", "O", F64, True),
-        _f("High", "H", F64, True),
-        _f("Low", "L", F64, True),
-        _f("Close", "C", F64, True),
-    ),
+    fields=(_f("Date", "Date", DATE, True), *INDEX_OHLC),
 )
 
 TRADING_CALENDAR = Dataset(
@@ -327,14 +329,7 @@ INDICES = Dataset(
         "Daily OHLC of the TSE indices other than TOPIX's own endpoint: here the 33 sector indices "
         "(codes 0040..0060 in Sector33Code order, see SECTOR_INDEX_CODES). Published ~16:30 JST."
     ),
-    fields=(
-        _f("Date", "Date", DATE, True),
-        _f("Code", "Code", STR, True),
-        _f("Open", "O", F64, True),
-        _f("High", "H", F64, True),
-        _f("Low", "L", F64, True),
-        _f("Close", "C", F64, True),
-    ),
+    fields=(_f("Date", "Date", DATE, True), _f("Code", "Code", STR, True), *INDEX_OHLC),
 )
 
 SHORT_SELLING = Dataset(
