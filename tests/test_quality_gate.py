@@ -12,6 +12,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
+from gogooku3.lake.layout import check_artifact_name
 from gogooku3.quality.gate import GateResult, run_gate
 
 START, END = dt.date(2024, 1, 4), dt.date(2024, 3, 29)
@@ -207,6 +208,43 @@ def test_features_bad_values_are_named(features_day):
     assert "needs >= 98%" in _named(result, "expect_column_values_to_not_be_null", "vol_20d")
     assert "observed float32" in _named(result, "expect_column_values_to_be_of_type", "rsi_14")
     assert len(result.failures) == 4, result.summary_lines()
+
+
+def test_a_conditional_expectation_counts_the_rows_its_condition_selects_and_nothing_else(features_day):
+    """The gate validates each row condition's rows apart (gate._validate): what GX counts for a
+    conditional coverage check is exactly the rows the suite's condition selects, and the merged
+    validation result reads as one run of the suite (its order, each expectation's own kwargs)."""
+    from gogooku3.quality.suites import load_suite
+
+    suite = load_suite("features")
+    (vol,) = [
+        e for e in suite["expectations"] if e["kwargs"].get("column") == "vol_20d" and "mostly" in e["kwargs"]
+    ]
+    flag = vol["kwargs"]["row_condition"]["column"]["name"]
+    d = features_day.get_column("Date").max()
+    row = pl.int_range(pl.len())
+    immature = row % 3 == 0  # declared immature: their nulls must not count
+    missing = immature | (row % 10 == 1)  # plus every tenth row among the mature ones
+    frame = features_day.with_columns(
+        pl.when(immature).then(0).otherwise(pl.col(flag)).cast(features_day.schema[flag]).alias(flag),
+        pl.when(missing).then(None).otherwise(pl.col("vol_20d")).alias("vol_20d"),
+    )
+    mature = frame.filter(pl.col(flag) == 1)
+    result = run_gate("features", frame, logical_date=d)
+    (failure,) = [f for f in result.failures if f.columns == ("vol_20d",)]
+    assert failure.element_count == mature.height
+    assert failure.unexpected_count == mature.get_column("vol_20d").null_count() > 0
+    got = result.result_json["results"]
+    assert [r["expectation_config"]["type"] for r in got] == [e["type"] for e in suite["expectations"]]
+    keys = ("column", "row_condition", "mostly")
+    assert [[r["expectation_config"]["kwargs"].get(k) for k in keys] for r in got] == [
+        [e["kwargs"].get(k) for k in keys] for e in suite["expectations"]
+    ]
+    assert result.statistics["evaluated_expectations"] == len(suite["expectations"])
+    # Data Docs: a page per part, each name one the lake stores as an artifact
+    assert f"expectations/features__where__{flag}_eq_1.html" in result.data_docs_html
+    for name in result.data_docs_html:
+        check_artifact_name(f"gx/data_docs/{name}")
 
 
 # ------------------------------------------------------------------------------ trades_spec_daily
