@@ -19,9 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gogooku3.training.rankic import corr as _corr
-from gogooku3.training.rankic import daily_rank_ic
-from gogooku3.training.rankic import rank as _rank
+from gogooku3.training.rankic import columns_rank_corr, daily_rank_ic
 from gogooku3.training.samples import Rows, Samples
 
 RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1_000.0, 10_000.0)
@@ -140,19 +138,10 @@ class BestFeature:
                 if ok_y.sum() < 10:
                     continue
                 days[h] += 1
-                xs, ys = x[ok_y], y[ok_y, h]
-                ok = np.isfinite(xs)
                 # Per feature: Spearman over the codes having both values (ranks recomputed on them).
-                full = ok.all(axis=0)
-                if full.any():
-                    r = _columns_rank_corr(xs[:, full], ys)
-                    good = np.isfinite(r)
-                    idx = np.flatnonzero(full)[good]
-                    total[h, idx] += r[good]
-                for f in np.flatnonzero(~full & (ok.sum(axis=0) >= 10)):
-                    r = _corr(_rank(xs[ok[:, f], f]), _rank(ys[ok[:, f]]))
-                    if np.isfinite(r):
-                        total[h, f] += r
+                r = columns_rank_corr(x[ok_y], y[ok_y, h])
+                good = np.isfinite(r)
+                total[h, good] += r[good]
         # The mean over every training day, a day where the feature cannot rank the codes (missing,
         # or constant like a rarely set flag) counting 0: a feature defined on a few days only must
         # not win on a lucky mean of those few.
@@ -168,15 +157,6 @@ class BestFeature:
         x = np.concatenate([panel.x[t, c][:, cols] for t, c in rows])
         z, _ = samples.normaliser.transform_columns(x, cols)
         return z * np.array([sign for _, sign, _ in self.chosen])
-
-
-def _columns_rank_corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    rx, ry = _rank(x), _rank(y)
-    rx = rx - rx.mean(axis=0)
-    ry = ry - ry.mean()
-    den = np.sqrt((rx * rx).sum(axis=0) * (ry * ry).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (rx * ry[:, None]).sum(axis=0) / den
 
 
 BASELINES = (Ridge, LightGBM, BestFeature)

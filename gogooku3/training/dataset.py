@@ -161,7 +161,8 @@ def load_panel(
     # A target may also be asked for as a feature (the leakage canary's own test does): read it once.
     needed = tuple(dict.fromkeys(("Code", "Sector33Code", *features, *targets)))
     for m in manifests:
-        drift = [c for c in needed if c not in m.column_names]
+        have = set(m.column_names)
+        drift = [c for c in needed if c not in have]
         if drift:
             raise DatasetError(
                 f"schema drift: {LAYER}/{DATASET} of {m.date} lacks column(s) {drift} that {days[0]} has"
