@@ -27,7 +27,7 @@ import pytest
 from airflow_harness import asset_events, dags_test, tail
 
 from gogooku3.config import MlflowSettings
-from gogooku3.devtools.s3_server import SECRET_ACCESS_KEY
+from gogooku3.devtools.s3_server import SECRET_ACCESS_KEY, upload_tree
 from gogooku3.devtools.seed_features import CI_MARKET
 from gogooku3.devtools.slack_capture import running_slack_capture
 from gogooku3.lake import open_lake
@@ -141,8 +141,7 @@ def test_a_retrain_on_an_s3_lake_runs_in_the_container_with_the_credentials_it_r
     s3 = mlflow_server.s3
     gated = _gated_copy(features_lake_factory(), tmp_path / "signal")
     client = s3.client()
-    for path in sorted(p for p in gated.rglob("*") if p.is_file()):
-        client.upload_file(str(path), s3.bucket, f"retrain-lake/{path.relative_to(gated).as_posix()}")
+    upload_tree(client, gated, s3.bucket, "retrain-lake")
     lake_uri = s3.lake_uri("retrain-lake")
     settings = MlflowSettings(
         tracking_uri=mlflow_server.tracking_uri, experiment="retrain-e2e-s3", model_name="retrain-e2e-s3"

@@ -33,6 +33,7 @@ from gogooku3.calendar import JST
 from gogooku3.config import S3Settings, Secret
 from gogooku3.devtools.airflow_api import AirflowApi, ApiError
 from gogooku3.devtools.deploy_stack import PausedDagError, Stack, backfill, fresh_env_file, jst_bound
+from gogooku3.devtools.s3_server import upload_tree
 from gogooku3.devtools.seed_lake import seed_lake
 from gogooku3.emulator.config import DEFAULT_API_KEY
 from gogooku3.features import build_features_to_lake
@@ -159,15 +160,14 @@ def reference(market, tmp_path_factory: pytest.TempPathFactory, stack: Stack, s3
     compared with), uploaded to the stack's S3 lake except what the backfill must fetch itself."""
     root = tmp_path_factory.mktemp("reference") / "lake"
     seed_lake(open_lake(str(root)), market, START, LAST)
-    client = make_s3_client(s3_settings)
-    uploaded = 0
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root)
+
+    def still_to_fetch(rel: Path) -> bool:
         layer, table, part = rel.parts[0], rel.parts[1], rel.parts[2]
-        if layer == "raw" and table in JQUANTS_DAILY_TABLES and dt.date.fromisoformat(part[5:]) >= FIRST:
-            continue
-        client.upload_file(str(path), LAKE_BUCKET, f"{LAKE_PREFIX}/{rel.as_posix()}")
-        uploaded += 1
+        return layer == "raw" and table in JQUANTS_DAILY_TABLES and dt.date.fromisoformat(part[5:]) >= FIRST
+
+    uploaded = upload_tree(
+        make_s3_client(s3_settings), root, LAKE_BUCKET, LAKE_PREFIX, lambda rel: not still_to_fetch(rel)
+    )
     assert uploaded > 1000
     return open_lake(str(root))
 

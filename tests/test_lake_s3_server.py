@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gogooku3.devtools.ports import wait_for_port_file
-from gogooku3.devtools.s3_server import S3Server, running_s3_server
+from gogooku3.devtools.s3_server import S3Server, running_s3_server, upload_tree
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +33,23 @@ def test_context_manager_serves_s3_over_http_and_stops() -> None:
 
     with pytest.raises(ConnectionRefusedError):  # nothing listens there any more
         socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def test_upload_tree_uploads_the_kept_files_under_the_prefix(tmp_path: Path) -> None:
+    for i in range(40):
+        f = tmp_path / "raw" / f"date={i:02d}" / ("skip.json" if i % 4 == 0 else "part.parquet")
+        f.parent.mkdir(parents=True)
+        f.write_bytes(f"file {i}".encode())
+    with running_s3_server() as server:
+        client = server.client()
+        n = upload_tree(
+            client, tmp_path, server.bucket, "lake", lambda rel: rel.name != "skip.json", workers=8
+        )
+        listed = client.list_objects_v2(Bucket=server.bucket, Prefix="lake/")["Contents"]
+        keys = sorted(o["Key"] for o in listed)
+        assert n == 30 and keys == [f"lake/raw/date={i:02d}/part.parquet" for i in range(40) if i % 4]
+        body = client.get_object(Bucket=server.bucket, Key="lake/raw/date=39/part.parquet")["Body"].read()
+        assert body == b"file 39"
 
 
 def test_two_servers_get_their_own_ports_and_buckets() -> None:

@@ -28,7 +28,9 @@ import socket
 import sys
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from gogooku3.config import S3Settings, Secret
@@ -178,6 +180,25 @@ def running_s3_server(
     server = S3Server(bucket, host=host, port=port)
     with server:
         yield server
+
+
+def upload_tree(
+    client: Any,
+    root: Path,
+    bucket: str,
+    prefix: str,
+    keep: Callable[[Path], bool] = lambda rel: True,
+    *,
+    workers: int = 16,
+) -> int:
+    """Upload every file under ``root`` whose relative path ``keep`` accepts to
+    ``s3://bucket/prefix/<relative path>``, ``workers`` at a time (a seeded lake is thousands of
+    small files: one at a time, the round trips dominate); returns how many were uploaded."""
+    files = {p: f"{prefix}/{p.relative_to(root).as_posix()}" for p in sorted(root.rglob("*")) if p.is_file()}
+    files = {p: key for p, key in files.items() if keep(p.relative_to(root))}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda item: client.upload_file(str(item[0]), bucket, item[1]), files.items()))
+    return len(files)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
