@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,7 @@ from gogooku3.config import Settings
 from gogooku3.jquants.client import JQuantsClient, Query
 from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
 from gogooku3.jquants.errors import JQuantsError
-from gogooku3.pit import margin_published_on
+from gogooku3.pit import published_on
 
 #: Datasets that have rows on every trading day; an empty answer then is a failure.
 DAILY_DATASETS = frozenset({"listed_info", "daily_quotes", "topix", "indices", "short_selling"})
@@ -61,7 +61,8 @@ DAILY_DATASETS = frozenset({"listed_info", "daily_quotes", "topix", "indices", "
 #: TOPIX and listed info are out after the close (19:00 leaves slack), investor types, indices,
 #: sector short selling and weekly margin after ~16:30 (17:00-18:00), the earnings calendar at
 #: ~19:00 (20:00), and statements in two batches, the second at 24:30, i.e. 00:30 on D+1 (01:00
-#: leaves slack). The publication day is D itself except where :data:`PUBLISHED_ON` says otherwise.
+#: leaves slack). The publication day is D itself except where :data:`gogooku3.pit.PUBLICATION_DAYS`
+#: says otherwise.
 FINAL_AFTER_JST: dict[str, tuple[int, dt.time]] = {
     "listed_info": (0, dt.time(19, 0)),
     "daily_quotes": (0, dt.time(19, 0)),
@@ -73,8 +74,6 @@ FINAL_AFTER_JST: dict[str, tuple[int, dt.time]] = {
     "weekly_margin_interest": (0, dt.time(17, 0)),
     "earnings_calendar": (0, dt.time(20, 0)),
 }
-#: Datasets whose partition date D is not the day they are published: D -> publication day.
-PUBLISHED_ON: dict[str, Callable[[dt.date], dt.date]] = {"weekly_margin_interest": margin_published_on}
 
 
 class EmptyAnswerError(JQuantsError):
@@ -109,7 +108,7 @@ class FetchResult:
 def final_after(name: str, day: dt.date) -> dt.datetime:
     """The moment (aware, JST) after which dataset ``name``'s data of ``day`` no longer changes."""
     days_after, at = FINAL_AFTER_JST[get_dataset(name).name]
-    published = PUBLISHED_ON[name](day) if name in PUBLISHED_ON else day
+    published = published_on(get_dataset(name).name, day)
     return dt.datetime.combine(published + dt.timedelta(days=days_after), at, tzinfo=JST)
 
 

@@ -22,6 +22,7 @@ value stays in use until then. The functions here are the only place these rules
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from gogooku3.calendar import is_trading_day, next_trading_day, on_or_after, previous_trading_day
 
@@ -52,6 +53,26 @@ def margin_record_published_on(day: dt.date) -> dt.date | None:
     for _ in range(MARGIN_PUBLICATION_LAG):
         record = previous_trading_day(record)
     return record if is_week_end(record) else None
+
+
+#: Datasets partitioned by a date other than their publication day: dataset -> (partition date ->
+#: its publication day, trading day -> the partition published that day or None). The fetch's
+#: "final after" moment reads the first direction, the daily run's choice of partition the second.
+PUBLICATION_DAYS: dict[str, tuple[Callable[[dt.date], dt.date], Callable[[dt.date], dt.date | None]]] = {
+    "weekly_margin_interest": (margin_published_on, margin_record_published_on),
+}
+
+
+def published_on(dataset: str, partition: dt.date) -> dt.date:
+    """The day partition ``partition`` of ``dataset`` is published: the partition date itself unless
+    :data:`PUBLICATION_DAYS` says otherwise."""
+    return PUBLICATION_DAYS[dataset][0](partition) if dataset in PUBLICATION_DAYS else partition
+
+
+def partition_published_on(dataset: str, day: dt.date) -> dt.date | None:
+    """The partition of ``dataset`` published on trading day ``day``: ``day`` itself unless
+    :data:`PUBLICATION_DAYS` says otherwise (None: nothing of it is published that day)."""
+    return PUBLICATION_DAYS[dataset][1](day) if dataset in PUBLICATION_DAYS else day
 
 
 def margin_usable_from(record_date: dt.date) -> dt.date:

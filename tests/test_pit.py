@@ -13,6 +13,8 @@ from gogooku3.pit import (
     margin_published_on,
     margin_record_published_on,
     margin_usable_from,
+    partition_published_on,
+    published_on,
     short_selling_usable_from,
 )
 
@@ -21,6 +23,18 @@ CALENDAR = [
     dt.date(2019, 1, 1) + dt.timedelta(days=k)
     for k in range((dt.date(2025, 12, 31) - dt.date(2019, 1, 1)).days)
 ]
+
+
+@pytest.mark.parametrize("dataset", ["weekly_margin_interest", "daily_quotes", "short_selling"])
+def test_the_partition_published_on_a_day_and_its_publication_day_agree(dataset: str) -> None:
+    """The two directions the fetch (final-after) and the daily run (which partition) read."""
+    record_dated = dataset == "weekly_margin_interest"
+    published = [d for d in DAYS[5:-5] if partition_published_on(dataset, d) is not None]
+    assert len(published) < len(DAYS) / 4 if record_dated else published == list(DAYS[5:-5])
+    for day in published:
+        partition = partition_published_on(dataset, day)
+        assert published_on(dataset, partition) == day
+        assert (partition < day) if record_dated else (partition == day)
 
 
 def test_a_week_end_is_the_last_trading_day_of_its_iso_week() -> None:

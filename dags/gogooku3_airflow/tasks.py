@@ -33,7 +33,7 @@ from gogooku3.calendar import (
     previous_trading_day,
     trading_days,
 )
-from gogooku3.pit import margin_record_published_on
+from gogooku3.pit import partition_published_on
 from gogooku3_airflow.assets import FEATURES, INTERIM_TRADES_SPEC_DAILY, RAW_ASSETS
 from gogooku3_airflow.runconf import (
     FEATURES_DAILY_CONF,
@@ -95,10 +95,8 @@ def fetch_days(dataset: str, day: dt.date) -> list[dt.date]:
 def run_partition(dataset: str, day: dt.date) -> dt.date | None:
     """The partition of ``dataset`` that the run for trading day ``day`` writes and publishes: ``day``,
     except weekly margin balances, partitioned by their record date (None when no record is
-    published on ``day``)."""
-    if dataset == "weekly_margin_interest":
-        return margin_record_published_on(day)
-    return day
+    published on ``day``): :func:`gogooku3.pit.partition_published_on`."""
+    return partition_published_on(dataset, day)
 
 
 def requested_datasets(dag_run: Any) -> tuple[str, ...]:
