@@ -9,11 +9,13 @@ start date; ``max_active_runs`` bounds parallel runs and the ``jquants_api`` poo
 API tasks across them, while the client's cross-process pacer keeps the request *rate* under the
 plan's limit.
 
-Tasks: ``listed_info`` -> ``daily_quotes``, ``statements``, ``topix`` (one ``fetch`` task each) ->
-``publish`` (asset events for the raw tables, see :mod:`gogooku3_airflow.assets`), with
-``gate_daily_quotes`` (the raw daily_quotes great-expectations suite, row count against the day's
-listed universe) between ``daily_quotes`` and ``publish``: a failed gate alerts Slack with the
-failing expectations and nothing is published.
+Tasks: ``listed_info`` -> ``daily_quotes``, ``statements``, ``topix``, ``indices``,
+``short_selling``, ``weekly_margin_interest`` (the record published that day; skipped on other
+days), ``earnings_calendar`` (one ``fetch`` task each) -> ``publish`` (asset events for the raw
+tables, see :mod:`gogooku3_airflow.assets`), with a ``gate_<dataset>`` task (the dataset's raw
+great-expectations suite; daily_quotes' rows counted against the day's listed universe) between
+each dataset of ``JQUANTS_DAILY_GATED`` and ``publish``: a failed gate alerts Slack with the failing
+expectations and nothing is published.
 
 ``dag_run.conf`` (optional): ``{"endpoints": ["daily_quotes", ...]}`` fetches only those datasets;
 anything else fails the run at its first task with a message naming the bad key or name.
@@ -25,7 +27,7 @@ Connections: ``jquants`` (base URL, credentials, plan), ``s3_lake`` (for an ``s3
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from gogooku3_airflow import JQUANTS_DAILY_DATASETS, JQUANTS_POOL, tasks
+from gogooku3_airflow import JQUANTS_DAILY_DATASETS, JQUANTS_DAILY_GATED, JQUANTS_POOL, tasks
 from gogooku3_airflow.assets import JQUANTS_DAILY_RAW
 from gogooku3_airflow.defaults import START_DATE, default_args
 from gogooku3_airflow.timetables import JpxTradingDayTimetable
@@ -47,8 +49,8 @@ def jquants_daily():
         return tasks.fetch_dataset(dataset, logical_date=logical_date, dag_run=dag_run)
 
     @task(trigger_rule="none_failed")
-    def gate_daily_quotes(logical_date=None, dag_run=None):
-        return tasks.gate_daily_quotes(logical_date=logical_date, dag_run=dag_run)
+    def gate(dataset: str, logical_date=None, dag_run=None):
+        return tasks.gate_raw(dataset, logical_date=logical_date, dag_run=dag_run)
 
     # none_failed: a dataset skipped via dag_run.conf does not block publishing the others.
     @task(outlets=[JQUANTS_DAILY_RAW], trigger_rule="none_failed", pool="asset_publish")
@@ -60,9 +62,11 @@ def jquants_daily():
     fetched = {name: fetch.override(task_id=name)(name) for name in JQUANTS_DAILY_DATASETS}
     listed = fetched.pop("listed_info")
     listed >> list(fetched.values())
-    gated = gate_daily_quotes()
-    fetched["daily_quotes"] >> gated
-    [*fetched.values(), gated] >> publish()
+    gates = []
+    for name in JQUANTS_DAILY_GATED:
+        gates.append(gate.override(task_id=f"gate_{name}")(name))
+        fetched[name] >> gates[-1]
+    [*fetched.values(), *gates] >> publish()
 
 
 jquants_daily()

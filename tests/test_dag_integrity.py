@@ -17,6 +17,7 @@ import pytest
 
 from gogooku3.devtools import airflow_env as local_env
 from gogooku3.devtools.airflow_env import isolated, local_airflow_env
+from gogooku3.quality.suites import SUITE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
@@ -214,14 +215,17 @@ def test_jquants_daily_shape(dagbag: dict) -> None:
         "weekly_margin_interest",
         "earnings_calendar",
     )
-    assert set(d["tasks"]) == {*fetched, "gate_daily_quotes", "publish"}
+    # every dataset with a raw suite is gated between its fetch and the publish
+    gated = ("daily_quotes", "indices", "short_selling", "weekly_margin_interest", "earnings_calendar")
+    assert set(d["tasks"]) == {*fetched, *(f"gate_{name}" for name in gated), "publish"}
     for api_task in fetched:
         assert d["tasks"][api_task]["pool"] == "jquants_api"
     up = {task_id: t["upstream"] for task_id, t in d["tasks"].items()}
     assert up["listed_info"] == []
     assert all(up[name] == ["listed_info"] for name in fetched[1:])
-    assert up["gate_daily_quotes"] == ["daily_quotes"]
-    assert up["publish"] == sorted([*fetched[1:], "gate_daily_quotes"])
+    assert all(up[f"gate_{name}"] == [name] for name in gated)
+    assert up["publish"] == sorted([*fetched[1:], *(f"gate_{name}" for name in gated)])
+    assert {n for n in fetched if n in SUITE_NAMES} == set(gated)
 
 
 def test_features_daily_shape(dagbag: dict) -> None:

@@ -15,7 +15,7 @@ import json
 
 import polars as pl
 import pytest
-from airflow_harness import asset_events, tail
+from airflow_harness import asset_events, tail, task_states
 from airflow_harness import dags_test as run_dags_test
 from lake_checks import JQUANTS_DAILY_TABLES, assert_raw_is_ground_truth
 
@@ -26,6 +26,7 @@ from gogooku3.devtools.slack_capture import running_slack_capture
 from gogooku3.emulator.testing import running_emulator, small_config
 from gogooku3.jquants.datasets import get_dataset
 from gogooku3.lake import open_lake
+from gogooku3.pit import partition_published_on
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +79,17 @@ def test_local_lake_gets_ground_truth_and_rerun_is_identical(airflow_env, emulat
     assert_ground_truth(lake, emulator.market, DAY)
     before = manifests(lake, DAY)
     assert before["daily_quotes"][0] == emulator.market.frame("daily_quotes", DAY).height
+
+    # Each dataset with a raw suite was gated where the run wrote a partition (weekly margin: not
+    # on a Monday, when no record is published), and the gate marked it the latest good one.
+    states = task_states(airflow_env, "jquants_daily")
+    for name in ("daily_quotes", "indices", "short_selling", "weekly_margin_interest", "earnings_calendar"):
+        partition = partition_published_on(name, DAY)
+        if partition is None:
+            assert states[f"gate_{name}"] == "skipped", (name, states)
+        else:
+            assert states[f"gate_{name}"] == "success", (name, states)
+            assert lake.latest_good("raw", name) == partition, name
 
     # publish recorded one asset event per raw table, carrying the partition's date/rows/checksum.
     events = dict(asset_events(airflow_env))

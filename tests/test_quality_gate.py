@@ -247,6 +247,62 @@ def test_a_conditional_expectation_counts_the_rows_its_condition_selects_and_not
         check_artifact_name(f"gx/data_docs/{name}")
 
 
+# ------------------------------------------------------------------------------ market-wide raw datasets
+
+
+@pytest.mark.parametrize(
+    ("dataset", "day", "spoil", "expectation", "column"),
+    [
+        ("indices", END, pl.col("Low") * -1, "expect_column_values_to_be_between", "Low"),
+        ("short_selling", END, pl.lit("9999"), "expect_column_values_to_be_in_set", "Sector33Code"),
+        (
+            "weekly_margin_interest",
+            dt.date(2024, 3, 22),
+            pl.lit(-5.0),
+            "expect_column_values_to_be_between",
+            "ShortMarginTradeVolume",
+        ),
+        (
+            "earnings_calendar",
+            dt.date(2024, 2, 1),
+            pl.col("PublishedDate") - dt.timedelta(days=1),
+            "expect_column_pair_values_a_to_be_greater_than_b",
+            "Date,PublishedDate",
+        ),
+    ],
+)
+def test_market_wide_raw_partitions_pass_and_a_bad_value_is_named(
+    market, dataset, day, spoil, expectation, column
+):
+    clean = market.derived(dataset, day, day)
+    assert clean.height > 0
+    assert run_gate(dataset, clean, logical_date=day, expected_dates=[day], build_docs=False).passed
+    target = column.split(",")[0]
+    bad = clean.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(spoil).otherwise(pl.col(target)).alias(target)
+    )
+    result = run_gate(dataset, bad, logical_date=day, expected_dates=[day], build_docs=False)
+    assert not result.passed
+    assert "1 of" in _named(result, expectation, column)
+
+
+def test_an_empty_partition_of_a_weekly_dataset_passes_but_not_with_a_drifted_schema(market):
+    """Weekly margin is partitioned by record date: the partition of another day is empty, which is
+    not a failure (a column's max over no rows is left out), but its schema is still checked."""
+    day = dt.date(2024, 3, 21)  # a Thursday: the week's record date is Friday
+    empty = market.derived("weekly_margin_interest", day, day)
+    assert empty.height == 0
+    assert run_gate(
+        "weekly_margin_interest", empty, logical_date=day, expected_dates=[], build_docs=False
+    ).passed
+    drifted = empty.with_columns(pl.col("IssueType").cast(pl.Int64))
+    result = run_gate(
+        "weekly_margin_interest", drifted, logical_date=day, expected_dates=[], build_docs=False
+    )
+    assert not result.passed
+    _named(result, "expect_column_values_to_be_of_type", "IssueType")
+
+
 # ------------------------------------------------------------------------------ trades_spec_daily
 
 

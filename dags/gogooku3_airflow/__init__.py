@@ -41,3 +41,12 @@ JQUANTS_DAILY_DATASETS = (
     "weekly_margin_interest",
     "earnings_calendar",
 )
+#: The datasets of ``jquants_daily`` with a raw great-expectations suite (include/expectations/),
+#: each gated by its own ``gate_<dataset>`` task between its fetch and the publish.
+JQUANTS_DAILY_GATED = (
+    "daily_quotes",
+    "indices",
+    "short_selling",
+    "weekly_margin_interest",
+    "earnings_calendar",
+)

@@ -6,7 +6,7 @@ Only tasks that call J-Quants need its credentials (``task_settings(jquants=True
 only touches the lake runs without them.
 
 jquants_daily
-    :func:`fetch_dataset` (one per dataset), :func:`gate_daily_quotes`, :func:`publish_raw`
+    :func:`fetch_dataset` (one per dataset), :func:`gate_raw`, :func:`publish_raw`
 trades_spec_weekly
     :func:`fetch_trades_spec`, :func:`expand_trades_spec`, :func:`gate_trades_spec`,
     :func:`publish_trades_spec` (what each run writes: :func:`expand_range`)
@@ -140,22 +140,25 @@ def fetch_dataset(dataset: str, *, logical_date: dt.datetime | None, dag_run: An
     }
 
 
-def gate_daily_quotes(*, logical_date: dt.datetime | None, dag_run: Any) -> list[str]:
-    """The raw daily_quotes suite on the partition the run wrote, rows checked against that day's
-    listed universe; skips when the run did not fetch daily_quotes or the day is not a trading day."""
+def gate_raw(dataset: str, *, logical_date: dt.datetime | None, dag_run: Any) -> list[str]:
+    """The raw ``dataset`` suite on the partition the run wrote (:func:`run_partition`); daily_quotes'
+    rows checked against that day's listed universe. Skips when the run did not fetch ``dataset``,
+    the day is not a trading day, or nothing of ``dataset`` is published on it."""
     from gogooku3.quality import expected_rows_from_listed_info
     from gogooku3_airflow.gates import gate_days
     from gogooku3_airflow.hooks import task_settings
 
-    if "daily_quotes" not in requested_datasets(dag_run):
-        raise _skip("dag_run.conf did not ask for daily_quotes: nothing to gate")
+    if dataset not in requested_datasets(dag_run):
+        raise _skip(f"dag_run.conf did not ask for {dataset}: nothing to gate")
     day = _day(logical_date, dag_run)
     if not is_trading_day(day):
         raise _skip(f"{day.isoformat()} is not a JPX trading day: nothing to gate")
+    partition = run_partition(dataset, day)
+    if partition is None:
+        raise _skip(f"no {dataset} partition is published on {day.isoformat()}: nothing to gate")
     lake = _lake(task_settings())
-    return gate_days(
-        lake, "raw", "daily_quotes", [day], expected_rows=lambda d: expected_rows_from_listed_info(lake, d)
-    )
+    expected = (lambda d: expected_rows_from_listed_info(lake, d)) if dataset == "daily_quotes" else None
+    return gate_days(lake, "raw", dataset, [partition], expected_rows=expected)
 
 
 def publish_raw(

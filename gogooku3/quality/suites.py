@@ -42,7 +42,15 @@ import polars as pl
 from gogooku3.jquants.datasets import PRICE_COLUMNS
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "include" / "expectations"
-SUITE_NAMES: tuple[str, ...] = ("daily_quotes", "trades_spec_daily", "features")
+SUITE_NAMES: tuple[str, ...] = (
+    "daily_quotes",
+    "indices",
+    "short_selling",
+    "weekly_margin_interest",
+    "earnings_calendar",
+    "trades_spec_daily",
+    "features",
+)
 
 #: Minimum share of non-null values per column once mature.
 COVERAGE = 0.98
@@ -259,6 +267,109 @@ def daily_quotes_suite() -> dict[str, Any]:
     )
 
 
+# ------------------------------------------------------------------------------ market-wide raw datasets
+
+
+def _raw_suite(name: str, checks: list[dict[str, Any]], *, min_rows: int, notes: str) -> dict[str, Any]:
+    """A raw J-Quants dataset's suite: its canonical schema and key (from its dataset definition),
+    the fields the API always answers covered, then the dataset's own value ``checks``. Dated by the
+    dataset's partition column (the earnings calendar: the day it was published)."""
+    from gogooku3.jquants.datasets import get_dataset
+
+    dataset = get_dataset(name)
+    columns = _names(dataset.schema)
+    key = tuple(dataset.key)
+    exps = _common(columns, key, date_column=dataset.partition_by)
+    exps += [_coverage(c, why="a field the API always answers") for c in dataset.required if c not in key]
+    return _suite(
+        name,
+        exps + checks,
+        {
+            "layer": "raw",
+            "dataset": name,
+            "key": list(key),
+            "date_column": dataset.partition_by,
+            "default_min_rows": min_rows,
+            "notes": notes,
+        },
+    )
+
+
+def _in_set(column: str, values: Iterable[str], why: str) -> dict[str, Any]:
+    return _exp("expect_column_values_to_be_in_set", {"why": why}, column=column, value_set=sorted(values))
+
+
+def _a_at_least_b(a: str, b: str, why: str) -> dict[str, Any]:
+    return _exp(
+        "expect_column_pair_values_a_to_be_greater_than_b",
+        {"why": why},
+        column_A=a,
+        column_B=b,
+        or_equal=True,
+        ignore_row_if="either_value_is_missing",
+    )
+
+
+def indices_suite() -> dict[str, Any]:
+    from gogooku3.jquants.datasets import SECTOR_INDEX_CODES
+
+    prices = ("Open", "High", "Low", "Close")
+    return _raw_suite(
+        "indices",
+        [
+            *(_between(c, 0.0, None, "index levels are positive", strict_min=True) for c in prices),
+            _a_at_least_b("High", "Low", "High >= Low"),
+            _in_set("Code", SECTOR_INDEX_CODES.values(), "the 33 sector indices this project fetches"),
+        ],
+        min_rows=1,
+        notes="raw sector index bars of one trading day",
+    )
+
+
+def short_selling_suite() -> dict[str, Any]:
+    from gogooku3.jquants.datasets import SECTOR_33_CODES, SHORT_SELLING
+
+    values = [c for c in SHORT_SELLING.schema if c.endswith("TurnoverValue")]
+    return _raw_suite(
+        "short_selling",
+        [
+            *(_between(c, 0.0, None, "turnover values are not negative") for c in values),
+            _in_set("Sector33Code", SECTOR_33_CODES, "a TSE 33-sector code"),
+        ],
+        min_rows=1,
+        notes="raw short selling turnover by sector of one trading day",
+    )
+
+
+def weekly_margin_interest_suite() -> dict[str, Any]:
+    from gogooku3.jquants.datasets import WEEKLY_MARGIN_INTEREST
+
+    volumes = [c for c in WEEKLY_MARGIN_INTEREST.schema if c.endswith("MarginTradeVolume")]
+    return _raw_suite(
+        "weekly_margin_interest",
+        [
+            *(_between(c, 0.0, None, "margin balances are not negative") for c in volumes),
+            _in_set("IssueType", ("1", "2", "3"), "1 margin issue, 2 loan issue, 3 other (J-Quants)"),
+        ],
+        min_rows=0,  # partitioned by record date: a day that is no week's last trading day has none
+        notes="raw weekly margin balances of one record date (a week's last trading day)",
+    )
+
+
+def earnings_calendar_suite() -> dict[str, Any]:
+    from gogooku3.jquants.datasets import FISCAL_QUARTERS
+
+    return _raw_suite(
+        "earnings_calendar",
+        [
+            _a_at_least_b("Date", "PublishedDate", "an announcement date is published ahead of it"),
+            _in_set("FiscalQuarter", FISCAL_QUARTERS.values(), "J-Quants' quarter names"),
+        ],
+        min_rows=0,  # a day the calendar announced nothing new
+        notes="raw earnings announcement dates published on one day",
+    )
+
+
 # ------------------------------------------------------------------------------ trades_spec_daily
 
 
@@ -453,6 +564,10 @@ def features_suite(
 
 BUILDERS = {
     "daily_quotes": daily_quotes_suite,
+    "indices": indices_suite,
+    "short_selling": short_selling_suite,
+    "weekly_margin_interest": weekly_margin_interest_suite,
+    "earnings_calendar": earnings_calendar_suite,
     "trades_spec_daily": trades_spec_daily_suite,
     "features": features_suite,
 }
