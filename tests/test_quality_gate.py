@@ -247,6 +247,41 @@ def test_a_conditional_expectation_counts_the_rows_its_condition_selects_and_not
         check_artifact_name(f"gx/data_docs/{name}")
 
 
+def test_a_conditional_table_expectation_counts_the_selected_rows_with_all_their_columns(tmp_path):
+    """A row condition on a table-level expectation (no column of its own) and on a column check:
+    each counts the rows the condition selects, nothing else (a stand-in suite under a known name)."""
+    from gogooku3.quality.suites import suite_json
+
+    x_is_1 = {"type": "comparison", "column": {"name": "x"}, "operator": "==", "parameter": 1}
+    x_is_0 = {**x_is_1, "parameter": 0}
+    suite = {
+        "name": "daily_quotes",
+        "expectations": [
+            {
+                "type": "expect_table_row_count_to_be_between",
+                "kwargs": {"min_value": 2, "max_value": 2, "row_condition": x_is_0},
+                "meta": {},
+            },
+            {
+                "type": "expect_column_values_to_not_be_null",
+                "kwargs": {"column": "y", "mostly": 1.0, "row_condition": x_is_1},
+                "meta": {},
+            },
+        ],
+        "meta": {},
+    }
+    (tmp_path / "daily_quotes.json").write_text(suite_json(suite))
+    day = dt.date(2024, 3, 29)
+    frame = pl.DataFrame({"Date": [day] * 5, "x": [1, 1, 1, 0, 0], "y": [1.0, 2.0, 3.0, None, None]})
+    ok = run_gate("daily_quotes", frame, logical_date=day, suites_dir=tmp_path, build_docs=False)
+    assert ok.passed, ok.summary_lines()
+    bad = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col("y")).alias("y")
+    )
+    failed = run_gate("daily_quotes", bad, logical_date=day, suites_dir=tmp_path, build_docs=False)
+    assert [f.columns for f in failed.failures] == [("y",)] and failed.failures[0].element_count == 3
+
+
 # ------------------------------------------------------------------------------ market-wide raw datasets
 
 

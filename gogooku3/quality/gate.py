@@ -369,9 +369,12 @@ def _part_frame(frame: pl.DataFrame, part: _Part) -> pl.DataFrame:
     expectations read (GX's own filtering copies every column of the frame for every metric)."""
     if part.condition is None:
         return frame
+    rows = frame.filter(condition_filter(part.condition))
+    if any(not _columns_read(e.get("kwargs", {})) for _, e in part.expectations):
+        return rows  # a table-level expectation (row count, column set) sees every column
     read = {c for _, e in part.expectations for c in _columns_read(e.get("kwargs", {}))}
     # A column the frame lacks stays missing: GX then reports it as on the whole frame.
-    return frame.filter(condition_filter(part.condition)).select([c for c in frame.columns if c in read])
+    return rows.select([c for c in frame.columns if c in read])
 
 
 def _columns_read(kwargs: dict[str, Any]) -> list[str]:
