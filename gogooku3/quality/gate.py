@@ -3,8 +3,9 @@
 * :func:`run_gate` (functional core, in memory): converts the frame to pandas (nullable dtypes, so
   Int8 stays int8 and nulls stay nulls), validates it with a suite from ``include/expectations/``
   in an ephemeral GX context (through Checkpoints, one per distinct row condition, on the rows it
-  selects: see :func:`_validate`), renders Data Docs into a temporary directory, and returns a :class:`GateResult` (pass/fail, statistics, the failing expectations
-  with their counts, the validation result JSON, the Data Docs HTML as bytes).
+  selects: see :func:`_validate`), renders Data Docs into a temporary directory, and returns a
+  :class:`GateResult` (pass/fail, statistics, the failing expectations with their counts, the
+  validation result JSON, the Data Docs HTML as bytes).
 * :func:`gate_partition` (imperative shell): reads one lake partition, runs the gate, saves the
   validation JSON and Data Docs next to the data as artifacts, marks the partition latest good only
   when it passed, and raises :class:`QualityGateFailed` otherwise.
@@ -199,8 +200,9 @@ def run_gate(
     """Validate ``df`` against the suite ``include/expectations/<suite_name>.json``.
 
     Suite parameters injected here: ``logical_date`` (no row after it), ``expected_dates`` (default:
-    the trading days the frame's date column spans: the suite's ``date_column``, else ``Date``), ``min_rows``/``max_rows`` (``expected_rows`` +- ``row_tolerance``;
-    without ``expected_rows`` only the suite's ``default_min_rows``). ``mature_mask`` (a boolean
+    the trading days the frame's date column spans: the suite's ``date_column``, else ``Date``),
+    ``min_rows``/``max_rows`` (``expected_rows`` +- ``row_tolerance``; without ``expected_rows``
+    only the suite's ``default_min_rows``). ``mature_mask`` (a boolean
     Series or expression over ``df``) excludes the rows where it is false from every coverage
     (not-null) expectation, on top of the maturity conditions the suite already carries.
     ``build_docs=False`` skips rendering Data Docs (faster; ``data_docs_html`` is then empty).
@@ -266,16 +268,17 @@ def _with_mature_mask(suite: dict[str, Any]) -> dict[str, Any]:
     return suite
 
 
-#: Row-condition operators evaluated here (the rest of GX's forms are left to GX itself).
-_COMPARE = {
-    "==": lambda c, v: c == v,
-    "!=": lambda c, v: c != v,
-    "<": lambda c, v: c < v,
-    "<=": lambda c, v: c <= v,
-    ">": lambda c, v: c > v,
-    ">=": lambda c, v: c >= v,
-    "IN": lambda c, v: c.is_in(list(v)),
-    "NOT_IN": lambda c, v: ~c.is_in(list(v)),
+#: Row-condition operators evaluated here (the rest of GX's forms are left to GX itself): the Polars
+#: comparison, and the word that stands for the operator in a part's name.
+_OPERATORS: dict[str, tuple[Any, str]] = {
+    "==": (lambda c, v: c == v, "eq"),
+    "!=": (lambda c, v: c != v, "ne"),
+    "<": (lambda c, v: c < v, "lt"),
+    "<=": (lambda c, v: c <= v, "le"),
+    ">": (lambda c, v: c > v, "gt"),
+    ">=": (lambda c, v: c >= v, "ge"),
+    "IN": (lambda c, v: c.is_in(list(v)), "in"),
+    "NOT_IN": (lambda c, v: ~c.is_in(list(v)), "not_in"),
 }
 
 
@@ -283,9 +286,9 @@ def condition_filter(condition: dict[str, Any]) -> pl.Expr | None:
     """The Polars filter of a serialised GX row condition (comparisons joined by and/or), or
     ``None`` for a form it does not cover. A null compares as not matching, as in GX's pandas query."""
     kind = condition.get("type")
-    if kind == "comparison" and condition.get("operator") in _COMPARE:
-        column = pl.col(condition["column"]["name"])
-        return _COMPARE[condition["operator"]](column, condition["parameter"]).fill_null(False)
+    if kind == "comparison" and condition.get("operator") in _OPERATORS:
+        compare, _ = _OPERATORS[condition["operator"]]
+        return compare(pl.col(condition["column"]["name"]), condition["parameter"]).fill_null(False)
     if kind in ("and", "or"):
         parts = [condition_filter(c) for c in condition.get("conditions", [])]
         if not parts or any(p is None for p in parts):
@@ -300,9 +303,8 @@ class _Part:
 
     condition: dict[str, Any] | None
     label: str
-    expectations: list[tuple[int, dict[str, Any]]] = field(
-        default_factory=list
-    )  # (suite position, expectation)
+    #: (position in the suite, expectation)
+    expectations: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
 
 def _split_by_condition(expectations: list[dict[str, Any]], frame: pl.DataFrame) -> list[_Part]:
@@ -335,24 +337,12 @@ def _evaluates(condition: dict[str, Any], frame: pl.DataFrame) -> bool:
     return True
 
 
-_OPERATOR_WORDS = {
-    "==": "eq",
-    "!=": "ne",
-    "<": "lt",
-    "<=": "le",
-    ">": "gt",
-    ">=": "ge",
-    "IN": "in",
-    "NOT_IN": "not_in",
-}
-
-
 def _part_name(suite: str, condition: dict[str, Any]) -> str:
     """A part's suite name, which names its Data Docs page (a lake artifact; GX makes a dot a
     folder): ``features__where__is_mature_60d_eq_1`` for the rows where ``is_mature_60d == 1``."""
     label = _condition_label(condition)
-    for op in sorted(_OPERATOR_WORDS, key=len, reverse=True):
-        label = label.replace(f" {op} ", f"_{_OPERATOR_WORDS[op]}_")
+    for op in sorted(_OPERATORS, key=len, reverse=True):
+        label = label.replace(f" {op} ", f"_{_OPERATORS[op][1]}_")
     return f"{suite}__where__" + re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_")
 
 
@@ -370,16 +360,11 @@ def _part_frame(frame: pl.DataFrame, part: _Part) -> pl.DataFrame:
     if part.condition is None:
         return frame
     rows = frame.filter(condition_filter(part.condition))
-    if any(not _columns_read(e.get("kwargs", {})) for _, e in part.expectations):
+    if any(not _columns(e.get("kwargs", {})) for _, e in part.expectations):
         return rows  # a table-level expectation (row count, column set) sees every column
-    read = {c for _, e in part.expectations for c in _columns_read(e.get("kwargs", {}))}
+    read = {c for _, e in part.expectations for c in _columns(e.get("kwargs", {}))}
     # A column the frame lacks stays missing: GX then reports it as on the whole frame.
     return rows.select([c for c in frame.columns if c in read])
-
-
-def _columns_read(kwargs: dict[str, Any]) -> list[str]:
-    out = [str(kwargs[k]) for k in ("column", "column_A", "column_B") if kwargs.get(k)]
-    return out + [str(c) for c in kwargs.get("column_list") or []]
 
 
 def _validate(

@@ -244,16 +244,7 @@ def daily_quotes_suite() -> dict[str, Any]:
         exps.append(_between(c, 0.0, None, "prices and factors are positive", strict_min=True))
     for c in ("Volume", "TurnoverValue", "AdjustmentVolume"):
         exps.append(_between(c, 0.0, None, "volumes are not negative"))
-    exps.append(
-        _exp(
-            "expect_column_pair_values_a_to_be_greater_than_b",
-            {"why": "High >= Low"},
-            column_A="High",
-            column_B="Low",
-            or_equal=True,
-            ignore_row_if="either_value_is_missing",
-        )
-    )
+    exps.append(_a_at_least_b("High", "Low", "High >= Low"))
     return _suite(
         "daily_quotes",
         exps,
