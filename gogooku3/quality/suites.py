@@ -414,7 +414,9 @@ def trades_spec_daily_suite() -> dict[str, Any]:
             "layer": "interim",
             "dataset": "trades_spec_daily",
             "key": list(key),
-            "default_min_rows": 0,
+            # Every trading day after the first published week carries that week's sections; the
+            # days before it (a fresh lake) are empty and are not gated (tasks.gate_trades_spec).
+            "default_min_rows": 1,
             "notes": "weekly investor flows expanded to trading days",
         },
     )
