@@ -509,3 +509,40 @@ def test_half_a_credential_is_a_clear_error() -> None:
     with pytest.raises(LakeStorageError, match="secret access key is missing") as e:
         open_lake("s3://bucket-x/lake", settings)
     assert "AKIA-ONLY" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-04T22:07:07.000Z",  # a listing's LastModified
+        "2026-12-04T22:07:07.123456Z",
+        "Fri, 04 Dec 2026 22:07:07 GMT",  # a GET's Last-Modified header
+        "1796508427",  # epoch seconds: left to botocore's parser
+        "2026-12-04T22:07:07+09:00",
+    ],
+)
+def test_s3_timestamps_are_parsed_as_botocore_parses_them(text: str) -> None:
+    from botocore.utils import parse_timestamp
+
+    from gogooku3.lake.s3 import _parse_timestamp
+
+    assert _parse_timestamp(text) == parse_timestamp(text)
+    assert _parse_timestamp(text).utcoffset() is not None
+
+
+@pytest.mark.integration
+def test_s3_client_reads_the_servers_modification_times(s3_server: S3Server) -> None:
+    """What the lake's client receives from a real server: aware datetimes of the write, in a
+    listing and in a GET's headers alike."""
+    import datetime as dt
+
+    from gogooku3.lake.s3 import make_s3_client
+
+    client = make_s3_client(s3_server.s3_settings())
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=1)
+    client.put_object(Bucket=s3_server.bucket, Key="times/one", Body=b"1")
+    (listed,) = client.list_objects_v2(Bucket=s3_server.bucket, Prefix="times/")["Contents"]
+    got = client.get_object(Bucket=s3_server.bucket, Key="times/one")
+    after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    assert before <= listed["LastModified"] <= after
+    assert got["LastModified"] == listed["LastModified"].replace(microsecond=0)

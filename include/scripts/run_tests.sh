@@ -23,7 +23,7 @@ if ! bash include/scripts/dockerd.sh start; then
 fi
 
 status=0
-pytest -q -ra --durations=15 tests || status=$?
+pytest -q -ra --durations=40 tests || status=$?
 if [ "$status" -eq 5 ]; then
   # pytest's 5 means "no tests collected": not a failure of the code, but say so loudly.
   echo "run_tests: pytest collected no tests (exit 5)"
