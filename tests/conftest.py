@@ -42,7 +42,7 @@ def docker_engine() -> None:
 
 
 @pytest.fixture(scope="session")
-def airflow_env_factory() -> Callable[..., dict[str, str]]:
+def airflow_env_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., dict[str, str]]:
     """``make(home, *, emulator=None, slack=None, slack_token=..., plan="premium", mlflow=None,
     mlflow_experiment=None)``: the environment of a migrated local Airflow home at ``home``
     (:mod:`gogooku3.devtools.airflow_env`, the one definition the scripts use too) with the project's
@@ -76,8 +76,24 @@ def airflow_env_factory() -> Callable[..., dict[str, str]]:
             mlflow_url=mlflow.tracking_uri if mlflow is not None else None,
             mlflow_experiment=mlflow_experiment,
         )
-        init_metadata_db(env)
+        migrated_db(Path(home))
         return env
+
+    template: list[Path] = []
+
+    def migrated_db(home: Path) -> None:
+        # `airflow db migrate` + `pools import` take ~15 s a home (two Airflow CLI processes), and a
+        # dozen homes a session; the migrated SQLite file names no path of its home, so it is made
+        # once (init_metadata_db, as every environment starts) and copied into each new home.
+        import os
+        import shutil
+
+        if not template:
+            first = tmp_path_factory.mktemp("airflow_home_template")
+            init_metadata_db(isolated(os.environ) | local_airflow_env(first))
+            template.append(first / "airflow.db")
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template[0], home / "airflow.db")
 
     return make
 
