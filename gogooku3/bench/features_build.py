@@ -19,7 +19,9 @@ Rows reported:
    ``groupby().rolling()/ewm()/transform()`` - the approach the origin system replaced - and
    the same subset compiled from the catalogue by the Polars engine, on the same panel, in the
    same run. This is a *subset* (labelled so), not the full catalogue.
-3. **GPU engine vs CPU engine** (full catalogue, from the same prepared panel) where RAPIDS and a
+3. **Per family** (:func:`family_rows`): each catalogue group's output features computed alone on
+   the prepared panel, warm: what a family costs (the market-wide families of issue 14 included).
+4. **GPU engine vs CPU engine** (full catalogue, from the same prepared panel) where RAPIDS and a
    GPU are present: a warm-up call (kernel compilation, RMM pool) then a timed call; otherwise
    one row saying why it was skipped. ``FEATURES_BENCH_ENGINE=cpu`` skips the GPU rows.
 """
@@ -79,6 +81,40 @@ def _subset_layers(names: tuple[str, ...]) -> list[list]:
         for f in ordered
     )
     return validate(ordered, frozenset(BASE_COLUMNS))
+
+
+def family_rows(panel: pl.DataFrame, features_s: float) -> list[dict]:
+    """What each family of the catalogue costs: its output features (and the intermediates and
+    inputs of other families they need, so shares overlap and do not sum to 100%) computed alone on
+    the prepared panel by the CPU engine, warm, most expensive first."""
+    from gogooku3.features.catalogue import FEATURES
+    from gogooku3.features.engine_cpu import compute_features
+
+    families: dict[str, list[str]] = {}
+    for f in FEATURES:
+        if f.output:
+            families.setdefault(f.group, []).append(f.name)
+    rows = []
+    for family, names in families.items():
+        layers = _subset_layers(tuple(names))
+        computed = sum(len(layer) for layer in layers)
+        _, mem = measure(lambda layers=layers: compute_features(panel, layers))
+        rows.append(
+            {
+                "case": f"family {family}: CPU engine (Polars), warm",
+                "features": len(names),
+                "rows": panel.height,
+                "wall_s": round(mem.wall_s, 2),
+                "cpu_s": round(mem.cpu_s, 1),
+                "sys_s": round(mem.sys_s, 1),
+                "rows_per_s": int(panel.height / mem.wall_s),
+                "peak_rss_gb": _gb(mem.peak_rss),
+                "rss_growth_gb": _gb(mem.rss_growth),
+                "notes": f"{computed} features computed ({computed - len(names)} intermediates or other "
+                f"families' inputs); {mem.wall_s / features_s:.0%} of the features-only time",
+            }
+        )
+    return sorted(rows, key=lambda r: -r["wall_s"])
 
 
 def polars_subset(panel: pl.DataFrame) -> pl.DataFrame:
@@ -260,6 +296,7 @@ def run(quick: bool) -> list[dict]:
         }
     )
     del pd_sub, check
+    out.extend(family_rows(panel, feat_s))
 
     reason = _gpu_reason()
     if reason is not None:
