@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gogooku3.config import S3Settings, Secret
-from gogooku3.devtools.mlflow_server import server_environment
+from gogooku3.devtools.mlflow_server import JOB_EXECUTION, server_environment
 from gogooku3.devtools.ports import wait_for_port_file
 from gogooku3.devtools.s3_server import SECRET_ACCESS_KEY
 
@@ -51,6 +51,28 @@ def test_s3_keys_reach_the_server_environment_not_its_command_line(mlflow_server
     assert f"MLFLOW_S3_ENDPOINT_URL={mlflow_server.s3.endpoint_url}\0" in environ
 
 
+def test_the_server_runs_no_job_consumers(mlflow_server):
+    """What the running server got: no huey consumer among its descendants (MLflow 3 starts seven
+    for its GenAI jobs unless told not to)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+        except OSError:
+            continue
+        children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
+    todo, commands = [mlflow_server._proc.pid], []
+    while todo:
+        pid = todo.pop()
+        try:
+            commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+        todo.extend(children.get(pid, []))
+    assert any("uvicorn" in c for c in commands), commands  # the walk found the server's workers
+    assert not [c for c in commands if "huey" in c], commands
+
+
 def test_server_environment_replaces_foreign_s3_settings():
     base = {
         "PATH": "/bin",
@@ -59,7 +81,8 @@ def test_server_environment_replaces_foreign_s3_settings():
         "MLFLOW_S3_ENDPOINT_URL": "x",
     }
     env = server_environment(S3Settings(region="ap-northeast-1"), base)
-    assert env == {"PATH": "/bin", "AWS_DEFAULT_REGION": "ap-northeast-1"}
+    assert env == {"PATH": "/bin", "AWS_DEFAULT_REGION": "ap-northeast-1", JOB_EXECUTION: "false"}
+    assert server_environment(S3Settings(), {JOB_EXECUTION: "true"})[JOB_EXECUTION] == "true"
     env = server_environment(S3Settings("http://127.0.0.1:9", "us-east-1", Secret("id"), Secret("key")), base)
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:9"
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == ("id", "key")
