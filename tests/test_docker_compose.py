@@ -102,6 +102,21 @@ def test_compose_has_every_service_and_valid_dependencies(compose: dict) -> None
             assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
+def test_healthchecks_that_start_a_cli_run_at_most_once_a_minute(compose: dict) -> None:
+    """An `airflow ...` or `celery ...` check imports Airflow (~3.7 s of CPU each): every 15 s, the
+    four of them asked for a core of a 2-core host."""
+    seconds = {"s": 1, "m": 60}
+    cli = {}
+    for name, svc in compose["services"].items():
+        check = svc.get("healthcheck") or {}
+        command = " ".join(check.get("test") or [])
+        if re.search(r"(^|\s)(airflow|celery) ", command):
+            interval = str(check["interval"])
+            cli[name] = int(interval[:-1]) * seconds[interval[-1]]
+    assert set(cli) == {"airflow-worker", "airflow-worker-gpu", "airflow-dag-processor", "airflow-triggerer"}
+    assert all(s >= 60 for s in cli.values()), cli
+
+
 def test_airflow_components_run_the_pinned_airflow_on_celery(compose: dict) -> None:
     version = _pins()["apache-airflow"]
     for name, command in {**AIRFLOW_COMPONENTS, **{w: "celery" for w in WORKERS}}.items():
