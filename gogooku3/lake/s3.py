@@ -28,8 +28,8 @@ _SESSION: Any = None
 def _parse_timestamp(value: Any) -> dt.datetime:
     """botocore's timestamp parser, with the two forms S3 answers read by the standard library:
     ISO 8601 in listings (``LastModified`` of every key) and RFC 1123 in headers (every GET's
-    ``Last-Modified``). botocore parses each with dateutil; over a listing of 12,500 keys and the
-    GETs of one feature build that was 7.7 of 120 s (cProfile, moto server). Anything else goes to
+    ``Last-Modified``). botocore parses each with dateutil: the 12,498 timestamps of one feature
+    build's listings and GETs took 7.7 of its 120 s (cProfile, moto server). Anything else goes to
     botocore's own parser."""
     from botocore.utils import parse_timestamp
 
