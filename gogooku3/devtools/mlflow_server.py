@@ -59,8 +59,9 @@ JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 def server_environment(s3: S3Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment ``mlflow server`` needs to proxy artifacts to ``s3``: boto3's variables plus
-    ``MLFLOW_S3_ENDPOINT_URL`` for a non-AWS endpoint, and its job runners off (:data:`JOB_EXECUTION`). Keys only when set (an empty one would hide an
-    instance role); any S3 keys in ``base`` not meant for it are replaced."""
+    ``MLFLOW_S3_ENDPOINT_URL`` for a non-AWS endpoint, and its job runners off
+    (:data:`JOB_EXECUTION`). Keys only when set (an empty one would hide an instance role); any S3
+    keys in ``base`` not meant for it are replaced."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("AWS_")}
     env.pop("MLFLOW_S3_ENDPOINT_URL", None)
     # MLflow 3's server starts seven huey job consumers (~330 MB and an MLflow import each) for its
