@@ -60,6 +60,22 @@ def _gb(n: float) -> float:
     return round(n / 2**30, 2)
 
 
+def _measured_row(case: str, features: int, rows: int, mem: Any, notes: str) -> dict:
+    """One table row for a measured CPU step (``mem`` from :func:`gogooku3.bench.measure.measure`)."""
+    return {
+        "case": case,
+        "features": features,
+        "rows": rows,
+        "wall_s": round(mem.wall_s, 2),
+        "cpu_s": round(mem.cpu_s, 1),
+        "sys_s": round(mem.sys_s, 1),
+        "rows_per_s": int(rows / mem.wall_s),
+        "peak_rss_gb": _gb(mem.peak_rss),
+        "rss_growth_gb": _gb(mem.rss_growth),
+        "notes": notes,
+    }
+
+
 def _subset_layers(names: tuple[str, ...]) -> list[list]:
     """Catalogue layers restricted to ``names`` and everything they depend on."""
     from gogooku3.features.catalogue import FEATURES, feature
@@ -100,19 +116,14 @@ def family_rows(panel: pl.DataFrame, features_s: float) -> list[dict]:
         computed = sum(len(layer) for layer in layers)
         _, mem = measure(lambda layers=layers: compute_features(panel, layers))
         rows.append(
-            {
-                "case": f"family {family}: CPU engine (Polars), warm",
-                "features": len(names),
-                "rows": panel.height,
-                "wall_s": round(mem.wall_s, 2),
-                "cpu_s": round(mem.cpu_s, 1),
-                "sys_s": round(mem.sys_s, 1),
-                "rows_per_s": int(panel.height / mem.wall_s),
-                "peak_rss_gb": _gb(mem.peak_rss),
-                "rss_growth_gb": _gb(mem.rss_growth),
-                "notes": f"{computed} features computed ({computed - len(names)} intermediates or other "
+            _measured_row(
+                f"family {family}: CPU engine (Polars), warm",
+                len(names),
+                panel.height,
+                mem,
+                f"{computed} features computed ({computed - len(names)} intermediates or other "
                 f"families' inputs); {mem.wall_s / features_s:.0%} of the features-only time",
-            }
+            )
         )
     return sorted(rows, key=lambda r: -r["wall_s"])
 
@@ -201,22 +212,17 @@ def run(quick: bool) -> list[dict]:
         built, mem = measure(lambda: build_features(mi.daily_quotes, **mi.kwargs(), timings=timings))
         ex = timings.extra
         out.append(
-            {
-                "case": f"CPU engine (Polars), full build, {label}",
-                "features": len(OUTPUT_FEATURES),
-                "rows": built.height,
-                "wall_s": round(mem.wall_s, 2),
-                "cpu_s": round(mem.cpu_s, 1),
-                "sys_s": round(mem.sys_s, 1),
-                "rows_per_s": int(built.height / mem.wall_s),
-                "peak_rss_gb": _gb(mem.peak_rss),
-                "rss_growth_gb": _gb(mem.rss_growth),
-                "notes": f"{note}; prepare {timings.prepare_s:.1f} s, features {timings.features_s:.1f} s "
+            _measured_row(
+                f"CPU engine (Polars), full build, {label}",
+                len(OUTPUT_FEATURES),
+                built.height,
+                mem,
+                f"{note}; prepare {timings.prepare_s:.1f} s, features {timings.features_s:.1f} s "
                 f"(per-code series {ex.get('series_s', 0.0):.1f}, reorder to day order "
                 f"{ex.get('reorder_s', 0.0):.1f}, cross-sections {ex.get('cross_section_s', 0.0):.1f}), "
                 f"targets {timings.targets_s:.1f} s; {cpus} CPUs, Polars threads {pl.thread_pool_size()}, "
                 f"load average {os.getloadavg()[0]:.1f}; {size}",
-            }
+            )
         )
 
     # wall = build_features from in-memory frames (prepare + features + targets, every row
@@ -227,19 +233,14 @@ def run(quick: bool) -> list[dict]:
     _, feat_mem = measure(lambda: compute_features(panel))
     feat_s = feat_mem.wall_s
     out.append(
-        {
-            "case": "features only: CPU engine (Polars), warm",
-            "features": len(OUTPUT_FEATURES),
-            "rows": panel.height,
-            "wall_s": round(feat_s, 2),
-            "cpu_s": round(feat_mem.cpu_s, 1),
-            "sys_s": round(feat_mem.sys_s, 1),
-            "rows_per_s": int(panel.height / feat_s),
-            "peak_rss_gb": _gb(feat_mem.peak_rss),
-            "rss_growth_gb": _gb(feat_mem.rss_growth),
-            "notes": "compute_features on the prepared panel (series, reorder, cross-sections; no "
+        _measured_row(
+            "features only: CPU engine (Polars), warm",
+            len(OUTPUT_FEATURES),
+            panel.height,
+            feat_mem,
+            "compute_features on the prepared panel (series, reorder, cross-sections; no "
             f"prepare or targets); target >= 1M rows/s; load average {os.getloadavg()[0]:.1f}",
-        }
+        )
     )
 
     # Each side runs twice and the second run counts: the first one's cost is dominated by fresh
@@ -266,34 +267,24 @@ def run(quick: bool) -> list[dict]:
         for c in ("ret_1d", "ema_20_dev", "vol_20d", "rsi_14", "cs_z_ret_5d")
     )
     out.append(
-        {
-            "case": "baseline subset: pandas groupby/rolling",
-            "features": len(BASELINE_FEATURES),
-            "rows": panel.height,
-            "wall_s": round(pd_s, 2),
-            "cpu_s": round(pd_mem.cpu_s, 1),
-            "sys_s": round(pd_mem.sys_s, 1),
-            "rows_per_s": int(panel.height / pd_s),
-            "peak_rss_gb": _gb(pd_mem.peak_rss),
-            "rss_growth_gb": _gb(pd_mem.rss_growth),
-            "notes": "origin approach, same subset, same panel; second of two runs",
-        }
+        _measured_row(
+            "baseline subset: pandas groupby/rolling",
+            len(BASELINE_FEATURES),
+            panel.height,
+            pd_mem,
+            "origin approach, same subset, same panel; second of two runs",
+        )
     )
     out.append(
-        {
-            "case": "baseline subset: CPU engine (Polars)",
-            "features": len(BASELINE_FEATURES),
-            "rows": panel.height,
-            "wall_s": round(pl_s, 2),
-            "cpu_s": round(pl_mem.cpu_s, 1),
-            "sys_s": round(pl_mem.sys_s, 1),
-            "rows_per_s": int(panel.height / pl_s),
-            "peak_rss_gb": _gb(pl_mem.peak_rss),
-            "rss_growth_gb": _gb(pl_mem.rss_growth),
-            "notes": f"{pd_s / pl_s:.1f}x pandas (wall; target >= 10x), second of two runs, including "
+        _measured_row(
+            "baseline subset: CPU engine (Polars)",
+            len(BASELINE_FEATURES),
+            panel.height,
+            pl_mem,
+            f"{pd_s / pl_s:.1f}x pandas (wall; target >= 10x), second of two runs, including "
             f"the reorder to day order that pandas skips; max |pandas - polars| over 5 checked columns "
             f"{worst:.1e}",
-        }
+        )
     )
     del pd_sub, check
     out.extend(family_rows(panel, feat_s))
