@@ -11,7 +11,8 @@ plan's limit.
 
 Tasks: ``listed_info`` -> ``daily_quotes``, ``statements``, ``topix``, ``indices``,
 ``short_selling``, ``weekly_margin_interest`` (the record published that day; skipped on other
-days), ``earnings_calendar`` (one ``fetch`` task each) -> ``publish`` (asset events for the raw
+days), ``earnings_calendar``, ``dividends`` (one ``fetch`` task each; statements and dividends
+also fetch again since the previous trading day for the 24:30 batch) -> ``publish`` (asset events for the raw
 tables, see :mod:`gogooku3_airflow.assets`), with a ``gate_<dataset>`` task (the dataset's raw
 great-expectations suite; daily_quotes' rows counted against the day's listed universe) between
 each dataset of ``JQUANTS_DAILY_GATED`` and ``publish``: a failed gate alerts Slack with the failing

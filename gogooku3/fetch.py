@@ -16,6 +16,7 @@ weekly_margin  ``date=D``                              balances recorded on D (a
 _interest                                              trading day; published 2 trading days later)
 earnings_      ``date=D``                              earnings dates *announced* on D
 calendar
+dividends      ``date=D``                              dividend notices *announced* on D
 =============  =====================================  ===========================================
 
 Rows whose partition column (``Date``/``DisclosedDate``/``PublishedDate``) is not D are never written
@@ -26,7 +27,7 @@ Empty answers: on a non-trading day nothing is written and the result says why (
 trading day an empty ``daily_quotes``/``topix``/``listed_info`` answer is an error - the data is not
 published yet or the source is broken - so the task fails and Airflow retries instead of recording
 a hole (``indices`` and ``short_selling`` too). ``statements``, ``trades_spec``,
-``weekly_margin_interest`` and ``earnings_calendar`` legitimately have quiet days: an empty partition is
+``weekly_margin_interest``, ``earnings_calendar`` and ``dividends`` legitimately have quiet days: an empty partition is
 written so "fetched, nothing disclosed" is distinguishable from "not fetched".
 
 Backfills spend the plan's request quota, so ``skip_complete=True`` (the CLI's default; ``--force``
@@ -61,7 +62,8 @@ DAILY_DATASETS = frozenset({"listed_info", "daily_quotes", "topix", "indices", "
 #: TOPIX and listed info are out after the close (19:00 leaves slack), investor types, indices,
 #: sector short selling and weekly margin after ~16:30 (17:00-18:00), the earnings calendar at
 #: ~19:00 (20:00), and statements in two batches, the second at 24:30, i.e. 00:30 on D+1 (01:00
-#: leaves slack). The publication day is D itself except where :data:`gogooku3.pit.PUBLICATION_DAYS`
+#: leaves slack); dividend notices come with the disclosures, so they are final when statements
+#: are. The publication day is D itself except where :data:`gogooku3.pit.PUBLICATION_DAYS`
 #: says otherwise.
 FINAL_AFTER_JST: dict[str, tuple[int, dt.time]] = {
     "listed_info": (0, dt.time(19, 0)),
@@ -73,6 +75,7 @@ FINAL_AFTER_JST: dict[str, tuple[int, dt.time]] = {
     "short_selling": (0, dt.time(17, 0)),
     "weekly_margin_interest": (0, dt.time(17, 0)),
     "earnings_calendar": (0, dt.time(20, 0)),
+    "dividends": (1, dt.time(1, 0)),
 }
 
 

@@ -13,10 +13,16 @@ short_selling            ~16:30 on D                             the next tradin
 weekly_margin_interest   ~16:30 on the 2nd trading day after     the next trading day after publication,
                          the record date R (usually Tuesday)     i.e. the 3rd trading day after R
 earnings_calendar        ~19:00 on PublishedDate                 the next trading day after PublishedDate
+dividends                with the company's disclosure, at       like a statement: the trading day after
+                         AnnouncementTime on AnnouncementDate    the effective disclosure day (the
+                                                                 announcement day before 15:00, else the
+                                                                 next trading day)
 =======================  ======================================  ==========================================
 
-A revision (a later record for the same key) applies only from its own usable day; the earlier
-value stays in use until then. The functions here are the only place these rules are written.
+A revision (a later record for the same key; for dividends a later notice with the same
+CAReferenceNumber, a deletion included) applies only from its own usable day; the earlier value
+stays in use until then. An ex-date or an earnings date is information from when it was announced,
+not from the event. The functions here are the only place these rules are written.
 """
 
 from __future__ import annotations
@@ -88,3 +94,12 @@ def short_selling_usable_from(day: dt.date) -> dt.date:
 def earnings_calendar_usable_from(published: dt.date) -> dt.date:
     """First feature row that may use an earnings date announced on ``published`` (19:00 JST)."""
     return next_trading_day(published)
+
+
+def dividends_usable_from(announced: dt.date, time_text: str | None) -> dt.date:
+    """First feature row that may use a dividend notice announced on ``announced`` at ``time_text``
+    (HH:MM): the statements' rule, :func:`gogooku3.features.prepare.usable_from` (T+1 after the
+    effective disclosure day, 15:00 cutoff)."""
+    from gogooku3.features.prepare import usable_from  # the features package imports this module
+
+    return usable_from(announced, time_text)

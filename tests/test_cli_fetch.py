@@ -75,7 +75,7 @@ def test_fetch_writes_ground_truth_partitions(emulator, version, tmp_path):
     lake_dir = tmp_path / "lake"
     env = v1_env(emulator) if version == "v1" else v2_env(emulator)
     # DAY has rows of every dataset but the two sparse ones, fetched on their first day with rows
-    sparse = ("weekly_margin_interest", "earnings_calendar")
+    sparse = ("weekly_margin_interest", "earnings_calendar", "dividends")
     days = {n: DAY for n in DATASET_NAMES if n not in sparse}
     for name in sparse:
         days[name] = next(d for d in emulator.market.trading_days if emulator.market.frame(name, d).height)

@@ -130,7 +130,7 @@ async def test_twenty_percent_faults_lose_no_row_and_duplicate_none(faulty, vers
     queries += [_query("trades_spec", d) for d in published] + [_query("statements", d) for d in disclosed]
     # the datasets derived from the simulation: daily ones on five days, sparse ones where present
     queries += [_query(n, d) for d in days[:5] for n in ("indices", "short_selling")]
-    for sparse in ("weekly_margin_interest", "earnings_calendar"):
+    for sparse in ("weekly_margin_interest", "earnings_calendar", "dividends"):
         present = [d for d in days if faulty.market.frame(sparse, d).height][:2]
         assert present, sparse
         queries += [_query(sparse, d) for d in present]

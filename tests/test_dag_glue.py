@@ -37,6 +37,7 @@ DATASETS = (
     "short_selling",
     "weekly_margin_interest",
     "earnings_calendar",
+    "dividends",
 )
 
 
@@ -238,16 +239,17 @@ def test_run_day_is_the_jst_date_of_the_logical_date() -> None:
         run_day()
 
 
-def test_statements_refetch_since_the_previous_trading_day() -> None:
+@pytest.mark.parametrize("dataset", ["statements", "dividends"])
+def test_late_batch_datasets_refetch_since_the_previous_trading_day(dataset) -> None:
     assert fetch_days("daily_quotes", dt.date(2024, 6, 17)) == [dt.date(2024, 6, 17)]
     # Monday: Friday's 24:30 batch and anything dated on the weekend.
-    assert fetch_days("statements", dt.date(2024, 6, 17)) == [
+    assert fetch_days(dataset, dt.date(2024, 6, 17)) == [
         dt.date(2024, 6, 14),
         dt.date(2024, 6, 15),
         dt.date(2024, 6, 16),
         dt.date(2024, 6, 17),
     ]
-    assert fetch_days("statements", dt.date(2024, 6, 18)) == [dt.date(2024, 6, 17), dt.date(2024, 6, 18)]
+    assert fetch_days(dataset, dt.date(2024, 6, 18)) == [dt.date(2024, 6, 17), dt.date(2024, 6, 18)]
 
 
 def test_weekly_margin_is_fetched_on_its_publication_day_by_record_date() -> None:

@@ -214,9 +214,17 @@ def test_jquants_daily_shape(dagbag: dict) -> None:
         "short_selling",
         "weekly_margin_interest",
         "earnings_calendar",
+        "dividends",
     )
     # every dataset with a raw suite is gated between its fetch and the publish
-    gated = ("daily_quotes", "indices", "short_selling", "weekly_margin_interest", "earnings_calendar")
+    gated = (
+        "daily_quotes",
+        "indices",
+        "short_selling",
+        "weekly_margin_interest",
+        "earnings_calendar",
+        "dividends",
+    )
     assert set(d["tasks"]) == {*fetched, *(f"gate_{name}" for name in gated), "publish"}
     for api_task in fetched:
         assert d["tasks"][api_task]["pool"] == "jquants_api"

@@ -11,6 +11,7 @@ import pytest
 
 from gogooku3.emulator.testing import running_emulator, small_config
 from gogooku3.jquants.datasets import DATASETS
+from gogooku3.jquants.normalize import to_frame
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +60,8 @@ def _canonical(rows: list[dict], name: str, version: str) -> pl.DataFrame:
     cols = {}
     for f in ds.fields:
         values = [row[f.source_name(version)] for row in rows]
+        if f.undecided is not None:
+            values = [None if v == f.undecided else v for v in values]
         if f.dtype == pl.Date:
             values = [dt.date.fromisoformat(v) if v else None for v in values]
         elif f.dtype == pl.Boolean:
@@ -103,7 +106,17 @@ CASES = [
         lambda m: m.derived("weekly_margin_interest", dt.date(2023, 11, 1), code=_first_margin_code(m)),
     ),
     ("earnings_calendar", {}, lambda m: m.derived("earnings_calendar")),
+    ("dividends", {"date": "2023-11-06"}, lambda m: m.frame("dividends", dt.date(2023, 11, 6))),
+    (
+        "dividends",
+        {"code": "FIRST_DIVIDEND_CODE", "from": "2023-01-01", "to": "2024-02-14"},
+        lambda m: m.derived("dividends", dt.date(2023, 1, 1), DAY, code=_first_dividend_code(m)),
+    ),
 ]
+
+
+def _first_dividend_code(market) -> str:
+    return market.derived("dividends").get_column("Code")[0]
 
 
 def _first_margin_code(market) -> str:
@@ -116,6 +129,8 @@ async def test_paged_answers_concatenate_to_the_ground_truth(emu, version, name,
     expected = truth(emu.market)
     if params.get("code") == "FIRST_MARGIN_CODE":
         params = params | {"code": _first_margin_code(emu.market)}
+    if params.get("code") == "FIRST_DIVIDEND_CODE":
+        params = params | {"code": _first_dividend_code(emu.market)}
     assert expected.height > 0
     async with aiohttp.ClientSession() as session:
         if version == "v1":
@@ -159,6 +174,26 @@ async def test_wire_formats(emu):
         ("2024-02-11", "0"),
         ("2024-02-12", "0"),
     ]
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_an_undecided_dividend_is_served_as_a_dash_and_read_back_as_null(emu, version):
+    truth = emu.market.derived("dividends")
+    undecided = truth.filter(pl.col("GrossDividendRate").is_null()).row(0, named=True)
+    day = undecided["AnnouncementDate"]
+    async with aiohttp.ClientSession() as session:
+        if version == "v1":
+            headers = {"Authorization": f"Bearer {await _id_token(session, emu)}"}
+        else:
+            headers = {"x-api-key": emu.api_key}
+        rows, _ = await _fetch_all(session, emu, version, "dividends", {"date": day.isoformat()}, headers)
+    ds = DATASETS["dividends"]
+    rate, ref = ds.to_source_name(version, "GrossDividendRate"), ds.to_source_name(version, "ReferenceNumber")
+    served = {r[ref]: r[rate] for r in rows}
+    assert served[undecided["ReferenceNumber"]] == "-"
+    assert all(v == "-" or float(v) >= 0 for v in served.values())
+    frame = to_frame(ds, version, rows)
+    assert frame.equals(truth.filter(pl.col("AnnouncementDate") == day))
 
 
 async def test_daily_quotes_by_code_with_range_and_four_digit_code(emu):

@@ -86,7 +86,28 @@ def _perturb_future(inputs, t: dt.date, seed: int = 0):
         .otherwise(pl.col("Date"))
         .alias("Date")
     )
-    market_wide = {"indices": ix, "short_selling": ss, "weekly_margin_interest": mg, "earnings_calendar": ec}
+    # a dividend notice is usable the trading day after its effective day (15:00 cutoff), so one
+    # announced on T, or after 15:00 on the trading day before, is not usable on T either
+    before_t = days[days.index(t) - 1]
+    late = (pl.col("AnnouncementDate") >= t) | (
+        (pl.col("AnnouncementDate") == before_t) & (pl.col("AnnouncementTime") >= "15:00")
+    )
+    dv = inputs.dividends.with_columns(
+        pl.when(late)
+        .then(pl.col("ExDate") - pl.duration(days=3))
+        .otherwise(pl.col("ExDate"))
+        .alias("ExDate"),
+        pl.when(late).then(pl.col("GrossDividendRate") * 2 + 1).otherwise(pl.col("GrossDividendRate")),
+        pl.when(late).then(pl.lit("3")).otherwise(pl.col("StatusCode")).alias("StatusCode"),
+    )
+    assert dv.filter(late).height > 0
+    market_wide = {
+        "indices": ix,
+        "short_selling": ss,
+        "weekly_margin_interest": mg,
+        "earnings_calendar": ec,
+        "dividends": dv,
+    }
     return q2, {"listed_info": inputs.listed_info, "topix": tp, "statements": st, "flows": fl, **market_wide}
 
 

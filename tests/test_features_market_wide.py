@@ -111,3 +111,56 @@ def test_earnings_dates_are_used_from_the_day_after_their_announcement_and_corre
         if known is not None and known >= published and known != scheduled:
             seen_correction += 1  # a correction: the old date stayed in use through its publication day
     assert seen_correction > 0
+
+
+def _notice(ref, day, time, status, kind, record, ex, amount, ca):
+    return {
+        "AnnouncementDate": day, "AnnouncementTime": time, "Code": "13010", "ReferenceNumber": ref,
+        "CAReferenceNumber": ca, "StatusCode": status, "InterimFinalCode": kind, "ExDate": ex,
+        "RecordDate": record, "GrossDividendRate": amount,
+    }  # fmt: skip
+
+
+def test_dividend_notices_count_from_their_usable_day_and_revisions_and_deletions_from_theirs() -> None:
+    """A notice is usable the trading day after its effective disclosure day (15:00 cutoff); the
+    latest usable notice of a dividend (CAReferenceNumber) wins, a deletion drops it, and an ex-date
+    moves from "next" to "last" the day after it."""
+    from gogooku3.features.asof import dividends_table
+
+    d = dt.date
+    notices = pl.DataFrame(
+        [
+            # Monday 13:00: usable Tuesday; 15:30: counts for Tuesday, usable Wednesday
+            _notice("1", d(2024, 5, 13), "13:00", "1", "1", d(2024, 9, 30), d(2024, 9, 27), 20.0, "1"),
+            _notice("2", d(2024, 5, 13), "15:30", "1", "2", d(2025, 3, 31), d(2025, 3, 28), 30.0, "2"),
+            _notice("3", d(2024, 6, 3), "11:30", "2", "1", d(2024, 9, 30), d(2024, 9, 27), 25.0, "1"),
+            _notice("4", d(2024, 7, 1), "16:00", "3", "2", d(2025, 3, 31), d(2025, 3, 28), 30.0, "2"),
+        ]
+    )
+    table = dividends_table(notices)
+
+    def on(day):
+        known = table.filter(pl.col("available") <= day)
+        if known.height == 0:
+            return None
+        row = known.sort("available").row(-1, named=True)
+        return row["div_next_ex_date"], row["div_last_ex_date"], row["div_fwd_amount"]
+
+    assert on(d(2024, 5, 13)) is None
+    assert on(d(2024, 5, 14)) == (d(2024, 9, 27), None, 20.0)
+    assert on(d(2024, 5, 15)) == (d(2024, 9, 27), None, 50.0)
+    assert on(d(2024, 6, 3)) == (d(2024, 9, 27), None, 50.0)  # the revision is usable on the 4th
+    assert on(d(2024, 6, 4)) == (d(2024, 9, 27), None, 55.0)
+    assert on(d(2024, 7, 2)) == (d(2024, 9, 27), None, 55.0)  # 16:00 Monday: usable Wednesday
+    assert on(d(2024, 7, 3)) == (d(2024, 9, 27), None, 25.0)  # the final is deleted
+    assert on(d(2024, 9, 27)) == (d(2024, 9, 27), None, 25.0)  # the ex-date itself: still ahead
+    assert on(d(2024, 9, 30)) == (None, d(2024, 9, 27), None)
+
+
+def test_dividend_features_on_the_panel(inputs, panel) -> None:
+    """The panel's dividend columns are the table's, as of each row's day; an ex-date is never behind."""
+    div = panel.filter(pl.col("div_next_ex_date").is_not_null())
+    assert div.height > 1000
+    assert div.select((pl.col("div_next_ex_date") >= pl.col("Date")).all()).item()
+    last = panel.filter(pl.col("div_last_ex_date").is_not_null())
+    assert last.height > 1000 and last.select((pl.col("div_last_ex_date") < pl.col("Date")).all()).item()

@@ -115,6 +115,69 @@ def test_every_earnings_date_is_announced_before_it_and_the_last_announcement_is
 
 def test_derived_datasets_are_deterministic() -> None:
     a, b = generate_market(CFG), generate_market.__wrapped__(CFG)
-    for name in ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar"):
+    for name in ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar", "dividends"):
         assert a.derived(name).equals(b.derived(name)), name
     assert a.daily_panel().equals(b.daily_panel())
+
+
+def test_dividends_agree_with_the_statements_and_revisions_point_at_their_dividend(market) -> None:
+    div = market.derived("dividends")
+    assert div.height > 100 and div["ReferenceNumber"].n_unique() == div.height
+    assert div.select((pl.col("ExDate") < pl.col("RecordDate")).all()).item()
+    # every revision or deletion names a dividend first announced earlier, for the same code and record
+    first = div.filter(pl.col("ReferenceNumber") == pl.col("CAReferenceNumber"))
+    later = div.filter(pl.col("ReferenceNumber") != pl.col("CAReferenceNumber"))
+    assert later.height > 0 and set(later["StatusCode"]) <= {"2", "3"}
+    joined = later.join(first, left_on="CAReferenceNumber", right_on="ReferenceNumber", suffix="_first")
+    assert joined.height == later.height
+    assert (
+        joined.select(
+            (pl.col("Code") == pl.col("Code_first"))
+            & (pl.col("RecordDate") == pl.col("RecordDate_first"))
+            & (pl.col("AnnouncementDate") >= pl.col("AnnouncementDate_first"))
+        )
+        .to_series()
+        .all()
+    )
+    # the decided interim and final of a fiscal year add up to the statement's annual dividend
+    decided = (
+        div.filter(pl.col("ForecastResultCode") == "1")
+        .sort("AnnouncementDate", "ReferenceNumber")
+        .group_by("CAReferenceNumber")
+        .last()
+    )
+    fy = (
+        market.statements()
+        .filter(
+            (pl.col("TypeOfCurrentPeriod") == "FY") & pl.col("ResultDividendPerShareAnnual").is_not_null()
+        )
+        .group_by("Code", "CurrentFiscalYearEndDate", maintain_order=True)
+        .first()
+    )
+    finals = decided.filter(pl.col("InterimFinalCode") == "2").select(
+        "Code",
+        pl.col("RecordDate").alias("CurrentFiscalYearEndDate"),
+        pl.col("GrossDividendRate").alias("final"),
+    )
+    interims = decided.filter(pl.col("InterimFinalCode") == "1").select(
+        "Code",
+        pl.col("RecordDate").dt.offset_by("6mo").dt.month_end().alias("CurrentFiscalYearEndDate"),
+        pl.col("GrossDividendRate").alias("interim"),
+    )
+    years = fy.join(finals, on=["Code", "CurrentFiscalYearEndDate"]).join(
+        interims, on=["Code", "CurrentFiscalYearEndDate"], how="left"
+    )
+    assert years.height > 30
+    total = pl.col("final") + pl.col("interim").fill_null(0.0)
+    paid = years.filter(pl.col("ResultDividendPerShareAnnual") >= total)  # a cut interim leaves final 0
+    assert paid.height > 0.9 * years.height
+    assert paid.select(((total - pl.col("ResultDividendPerShareAnnual")).abs() <= 0.051).all()).item()
+
+
+def test_an_ex_date_is_one_trading_day_before_the_record_day_two_under_t3() -> None:
+    from gogooku3.market.derived import ex_date
+
+    assert ex_date(dt.date(2024, 3, 31)) == dt.date(2024, 3, 28)  # Sunday: record day Fri 29th
+    assert ex_date(dt.date(2024, 9, 30)) == dt.date(2024, 9, 27)
+    assert ex_date(dt.date(2019, 3, 31)) == dt.date(2019, 3, 27)  # T+3 settlement
+    assert ex_date(dt.date(2019, 9, 30)) == dt.date(2019, 9, 27)  # T+2 from 2019-07-16

@@ -8,6 +8,7 @@ import pytest
 
 from gogooku3.calendar import is_trading_day, next_trading_day, trading_days
 from gogooku3.pit import (
+    dividends_usable_from,
     earnings_calendar_usable_from,
     is_week_end,
     margin_published_on,
@@ -68,3 +69,11 @@ def test_evening_publications_are_usable_from_the_next_trading_day(rule) -> None
         usable = rule(day)
         assert usable > day and is_trading_day(usable)
         assert not any(is_trading_day(day + dt.timedelta(days=k)) for k in range(1, (usable - day).days))
+
+
+def test_a_dividend_notice_is_usable_like_a_statement() -> None:
+    """T+1 after the effective day: before 15:00 the announcement day, from 15:00 the next trading day."""
+    monday, tuesday, wednesday = dt.date(2024, 6, 17), dt.date(2024, 6, 18), dt.date(2024, 6, 19)
+    assert dividends_usable_from(monday, "14:59") == tuesday
+    assert dividends_usable_from(monday, "15:00") == wednesday
+    assert dividends_usable_from(dt.date(2024, 6, 15), "10:00") == tuesday  # a Saturday counts as Monday

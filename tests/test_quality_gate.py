@@ -304,6 +304,21 @@ def test_a_conditional_table_expectation_counts_the_selected_rows_with_all_their
             "expect_column_pair_values_a_to_be_greater_than_b",
             "Date,PublishedDate",
         ),
+        ("dividends", dt.date(2024, 2, 13), pl.lit("4"), "expect_column_values_to_be_in_set", "StatusCode"),
+        (
+            "dividends",
+            dt.date(2024, 2, 13),
+            pl.lit("9:30"),
+            "expect_column_values_to_match_regex",
+            "AnnouncementTime",
+        ),
+        (
+            "dividends",
+            dt.date(2024, 2, 13),
+            pl.col("ExDate") - dt.timedelta(days=1),
+            "expect_column_pair_values_a_to_be_greater_than_b",
+            "RecordDate,ExDate",
+        ),
     ],
 )
 def test_market_wide_raw_partitions_pass_and_a_bad_value_is_named(

@@ -40,6 +40,7 @@ JQUANTS_DAILY_DATASETS = (
     "short_selling",
     "weekly_margin_interest",
     "earnings_calendar",
+    "dividends",
 )
 #: The datasets of ``jquants_daily`` with a raw great-expectations suite (include/expectations/),
 #: each gated by its own ``gate_<dataset>`` task between its fetch and the publish.
@@ -49,4 +50,5 @@ JQUANTS_DAILY_GATED = (
     "short_selling",
     "weekly_margin_interest",
     "earnings_calendar",
+    "dividends",
 )

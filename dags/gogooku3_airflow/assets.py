@@ -38,6 +38,7 @@ RAW_INDICES = lake_asset("raw", "indices")
 RAW_SHORT_SELLING = lake_asset("raw", "short_selling")
 RAW_WEEKLY_MARGIN_INTEREST = lake_asset("raw", "weekly_margin_interest")
 RAW_EARNINGS_CALENDAR = lake_asset("raw", "earnings_calendar")
+RAW_DIVIDENDS = lake_asset("raw", "dividends")
 
 #: The point-in-time daily investor flows (``trades_spec_weekly``) and the feature set (``features_daily``).
 INTERIM_TRADES_SPEC_DAILY = lake_asset("interim", "trades_spec_daily")
@@ -54,6 +55,7 @@ RAW_ASSETS: dict[str, Asset] = {
     "short_selling": RAW_SHORT_SELLING,
     "weekly_margin_interest": RAW_WEEKLY_MARGIN_INTEREST,
     "earnings_calendar": RAW_EARNINGS_CALENDAR,
+    "dividends": RAW_DIVIDENDS,
 }
 
 #: The alias ``jquants_daily``'s ``publish`` emits through: it attaches one event per raw table it

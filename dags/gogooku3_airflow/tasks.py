@@ -75,17 +75,23 @@ def _lake(settings: Any) -> Any:
 # ============================================================================== jquants_daily
 
 
+#: Datasets disclosed until 24:30 JST, after the 19:00 run: each run fetches again since the
+#: previous trading day (:func:`fetch_days`).
+LATE_BATCH_DATASETS = frozenset({"statements", "dividends"})
+
+
 def fetch_days(dataset: str, day: dt.date) -> list[dt.date]:
     """The days a run for trading day ``day`` fetches for ``dataset``.
 
     Statements arrive in two batches (18:00 and 24:30 JST); the run at 19:00 sees only the first.
     So the statements task also re-fetches every calendar day since the previous trading day,
     which completes that day's partition with its 24:30 batch and catches disclosures dated on a
-    weekend or holiday in between. Rewrites are idempotent. Weekly margin balances: the record date
-    published on ``day`` (2 trading days after it, :mod:`gogooku3.pit`), none on other days. Other
-    datasets: just ``day``.
+    weekend or holiday in between; dividend notices come with the same disclosures, so their task
+    does the same (:data:`LATE_BATCH_DATASETS`). Rewrites are idempotent. Weekly margin balances:
+    the record date published on ``day`` (2 trading days after it, :mod:`gogooku3.pit`), none on
+    other days. Other datasets: just ``day``.
     """
-    if dataset != "statements":
+    if dataset not in LATE_BATCH_DATASETS:
         partition = run_partition(dataset, day)
         return [partition] if partition is not None else []
     start = previous_trading_day(day)
@@ -141,9 +147,10 @@ def fetch_dataset(dataset: str, *, logical_date: dt.datetime | None, dag_run: An
 
 
 def gate_raw(dataset: str, *, logical_date: dt.datetime | None, dag_run: Any) -> list[str]:
-    """The raw ``dataset`` suite on the partition the run wrote (:func:`run_partition`); daily_quotes'
-    rows checked against that day's listed universe. Skips when the run did not fetch ``dataset``,
-    the day is not a trading day, or nothing of ``dataset`` is published on it."""
+    """The raw ``dataset`` suite on the partition the run wrote (:func:`run_partition`) and on the
+    earlier partitions it fetched again and found (:func:`fetch_days`: a late batch changes them);
+    daily_quotes' rows checked against that day's listed universe. Skips when the run did not fetch
+    ``dataset``, the day is not a trading day, or nothing of ``dataset`` is published on it."""
     from gogooku3.quality import expected_rows_from_listed_info
     from gogooku3_airflow.gates import gate_days
     from gogooku3_airflow.hooks import task_settings
@@ -158,7 +165,8 @@ def gate_raw(dataset: str, *, logical_date: dt.datetime | None, dag_run: Any) ->
         raise _skip(f"no {dataset} partition is published on {day.isoformat()}: nothing to gate")
     lake = _lake(task_settings())
     expected = (lambda d: expected_rows_from_listed_info(lake, d)) if dataset == "daily_quotes" else None
-    return gate_days(lake, "raw", dataset, [partition], expected_rows=expected)
+    days = [d for d in fetch_days(dataset, day) if d == partition or lake.has_partition("raw", dataset, d)]
+    return gate_days(lake, "raw", dataset, days, expected_rows=expected)
 
 
 def publish_raw(

@@ -20,7 +20,8 @@ optional ``section``, ``from``/``to`` on PublishedDate; topix ``from``/``to``; t
 ``from``/``to``) and/or ``sector33code`` (v1) / ``s33`` (v2); weekly_margin_interest ``date``
 (the record date) or ``code`` with optional ``from``/``to``; earnings_calendar optional ``date``
 (the publication date: an extension, the real endpoint answers only the next business day's
-schedule) and ``code``. Unknown or malformed parameters
+schedule) and ``code``; dividends ``date`` (the announcement date) or ``code`` with optional
+``from``/``to``. Unknown or malformed parameters
 -> 400 ``{"message": ...}`` naming them. Rows come in the order of :class:`Market`'s frames.
 
 Paging: ``page_size`` rows per page; ``pagination_key`` is an opaque, deterministic token
@@ -93,6 +94,7 @@ _ALLOWED: dict[str, set[str]] = {
     "short_selling": {"date", "from", "to"},
     "weekly_margin_interest": {"code", "date", "from", "to"},
     "earnings_calendar": {"code", "date"},
+    "dividends": {"code", "date", "from", "to"},
 }
 #: short_selling's sector filter, as each protocol spells it.
 _SECTOR_PARAM = {"v1": "sector33code", "v2": "s33"}
@@ -295,7 +297,7 @@ def query_frame(market: Market, ds: Dataset, version: ApiVersion, params: dict[s
         return market.trades_spec(start, end, section)
     if ds.name == "topix":
         return market.topix(start, end)
-    if ds.name in ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar"):
+    if ds.name in ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar", "dividends"):
         return _derived_frame(market, ds, version, params, day, start, end)
     division = params.get(_CALENDAR_DIVISION_PARAM[version]) or None
     if division is not None and division not in ("0", "1", "2", "3"):
@@ -317,8 +319,9 @@ def _derived_frame(
     start: dt.date | None,
     end: dt.date | None,
 ) -> pl.DataFrame:
-    """indices, short_selling, weekly_margin_interest (``date``/``from``/``to`` on Date) and
-    earnings_calendar (``date`` on PublishedDate; without it every announcement)."""
+    """indices, short_selling, weekly_margin_interest (``date``/``from``/``to`` on Date),
+    earnings_calendar (``date`` on PublishedDate; without it every announcement) and dividends
+    (``date``/``from``/``to`` on AnnouncementDate)."""
     if day is not None:
         start = max(start, day) if start else day
         end = min(end, day) if end else day
@@ -340,7 +343,7 @@ def _derived_frame(
             raise BadRequest("This API requires at least 1 parameter as follows; 'date','code'.")
         return market.derived(ds.name, start, end, code=code)
     code = _code_param(params)
-    if ds.name == "weekly_margin_interest" and code is None and day is None:
+    if ds.name in ("weekly_margin_interest", "dividends") and code is None and day is None:
         raise BadRequest("This API requires at least 1 parameter as follows; 'date','code'.")
     return market.derived(ds.name, start, end, code=code)
 

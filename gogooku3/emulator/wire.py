@@ -3,7 +3,8 @@
 Wire formats, as J-Quants serves them: dates ``"YYYY-MM-DD"``; prices/volumes/values JSON
 numbers (``null`` when there were no trades); ``UpperLimit``/``LowerLimit`` ``"0"``/``"1"``;
 statements serve every value as a string (numbers like ``"1234"``/``"41.55"``, ``""`` when
-missing); HolidayDivision and all listed_info fields are strings.
+missing); HolidayDivision and all listed_info fields are strings; a field with a "not decided yet"
+spelling (:attr:`Field.undecided`: the dividends' amount and payable date) serves null as it.
 """
 
 from __future__ import annotations
@@ -48,5 +49,9 @@ def to_wire(df: pl.DataFrame, ds: Dataset, version: ApiVersion) -> list[dict]:
             e = c.fill_null("")
         else:
             e = c
+        if f.undecided is not None:
+            # The decided values become text too, as a column has one type ("30", "2024-06-28").
+            text = _number_text(f.name) if f.dtype == pl.Float64 else e.cast(pl.String)
+            e = pl.when(c.is_null()).then(pl.lit(f.undecided)).otherwise(text)
         exprs.append(e.alias(f.source_name(version)))
     return df.select(exprs).to_dicts()

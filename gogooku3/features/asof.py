@@ -14,6 +14,8 @@ margin                 Code, available          long/short balances (shares), we
 short selling          Sector33Code, available  short share of the sector's selling, its 60-day z
                                                 and 5-day change
 earnings calendar      Code, available          the latest announced earnings date
+dividends              Code, available          the next and the last ex-date of the dividends
+                                                known, the announced amounts still ahead
 sector indices         Sector33Code, Date       the sector index's close (same day, like TOPIX;
                                                 the catalogue takes its returns per code)
 market regime          Date                     TOPIX drawdown from its 252-day peak, 252-day
@@ -25,8 +27,13 @@ from __future__ import annotations
 
 import polars as pl
 
-from gogooku3.jquants.datasets import SECTOR_INDEX_CODES
-from gogooku3.pit import earnings_calendar_usable_from, margin_usable_from, short_selling_usable_from
+from gogooku3.jquants.datasets import DIVIDEND_DELETED, SECTOR_INDEX_CODES
+from gogooku3.pit import (
+    dividends_usable_from,
+    earnings_calendar_usable_from,
+    margin_usable_from,
+    short_selling_usable_from,
+)
 
 #: Weekly records in the margin z-score window (52 weeks), and the fewest it is computed from.
 MARGIN_Z_WEEKS, MARGIN_Z_MIN = 52, 13
@@ -111,6 +118,54 @@ def earnings_table(calendar: pl.DataFrame) -> pl.DataFrame:
         .group_by("Code", "available", maintain_order=True)
         .last()
         .select("Code", "available", pl.col("Date").alias("earn_next_date"))
+    )
+
+
+def dividends_table(dividends: pl.DataFrame) -> pl.DataFrame:
+    """(Code, available) -> div_next_ex_date, div_last_ex_date, div_fwd_amount.
+
+    The state of a code's dividends known on each day it can change: a notice becoming usable
+    (:func:`gogooku3.pit.dividends_usable_from`) or the day after an ex-date. A dividend is the
+    latest usable notice with its CAReferenceNumber (a deletion drops it). ``div_next_ex_date``
+    is the earliest ex-date on or after the day, ``div_last_ex_date`` the latest before it, and
+    ``div_fwd_amount`` the sum of the amounts per share with an ex-date on or after the day (null
+    when none is decided, e.g. no dividend ahead or only undecided forecasts).
+    """
+    cols = ("Code", "AnnouncementDate", "AnnouncementTime", "ReferenceNumber", "CAReferenceNumber",
+            "StatusCode", "ExDate", "GrossDividendRate")  # fmt: skip
+    pairs = dividends.select("AnnouncementDate", "AnnouncementTime").unique()
+    pairs = pairs.with_columns(
+        pl.Series("available", [dividends_usable_from(d, t) for d, t in pairs.iter_rows()], dtype=pl.Date)
+    )
+    notices = dividends.select(cols).join(
+        pairs, on=["AnnouncementDate", "AnnouncementTime"], how="left", nulls_equal=True
+    )
+    points = pl.concat(
+        [
+            notices.select("Code", pl.col("available").alias("point")),
+            notices.select("Code", (pl.col("ExDate") + pl.duration(days=1)).alias("point")),
+        ]
+    ).unique()
+    known = (
+        points.join(notices, on="Code")
+        .filter(pl.col("available") <= pl.col("point"))
+        .sort("Code", "point", "available", "AnnouncementDate", "AnnouncementTime", "ReferenceNumber")
+        .group_by("Code", "point", "CAReferenceNumber", maintain_order=True)
+        .last()
+        .filter(pl.col("StatusCode") != DIVIDEND_DELETED)
+    )
+    ahead = pl.col("ExDate") >= pl.col("point")
+    amounts = pl.col("GrossDividendRate").filter(ahead)
+    state = known.group_by("Code", "point").agg(
+        pl.col("ExDate").filter(ahead).min().alias("div_next_ex_date"),
+        pl.col("ExDate").filter(~ahead).max().alias("div_last_ex_date"),
+        pl.when(amounts.count() > 0).then(amounts.sum()).alias("div_fwd_amount"),
+    )
+    return (
+        points.join(state, on=["Code", "point"], how="left")
+        .rename({"point": "available"})
+        .select("Code", "available", "div_next_ex_date", "div_last_ex_date", "div_fwd_amount")
+        .sort("available", "Code")
     )
 
 

@@ -93,6 +93,7 @@ def build_features(
     short_selling: pl.DataFrame | None = None,
     weekly_margin_interest: pl.DataFrame | None = None,
     earnings_calendar: pl.DataFrame | None = None,
+    dividends: pl.DataFrame | None = None,
     start: dt.date | None = None,
     end: dt.date | None = None,
     engine: Engine = "cpu",
@@ -126,6 +127,7 @@ def build_features(
         short_selling=upto(short_selling, "Date"),
         weekly_margin_interest=upto(weekly_margin_interest, "Date"),
         earnings_calendar=upto(earnings_calendar, "PublishedDate"),
+        dividends=upto(dividends, "AnnouncementDate"),
     )
     t1 = time.perf_counter()
     carry: tuple[str, ...] = ()
@@ -184,6 +186,7 @@ def market_wide_since(history_start: dt.date) -> dict[str, dt.date]:
         "short_selling": dt.date.min,
         "weekly_margin_interest": dt.date.min,
         "earnings_calendar": dt.date.min,
+        "dividends": dt.date.min,
     }
 
 

@@ -616,6 +616,39 @@ _add(
     value=5.0,
 )
 
+# ------------------------------------------------------------------ dividends (notices usable like statements, T+1)
+_tmp("_div_minus_days", "days_since", ["div_next_ex_date"], "dividends")
+_add(
+    "div_days_to_ex",
+    "scale",
+    ["_div_minus_days"],
+    "dividends",
+    "calendar days to the next announced ex-dividend date (0 on it; null when none is known ahead)",
+    k=-1.0,
+)
+_add(
+    "div_days_since_ex",
+    "days_since",
+    ["div_last_ex_date"],
+    "dividends",
+    "calendar days since the last ex-dividend date (null before the code's first known one)",
+)
+_add(
+    "div_ex_window_5d",
+    "le",
+    ["div_days_to_ex"],
+    "dividends",
+    "flag the next ex-dividend date is within 5 calendar days",
+    value=5.0,
+)
+_add(
+    "div_fwd_yield",
+    "div",
+    ["div_fwd_amount_in", "raw_close"],
+    "dividends",
+    "announced dividends per share still ahead (ex-date on or after T, decided amounts) / close",
+)
+
 # ------------------------------------------------------------------ sector index (33-sector indices, same day like TOPIX)
 for _w in (1, 5, 20):
     _add(

@@ -70,6 +70,9 @@ BASE_COLUMNS: dict[str, str] = {
     "short_share_z_in": "z-score of that sector short share over the sector's last 60 trading days",
     "short_share_mom_5d_in": "sector short share minus its value 5 trading days earlier",
     "earn_next_date": "the latest announced earnings date of the code while it lies ahead (announced by T-1)",
+    "div_next_ex_date": "the earliest ex-date on or after T of the code's dividends known on T (null: none ahead)",
+    "div_last_ex_date": "the latest ex-date before T of the code's dividends known on T",
+    "div_fwd_amount_in": "sum of the decided amounts per share of the known dividends with an ex-date on or after T",
     "sec_idx_close": "close of the stock's 33-sector index, same date (like mkt_close)",
     "mkt_drawdown_252d_in": "TOPIX close / its 252-day high - 1",
     "mkt_ret_z_252d_in": "z-score of TOPIX's daily return over 252 days",
@@ -92,7 +95,9 @@ BASE_HISTORY: dict[str, int] = {
     "mkt_vol_z_252d_in": 80,  # 60 values of a 20-day volatility of returns
 }
 #: Base columns holding dates (the rest are Float64).
-DATE_BASE_COLUMNS = frozenset({"stmt_disclosed_date", "earn_next_date"})
+DATE_BASE_COLUMNS = frozenset(
+    {"stmt_disclosed_date", "earn_next_date", "div_next_ex_date", "div_last_ex_date"}
+)
 
 #: Non-feature columns of the panel: identity, sector/market, and two integer group keys the
 #: engines group by (integers hash faster than strings and a single key beats two):
@@ -276,6 +281,7 @@ def prepare_panel(
     short_selling: pl.DataFrame | None = None,
     weekly_margin_interest: pl.DataFrame | None = None,
     earnings_calendar: pl.DataFrame | None = None,
+    dividends: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Build the base panel, sorted by (Code, Date), one row per daily_quotes row.
 
@@ -431,6 +437,7 @@ def prepare_panel(
         short_selling=short_selling,
         margin=weekly_margin_interest,
         earnings=earnings_calendar,
+        dividends=dividends,
         topix=topix,
     )
     lf = lf.with_columns(
@@ -469,6 +476,7 @@ def _join_market_datasets(
     short_selling: pl.DataFrame | None,
     margin: pl.DataFrame | None,
     earnings: pl.DataFrame | None,
+    dividends: pl.DataFrame | None,
     topix: pl.DataFrame | None,
 ) -> pl.LazyFrame:
     """The base columns of :mod:`gogooku3.features.asof`'s tables; an input that is None gives
@@ -491,6 +499,13 @@ def _join_market_datasets(
         )
     else:
         lf = lf.with_columns(_null(["earn_next_date"], pl.Date))
+    if dividends is not None and dividends.height:
+        table = asof.dividends_table(dividends).rename({"div_fwd_amount": "div_fwd_amount_in"})
+        lf = _join_by_code(lf, table, code_map)
+    else:
+        lf = lf.with_columns(
+            *_null(["div_next_ex_date", "div_last_ex_date"], pl.Date), *_null(["div_fwd_amount_in"])
+        )
     short_cols = ["short_share_in", "short_share_z_in", "short_share_mom_5d_in"]
     if short_selling is not None and short_selling.height:
         # as of each panel day per sector (a small grid), then an equi-join: the panel is not in

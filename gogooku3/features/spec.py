@@ -90,6 +90,7 @@ GROUPS = (
     "margin",
     "short_selling",
     "earnings",
+    "dividends",
     "sector_index",
     "regime",
     "cross_sectional",

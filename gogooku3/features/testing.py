@@ -21,6 +21,7 @@ class MarketInputs:
     short_selling: pl.DataFrame
     weekly_margin_interest: pl.DataFrame
     earnings_calendar: pl.DataFrame
+    dividends: pl.DataFrame
 
     def kwargs(self) -> dict[str, pl.DataFrame | None]:
         return {
@@ -33,7 +34,7 @@ class MarketInputs:
 
 
 #: The market-wide datasets :func:`gogooku3.features.build_features` takes as keyword arguments.
-MARKET_WIDE = ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar")
+MARKET_WIDE = ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar", "dividends")
 
 
 def market_inputs(

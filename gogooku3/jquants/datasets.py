@@ -35,6 +35,7 @@ DATASET_NAMES = (
     "short_selling",
     "weekly_margin_interest",
     "earnings_calendar",
+    "dividends",
 )
 
 
@@ -48,6 +49,9 @@ class Field:
     required: bool = False
     #: v1 spelling where it differs from the canonical name (only statements' LocalCode).
     v1: str | None = None
+    #: How the API spells "not decided yet" for this field, read and written as null (the dividend
+    #: amounts and payable dates: ``"-"``); None: the field has no such spelling.
+    undecided: str | None = None
 
     def source_name(self, version: ApiVersion) -> str:
         if version == "v1":
@@ -116,8 +120,8 @@ class Dataset:
         raise KeyError(f"{self.name}: no field {canonical!r}")
 
 
-def _f(name: str, v2: str, dtype: pl.DataType, required: bool = False) -> Field:
-    return Field(name=name, v2=v2, dtype=dtype, required=required)
+def _f(name: str, v2: str, dtype: pl.DataType, required: bool = False, undecided: str | None = None) -> Field:
+    return Field(name=name, v2=v2, dtype=dtype, required=required, undecided=undecided)
 
 
 DATE = pl.Date()
@@ -403,6 +407,53 @@ EARNINGS_CALENDAR = Dataset(
     ),
 )
 
+DIVIDENDS = Dataset(
+    name="dividends",
+    v1_path="/fins/dividend",
+    v2_path="/fins/dividend",
+    v1_key="dividend",
+    partition_by="AnnouncementDate",
+    key=("ReferenceNumber",),
+    doc=(
+        "Dividend notices (decided and forecast) per issue: amount per share, record date, ex-date, "
+        "payable date. Each notice has its own ReferenceNumber; a revision (StatusCode 2) or a "
+        "deletion (3) of a dividend is a new notice carrying the CAReferenceNumber of the dividend's "
+        "first one. An undecided amount or payable date is '-' on the wire, null in the lake. "
+        "AnnouncementTime (HH:MM) decides usability like statements' DisclosedTime."
+    ),
+    fields=(
+        _f("AnnouncementDate", "PubDate", DATE, True),
+        _f("AnnouncementTime", "PubTime", STR, True),
+        _f("Code", "Code", STR, True),
+        _f("ReferenceNumber", "RefNo", STR, True),
+        _f("StatusCode", "StatCode", STR, True),
+        _f("BoardMeetingDate", "BoardDate", DATE),
+        _f("InterimFinalCode", "IFCode", STR, True),
+        _f("ForecastResultCode", "FRCode", STR, True),
+        _f("InterimFinalTerm", "IFTerm", STR),
+        _f("GrossDividendRate", "DivRate", F64, undecided="-"),
+        _f("RecordDate", "RecDate", DATE, True),
+        _f("ExDate", "ExDate", DATE, True),
+        _f("ActualRecordDate", "ActRecDate", DATE),
+        _f("PayableDate", "PayDate", DATE, undecided="-"),
+        _f("CAReferenceNumber", "CARefNo", STR, True),
+        _f("DistributionAmount", "DistAmt", F64),
+        _f("RetainedEarnings", "RetEarn", F64),
+        _f("DeemedDividend", "DeemDiv", F64),
+        _f("DeemedCapitalGains", "DeemCapGains", F64),
+        _f("NetAssetDecreaseRatio", "NetAssetDecRatio", F64),
+        _f("CommemorativeSpecialCode", "CommSpecCode", STR),
+        _f("CommemorativeDividendRate", "CommDivRate", F64),
+        _f("SpecialDividendRate", "SpecDivRate", F64),
+    ),
+)
+
+#: dividends StatusCode: a new dividend, a revision of one, its deletion.
+DIVIDEND_NEW, DIVIDEND_REVISED, DIVIDEND_DELETED = "1", "2", "3"
+#: dividends InterimFinalCode (interim, final) and ForecastResultCode (decided, forecast).
+DIVIDEND_INTERIM, DIVIDEND_FINAL = "1", "2"
+DIVIDEND_DECIDED, DIVIDEND_FORECAST = "1", "2"
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in (
@@ -415,6 +466,7 @@ DATASETS: dict[str, Dataset] = {
         SHORT_SELLING,
         WEEKLY_MARGIN_INTEREST,
         EARNINGS_CALENDAR,
+        DIVIDENDS,
         TRADING_CALENDAR,
     )
 }

@@ -8,7 +8,8 @@
   ``YYYYMMDD``; numbers as JSON numbers or strings, with ``""`` meaning "no value"; limit flags
   as ``"0"``/``"1"``; codes as 4- or 5-character strings (a 4-digit code gets the trailing ``0``
   J-Quants uses for common stock, so ``"1301"`` and ``"13010"`` are the same issue);
-* ``null`` stays null (a day without trades has null OHLC, and that is data, not an error);
+* ``null`` stays null (a day without trades has null OHLC, and that is data, not an error), and so
+  does a field's "not decided yet" spelling (:attr:`Field.undecided`, the dividends' ``"-"``);
 * columns come in :attr:`Dataset.columns` order, then unknown extra fields (sorted, under the name
   they were received with) so an API addition is kept rather than silently dropped;
 * a required field missing from a record raises :class:`SchemaError` naming the dataset, the field
@@ -44,6 +45,8 @@ def to_frame(dataset: Dataset, version: ApiVersion, records: Sequence[dict[str, 
     for f in dataset.fields:
         src = f.source_name(version)
         values = [r.get(src) for r in records]
+        if f.undecided is not None:
+            values = [None if v == f.undecided else v for v in values]
         columns.append(_cast(dataset, version, f, values))
 
     canonical = set(dataset.columns)

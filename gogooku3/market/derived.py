@@ -18,16 +18,37 @@ prices.
 * **earnings_calendar**: every statement with actual figures (its first version per period) is
   announced 10-30 trading days ahead; 8% are first announced 1-3 trading days off and corrected by
   a later announcement before either date.
+* **dividends**: notices published with the statements (same day and time), consistent with their
+  ``ResultDividendPerShareAnnual``: 70% of the codes pay an interim and a final dividend, the rest
+  a final one only. A full-year statement decides the year's final dividend (the annual result
+  minus the decided interim) and forecasts the next year's (30% of its forecast profit per share,
+  split evenly; 5% of forecasts leave the amount undecided); a 2Q statement decides the interim
+  (the forecast, changed by up to +-20% in 30% of cases) and revises the final forecast in 20% of
+  cases. A decision or revision of a forecast dividend is a StatusCode 2 notice with the
+  forecast's CAReferenceNumber; 1% of forecasts are deleted (StatusCode 3) 1-10 trading days later
+  and announced again as a new dividend the day after. The record date is the period end, the
+  ex-date one trading day before the last trading day on or before it (two before the T+2
+  settlement began on 2019-07-16), payment ~2.5 months after the record date.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
 
+from gogooku3.calendar import is_trading_day, on_or_after, previous_trading_day
 from gogooku3.jquants.datasets import (
+    DIVIDEND_DECIDED,
+    DIVIDEND_DELETED,
+    DIVIDEND_FINAL,
+    DIVIDEND_FORECAST,
+    DIVIDEND_INTERIM,
+    DIVIDEND_NEW,
+    DIVIDEND_REVISED,
+    DIVIDENDS,
     EARNINGS_CALENDAR,
     FISCAL_QUARTERS,
     INDICES,
@@ -226,3 +247,160 @@ def earnings_calendar(sim: Simulation, seed: int) -> pl.DataFrame:
     df = pl.DataFrame(rows, schema=EARNINGS_CALENDAR.schema).sort("PublishedDate", "Code", "Date")
     # One announcement per code and day (the dataset's key): the nearest scheduled date wins.
     return df.unique(["PublishedDate", "Code"], keep="first", maintain_order=True)
+
+
+#: The first record date settled T+2 (JPX shortened settlement on 2019-07-16): its ex-date is one
+#: trading day before the record day; before it, two.
+T2_SETTLEMENT_FROM = dt.date(2019, 7, 16)
+
+
+@lru_cache(maxsize=4096)
+def ex_date(record_date: dt.date) -> dt.date:
+    """The ex-dividend date of ``record_date``: the trading day after the last day to buy with the
+    right (one trading day before the effective record day under T+2, two under T+3); a record date
+    on a closed day counts from the last trading day before it."""
+    effective = record_date
+    while not is_trading_day(effective):
+        effective -= dt.timedelta(days=1)
+    ex = previous_trading_day(effective)
+    return ex if effective >= T2_SETTLEMENT_FROM else previous_trading_day(ex)
+
+
+def dividends(sim: Simulation, seed: int) -> pl.DataFrame:
+    """Dividend notices, one row per ReferenceNumber, sorted by (AnnouncementDate, ReferenceNumber)."""
+    rng = derived_stream(seed, "dividends")
+    n_codes = len(sim.codes)
+    semiannual = rng.random(n_codes) < 0.7
+    code_pos = {c: k for k, c in enumerate(sim.codes.tolist())}
+    day_pos = {d: t for t, d in enumerate(sim.days)}
+    last_day = sim.days[-1]
+    shares_col = "NumberOfIssuedAndOutstandingSharesAtTheEndOfFiscalYearIncludingTreasuryStock"
+    events = (
+        sim.statements.filter(
+            pl.col("TypeOfCurrentPeriod").is_in(["2Q", "FY"]) & pl.col("NetSales").is_not_null()
+        )
+        .group_by("Code", "TypeOfCurrentPeriod", "CurrentPeriodEndDate", maintain_order=True)
+        .first()
+        .sort("Code", "DisclosedDate", "DisclosedTime")
+    )
+    notices: list[dict] = []
+    # per code: (record date, interim/final) -> [CA key, amount]; the CA key is the notice index
+    # of the dividend's first notice, turned into its ReferenceNumber at the end.
+    open_: dict[tuple[str, dt.date, str], list] = {}
+    decided_interim: dict[tuple[str, dt.date], float] = {}
+
+    def notice(code, day, time, status, kind, fr, record, amount, ca=None) -> int:
+        k = len(notices)
+        payable = None
+        if fr == DIVIDEND_DECIDED:
+            payable = on_or_after(record + dt.timedelta(days=75))
+        notices.append(
+            {
+                "AnnouncementDate": day,
+                "AnnouncementTime": time[:5],
+                "Code": code,
+                "StatusCode": status,
+                "BoardMeetingDate": day,
+                "InterimFinalCode": kind,
+                "ForecastResultCode": fr,
+                "InterimFinalTerm": f"{record:%Y-%m}",
+                "GrossDividendRate": amount,
+                "RecordDate": record,
+                "ExDate": ex_date(record),
+                "ActualRecordDate": record,
+                "PayableDate": payable,
+                "_ca": k if ca is None else ca,
+                "CommemorativeSpecialCode": "0",
+            }
+        )
+        return k
+
+    def decide(code, day, time, kind, record, amount) -> None:
+        prior = open_.pop((code, record, kind), None)
+        if prior is None:
+            notice(code, day, time, DIVIDEND_NEW, kind, DIVIDEND_DECIDED, record, amount)
+        else:
+            notice(code, day, time, DIVIDEND_REVISED, kind, DIVIDEND_DECIDED, record, amount, prior[0])
+
+    def forecast(code, day, time, kind, record, amount) -> None:
+        undecided = rng.random() < 0.05
+        value = None if undecided else amount
+        ca = notice(code, day, time, DIVIDEND_NEW, kind, DIVIDEND_FORECAST, record, value)
+        open_[(code, record, kind)] = [ca, amount]
+        if rng.random() < 0.01:  # withdrawn as erroneous, announced again as a new dividend
+            t_del = day_pos[day] + int(rng.integers(1, 11))
+            if t_del + 1 >= len(sim.days):
+                return
+            gone, again = sim.days[t_del], sim.days[t_del + 1]
+            notice(code, gone, "16:00", DIVIDEND_DELETED, kind, DIVIDEND_FORECAST, record, value, ca)
+            ca = notice(code, again, "16:00", DIVIDEND_NEW, kind, DIVIDEND_FORECAST, record, value)
+            open_[(code, record, kind)] = [ca, amount]
+
+    for row in events.iter_rows(named=True):
+        code, day, time = row["Code"], row["DisclosedDate"], row["DisclosedTime"]
+        i = code_pos[code]
+        shares = row[shares_col]
+        fy_end = row["CurrentFiscalYearEndDate"]
+        if row["TypeOfCurrentPeriod"] == "2Q":
+            if not semiannual[i]:
+                continue
+            record = row["CurrentPeriodEndDate"]
+            prior = open_.get((code, record, DIVIDEND_INTERIM))
+            base = prior[1] if prior else _per_share(row["ForecastProfit"], shares) / 2
+            change = rng.uniform(-0.2, 0.2) if rng.random() < 0.3 else 0.0
+            amount = round(base * (1.0 + change), 1)
+            decide(code, day, time, DIVIDEND_INTERIM, record, amount)
+            decided_interim[(code, fy_end)] = amount
+            final = open_.get((code, fy_end, DIVIDEND_FINAL))
+            if final is not None and rng.random() < 0.2:
+                revised = round(max(_per_share(row["ForecastProfit"], shares) - amount, 0.0), 1)
+                kind = DIVIDEND_FINAL
+                notice(code, day, time, DIVIDEND_REVISED, kind, DIVIDEND_FORECAST, fy_end, revised, final[0])
+                final[1] = revised
+            continue
+        annual = row["ResultDividendPerShareAnnual"]
+        if annual is not None and (annual > 0 or (code, fy_end, DIVIDEND_FINAL) in open_):
+            amount = round(max(annual - decided_interim.get((code, fy_end), 0.0), 0.0), 1)
+            decide(code, day, time, DIVIDEND_FINAL, fy_end, amount)
+        total = _per_share(row["ForecastProfit"], shares)
+        if total <= 0:
+            continue
+        next_end = _month_end_after(fy_end, 12)
+        if semiannual[i]:
+            interim = round(total / 2, 1)
+            forecast(code, day, time, DIVIDEND_INTERIM, _month_end_after(fy_end, 6), interim)
+            forecast(code, day, time, DIVIDEND_FINAL, next_end, round(total - interim, 1))
+        else:
+            forecast(code, day, time, DIVIDEND_FINAL, next_end, round(total, 1))
+    if not notices:
+        return pl.DataFrame(schema=DIVIDENDS.schema)
+    df = pl.DataFrame(notices, infer_schema_length=None).with_row_index("_k")
+    df = df.filter(pl.col("AnnouncementDate") <= last_day)
+    # ReferenceNumber: announcement date + a sequence in (date, time, code, notice) order.
+    df = df.sort("AnnouncementDate", "AnnouncementTime", "Code", "_k").with_columns(
+        (
+            pl.col("AnnouncementDate").dt.strftime("%Y%m%d")
+            + pl.int_range(1, pl.len() + 1).over("AnnouncementDate").cast(pl.String).str.zfill(6)
+        ).alias("ReferenceNumber")
+    )
+    ref_of = df.select(pl.col("_k").alias("_ca"), pl.col("ReferenceNumber").alias("CAReferenceNumber"))
+    df = df.join(ref_of, on="_ca", how="left", maintain_order="left")
+    return df.select(
+        [
+            (pl.col(f.name) if f.name in df.columns else pl.lit(None)).cast(f.dtype).alias(f.name)
+            for f in DIVIDENDS.fields
+        ]
+    )
+
+
+def _per_share(profit: float | None, shares: float | None) -> float:
+    """30% of ``profit`` per share (the statements' payout rule), 0 when either is missing."""
+    if profit is None or not shares:
+        return 0.0
+    return max(profit, 0.0) * 0.3 / shares
+
+
+def _month_end_after(day: dt.date, months: int) -> dt.date:
+    """The last day of the month ``months`` after ``day``'s month."""
+    k = day.year * 12 + day.month - 1 + months + 1
+    return dt.date(k // 12, k % 12 + 1, 1) - dt.timedelta(days=1)

@@ -123,7 +123,7 @@ def _streams(seed: int, n: int) -> list[np.random.Generator]:
 
 #: Streams 0-6 drive :func:`simulate`; the datasets derived from a simulation use these
 #: (:mod:`gogooku3.market.derived`).
-DERIVED_STREAMS = {"short_selling": 7, "weekly_margin_interest": 8, "earnings_calendar": 9}
+DERIVED_STREAMS = {"short_selling": 7, "weekly_margin_interest": 8, "earnings_calendar": 9, "dividends": 10}
 
 
 def derived_stream(seed: int, dataset: str) -> np.random.Generator:

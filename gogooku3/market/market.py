@@ -63,7 +63,7 @@ SIGNAL_COLUMNS: tuple[SignalColumn, ...] = (
 
 
 #: Datasets computed from the simulation after the fact (:mod:`gogooku3.market.derived`).
-DERIVED_DATASETS = ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar")
+DERIVED_DATASETS = ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar", "dividends")
 
 
 class Market:
@@ -114,7 +114,7 @@ class Market:
 
         listed_info: the issues listed on ``day`` (any calendar day within [start, end]);
         daily_quotes/topix/indices/short_selling: that trading day's rows; statements: disclosed
-        that day; trades_spec and earnings_calendar: published that day; weekly_margin_interest:
+        that day; trades_spec and earnings_calendar: published that day; dividends: announced that day; weekly_margin_interest:
         the balances recorded that day (a week's last trading day); trading_calendar: the day's
         HolidayDivision.
         """
@@ -273,6 +273,7 @@ class Market:
             "short_selling": derived.short_selling(sim, seed, indices),
             "weekly_margin_interest": derived.weekly_margin_interest(sim, seed),
             "earnings_calendar": derived.earnings_calendar(sim, seed),
+            "dividends": derived.dividends(sim, seed),
         }
 
     def derived(

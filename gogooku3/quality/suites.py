@@ -13,7 +13,8 @@ Suites and what they check
 
 * the exact column set and each column's dtype (Polars dtype -> the pandas dtype GX sees, see
   :data:`GX_TYPES`; the gate converts Polars to pandas nullable dtypes so widths survive);
-* the key is unique (``expect_compound_columns_to_be_unique``) and never null;
+* the key is unique (``expect_compound_columns_to_be_unique``, a one-column key
+  ``expect_column_values_to_be_unique``) and never null;
 * no row dated after the logical date (``max(Date) <= $logical_date``) and the set of dates is
   exactly ``$expected_dates`` (by default the JPX trading days the frame spans: a missing trading
   day inside a multi-day frame or a non-trading date fails);
@@ -48,6 +49,7 @@ SUITE_NAMES: tuple[str, ...] = (
     "short_selling",
     "weekly_margin_interest",
     "earnings_calendar",
+    "dividends",
     "trades_spec_daily",
     "features",
 )
@@ -109,6 +111,16 @@ FEATURE_COVERAGE_EXCEPTIONS: dict[str, tuple[float | None, str]] = {
     },
     "earn_days_to_next": (None, "null while no earnings date is announced ahead (most days)"),
     "earn_pre_window_5d": (None, "null while no earnings date is announced ahead"),
+    "div_days_to_ex": (
+        None,
+        "null while no ex-dividend date is known ahead (between a final and the next forecasts)",
+    ),
+    "div_ex_window_5d": (None, "null while no ex-dividend date is known ahead"),
+    "div_days_since_ex": (
+        None,
+        "null before the code's first known ex-date (and for codes without dividends)",
+    ),
+    "div_fwd_yield": (None, "null while no decided dividend is known ahead"),
 }
 
 _MATURITY_TIERS = (5, 20, 60, 200)
@@ -152,7 +164,10 @@ def _common(
         _exp("expect_column_values_to_be_of_type", {"polars_dtype": dtype}, column=name, type_=gx_type(dtype))
         for name, dtype in columns.items()
     ]
-    out.append(_exp("expect_compound_columns_to_be_unique", column_list=list(key)))
+    if len(key) == 1:
+        out.append(_exp("expect_column_values_to_be_unique", column=key[0]))
+    else:
+        out.append(_exp("expect_compound_columns_to_be_unique", column_list=list(key)))
     out += [_exp("expect_column_values_to_not_be_null", {"why": "key column"}, column=k) for k in key]
     out.append(
         _exp(
@@ -361,6 +376,33 @@ def earnings_calendar_suite() -> dict[str, Any]:
     )
 
 
+def dividends_suite() -> dict[str, Any]:
+    from gogooku3.jquants import datasets as d
+
+    return _raw_suite(
+        "dividends",
+        [
+            _in_set(
+                "StatusCode",
+                (d.DIVIDEND_NEW, d.DIVIDEND_REVISED, d.DIVIDEND_DELETED),
+                "1 new, 2 revised, 3 deleted",
+            ),
+            _in_set("InterimFinalCode", (d.DIVIDEND_INTERIM, d.DIVIDEND_FINAL), "1 interim, 2 final"),
+            _in_set("ForecastResultCode", (d.DIVIDEND_DECIDED, d.DIVIDEND_FORECAST), "1 decided, 2 forecast"),
+            _between("GrossDividendRate", 0.0, None, "a dividend per share is not negative"),
+            _a_at_least_b("RecordDate", "ExDate", "the ex-date comes before the record date"),
+            _exp(
+                "expect_column_values_to_match_regex",
+                {"why": "J-Quants' time of the notice"},
+                column="AnnouncementTime",
+                regex=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+            ),
+        ],
+        min_rows=0,  # a day without dividend notices
+        notes="raw dividend notices announced on one day",
+    )
+
+
 # ------------------------------------------------------------------------------ trades_spec_daily
 
 
@@ -561,6 +603,7 @@ BUILDERS = {
     "short_selling": short_selling_suite,
     "weekly_margin_interest": weekly_margin_interest_suite,
     "earnings_calendar": earnings_calendar_suite,
+    "dividends": dividends_suite,
     "trades_spec_daily": trades_spec_daily_suite,
     "features": features_suite,
 }
