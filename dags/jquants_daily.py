@@ -9,9 +9,12 @@ start date; ``max_active_runs`` bounds parallel runs and the ``jquants_api`` poo
 API tasks across them, while the client's cross-process pacer keeps the request *rate* under the
 plan's limit.
 
-Tasks: ``listed_info`` -> ``daily_quotes``, ``statements``, ``topix``, ``indices``,
+Tasks: ``trading_calendar`` (J-Quants' calendar, a snapshot the run's other tasks follow: on a day
+the exchange closed against the rule, e.g. a system failure, they skip) -> ``listed_info`` ->
+``daily_quotes``, ``statements``, ``topix``, ``indices``,
 ``short_selling``, ``weekly_margin_interest`` (the record published that day; skipped on other
-days), ``earnings_calendar``, ``dividends`` (one ``fetch`` task each; statements and dividends
+days), ``earnings_calendar``, ``dividends``, ``futures``, ``index_option``, ``daily_margin_interest``, ``short_selling_positions`` (one
+``fetch`` task each; statements and dividends
 also fetch again since the previous trading day for the 24:30 batch) -> ``publish`` (asset events for the raw
 tables, see :mod:`gogooku3_airflow.assets`), with a ``gate_<dataset>`` task (the dataset's raw
 great-expectations suite; daily_quotes' rows counted against the day's listed universe) between
@@ -61,8 +64,9 @@ def jquants_daily():
         )
 
     fetched = {name: fetch.override(task_id=name)(name) for name in JQUANTS_DAILY_DATASETS}
+    calendar = fetched.pop("trading_calendar")
     listed = fetched.pop("listed_info")
-    listed >> list(fetched.values())
+    calendar >> listed >> list(fetched.values())
     gates = []
     for name in JQUANTS_DAILY_GATED:
         gates.append(gate.override(task_id=f"gate_{name}")(name))

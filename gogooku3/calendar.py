@@ -5,12 +5,22 @@ The Tokyo Stock Exchange is closed on weekends, on Japanese national holidays (i
 substitute holidays, from ``jpholiday``) and over the year-end closure (31 December to
 3 January). This module is the one definition of that rule: the emulator's synthetic market,
 the Airflow timetable and the feature build all ask it.
+
+The exchange's own calendar takes precedence over the rule: a special closure (the TSE closed on
+2020-10-01 after a system failure) or an extra session is known only from the exchange. The days
+where J-Quants' trading calendar disagrees with the rule are installed here as *exchange
+overrides* (:func:`set_exchange_overrides`, from the latest fetched calendar:
+:mod:`gogooku3.exchange_calendar`), and every function below follows them; :func:`rule_is_trading_day`
+is the bare rule.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -30,13 +40,57 @@ def holiday_division(day: dt.date) -> str:
     return "1" if is_trading_day(day) else "0"
 
 
-def is_trading_day(day: dt.date) -> bool:
-    """True when the TSE cash market is open on ``day``."""
+def rule_is_trading_day(day: dt.date) -> bool:
+    """The rule alone: not a weekend, a national holiday or the year-end closure."""
     if day.weekday() >= 5:
         return False
     if (day.month, day.day) in YEAR_END_CLOSURE:
         return False
     return not jpholiday.is_holiday(day)
+
+
+#: Days the exchange's calendar decides against the rule: day -> open (see the module docstring).
+_overrides: dict[dt.date, bool] = {}
+_overrides_lock = threading.Lock()
+
+
+def is_trading_day(day: dt.date) -> bool:
+    """True when the TSE cash market is open on ``day``: the exchange's calendar where it was
+    installed and disagrees with the rule, else the rule."""
+    if _overrides:
+        open_ = _overrides.get(day)
+        if open_ is not None:
+            return open_
+    return rule_is_trading_day(day)
+
+
+def exchange_overrides() -> dict[dt.date, bool]:
+    """The installed exchange overrides (day -> open), a copy."""
+    return dict(_overrides)
+
+
+def set_exchange_overrides(official: Mapping[dt.date, bool]) -> dict[dt.date, bool]:
+    """Follow the exchange: for every day of ``official`` (day -> open, e.g. a fetched calendar)
+    that disagrees with the rule, the exchange wins. Replaces what was installed before; returns the
+    disagreements now installed (empty: the rule holds on every day given)."""
+    found = {d: bool(v) for d, v in official.items() if bool(v) != rule_is_trading_day(d)}
+    with _overrides_lock:
+        if found != _overrides:
+            _overrides.clear()
+            _overrides.update(found)
+            trading_days.cache_clear()
+    return dict(found)
+
+
+@contextmanager
+def following_exchange(official: Mapping[dt.date, bool]) -> Iterator[dict[dt.date, bool]]:
+    """Install ``official`` (see :func:`set_exchange_overrides`) for the ``with`` block, then put back
+    what was installed before. Process-wide: meant for generating a market with its own closures."""
+    before = exchange_overrides()
+    try:
+        yield set_exchange_overrides(official)
+    finally:
+        set_exchange_overrides(before)
 
 
 @lru_cache(maxsize=256)

@@ -46,7 +46,7 @@ def fetch(
     endpoint: list[str] = typer.Option(
         None,
         "--endpoint",
-        help="listed_info daily_quotes statements trades_spec topix (repeatable; default all)",
+        help="a dataset such as daily_quotes or trading_calendar (repeatable; default all)",
     ),
     lake: str = typer.Option(None, "--lake", help="lake URI (default GOGOOKU3_LAKE_URI or ./data/lake)"),
     end: str = typer.Option(
@@ -62,18 +62,19 @@ def fetch(
 
     A dataset whose partition of a day is already complete (committed, checksum verified, written
     after that day's last publication) is skipped, saying so, to spare the plan's request quota;
-    ``--force`` refetches it. Credentials and protocol come from the environment (JQUANTS_API_KEY, or
+    ``--force`` refetches it. The trading calendar (a snapshot of the whole calendar) is fetched once,
+    on the first day: the exchange's calendar then decides which days are trading days. Credentials and protocol come from the environment (JQUANTS_API_KEY, or
     JQUANTS_API_VERSION=v1 with JQUANTS_AUTH_EMAIL/JQUANTS_AUTH_PASSWORD or JQUANTS_REFRESH_TOKEN;
     JQUANTS_BASE_URL)."""
     from gogooku3.config import ConfigError, Settings
-    from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
+    from gogooku3.jquants.datasets import ENDPOINT_NAMES, SNAPSHOT_DATASETS, get_dataset
 
     day = _date(date, "--date")
     last = _date(end, "--end") if end is not None else day
     lake = _lake(lake)
     if last < day:
         _fail(f"--end {last} is before --date {day}")
-    names = endpoint or list(DATASET_NAMES)
+    names = endpoint or list(ENDPOINT_NAMES)
     try:
         datasets = [get_dataset(n) for n in names]
         settings = Settings.from_env()
@@ -85,11 +86,13 @@ def fetch(
     from gogooku3.jquants.pacer import PacerError, PacerUnavailableError
     from gogooku3.lake import LakeError
 
+    first = day
     while day <= last:
+        wanted = [d.name for d in datasets if day == first or d.name not in SNAPSHOT_DATASETS]
         try:
             results = fetch_to_lake_sync(
                 settings,
-                [d.name for d in datasets],
+                wanted,
                 day,
                 lake_uri=lake or settings.lake_uri,
                 skip_complete=not force,
@@ -253,6 +256,11 @@ def emulator(
     faults: str = typer.Option(
         "429,5xx,drop,malformed,token_expiry", "--faults", help="comma-separated fault kinds to draw from"
     ),
+    closure: list[str] = typer.Option(
+        None,
+        "--closure",
+        help="a day the exchange stays closed although the rule says open (repeatable; its calendar says so)",
+    ),
 ) -> None:
     """Serve the J-Quants-compatible emulator (v1 under /v1, v2 under /v2)."""
     from gogooku3.emulator.options import OptionError, check_port, config_from_options
@@ -271,6 +279,7 @@ def emulator(
             latency_ms=latency_ms,
             fault_rate=fault_rate,
             faults=faults,
+            closures=closure or (),
         )
     except OptionError as exc:
         _fail(str(exc))

@@ -17,6 +17,15 @@ _interest                                              trading day; published 2 
 earnings_      ``date=D``                              earnings dates *announced* on D
 calendar
 dividends      ``date=D``                              dividend notices *announced* on D
+futures,       ``date=D``                              the contracts' bars of trading date D (its
+index_option                                           night session ran the evening before)
+daily_margin_  ``date=D``                              margin alerts *published* on D (balances of
+interest                                               an earlier ApplicationDate)
+short_selling_ ``disclosed_date=D``                    short position reports *disclosed* on D
+positions
+trading_       (none: the whole calendar)              a snapshot: every day the API answers, as
+calendar                                               fetched on D; checked against the rule and
+                                                       followed (:mod:`gogooku3.exchange_calendar`)
 =============  =====================================  ===========================================
 
 Rows whose partition column (``Date``/``DisclosedDate``/``PublishedDate``) is not D are never written
@@ -26,8 +35,9 @@ server answered something else and the fetch fails.
 Empty answers: on a non-trading day nothing is written and the result says why (``skipped``). On a
 trading day an empty ``daily_quotes``/``topix``/``listed_info`` answer is an error - the data is not
 published yet or the source is broken - so the task fails and Airflow retries instead of recording
-a hole (``indices`` and ``short_selling`` too). ``statements``, ``trades_spec``,
-``weekly_margin_interest``, ``earnings_calendar`` and ``dividends`` legitimately have quiet days: an empty partition is
+a hole (``indices``, ``short_selling``, ``futures`` and ``index_option`` too). ``statements``, ``trades_spec``,
+``weekly_margin_interest``, ``earnings_calendar``, ``dividends``, ``daily_margin_interest`` and
+``short_selling_positions`` legitimately have quiet days: an empty partition is
 written so "fetched, nothing disclosed" is distinguishable from "not fetched".
 
 Backfills spend the plan's request quota, so ``skip_complete=True`` (the CLI's default; ``--force``
@@ -48,22 +58,26 @@ from typing import Any
 
 import polars as pl
 
-from gogooku3.calendar import JST, is_trading_day
+from gogooku3 import exchange_calendar
+from gogooku3.calendar import JST, is_trading_day, set_exchange_overrides
 from gogooku3.config import Settings
 from gogooku3.jquants.client import JQuantsClient, Query
-from gogooku3.jquants.datasets import DATASET_NAMES, get_dataset
+from gogooku3.jquants.datasets import ENDPOINT_NAMES, SNAPSHOT_DATASETS, get_dataset
 from gogooku3.jquants.errors import JQuantsError
 from gogooku3.pit import published_on
 
 #: Datasets that have rows on every trading day; an empty answer then is a failure.
-DAILY_DATASETS = frozenset({"listed_info", "daily_quotes", "topix", "indices", "short_selling"})
+DAILY_DATASETS = frozenset(
+    {"listed_info", "daily_quotes", "topix", "indices", "short_selling", "trading_calendar"}
+)
 
 #: When day D's data of each dataset is final, as (days after its publication day, JST time): bars,
 #: TOPIX and listed info are out after the close (19:00 leaves slack), investor types, indices,
 #: sector short selling and weekly margin after ~16:30 (17:00-18:00), the earnings calendar at
 #: ~19:00 (20:00), and statements in two batches, the second at 24:30, i.e. 00:30 on D+1 (01:00
 #: leaves slack); dividend notices come with the disclosures, so they are final when statements
-#: are. The publication day is D itself except where :data:`gogooku3.pit.PUBLICATION_DAYS`
+#: are; derivatives after the day session's settlement, margin alerts and short position reports
+#: in the evening (19:00 leaves slack). The publication day is D itself except where :data:`gogooku3.pit.PUBLICATION_DAYS`
 #: says otherwise.
 FINAL_AFTER_JST: dict[str, tuple[int, dt.time]] = {
     "listed_info": (0, dt.time(19, 0)),
@@ -76,6 +90,11 @@ FINAL_AFTER_JST: dict[str, tuple[int, dt.time]] = {
     "weekly_margin_interest": (0, dt.time(17, 0)),
     "earnings_calendar": (0, dt.time(20, 0)),
     "dividends": (1, dt.time(1, 0)),
+    "daily_margin_interest": (0, dt.time(19, 0)),
+    "short_selling_positions": (0, dt.time(19, 0)),
+    "futures": (0, dt.time(19, 0)),
+    "index_option": (0, dt.time(19, 0)),
+    "trading_calendar": (0, dt.time(0, 0)),  # a snapshot: complete once written
 }
 
 
@@ -134,6 +153,8 @@ def complete_partition(lake: Any, name: str, day: dt.date) -> Any | None:
 def query_for(name: str, day: dt.date) -> Query:
     """The query that returns dataset ``name``'s rows for JST date ``day``."""
     get_dataset(name)  # names the valid datasets on a typo
+    if name in SNAPSHOT_DATASETS:
+        return Query(name)
     if name in ("trades_spec", "topix"):
         return Query(name, from_=day, to=day)
     return Query(name, date=day)
@@ -142,7 +163,7 @@ def query_for(name: str, day: dt.date) -> Query:
 def select_day(name: str, day: dt.date, frame: pl.DataFrame) -> pl.DataFrame:
     """Rows of ``frame`` that belong to ``day``'s partition (see the module docstring)."""
     column = get_dataset(name).partition_by
-    if frame.is_empty():
+    if frame.is_empty() or name in SNAPSHOT_DATASETS:
         return frame
     on_day = frame.filter(pl.col(column).eq_missing(day))
     if on_day.height != frame.height and name not in ("trades_spec", "topix"):
@@ -182,9 +203,9 @@ async def fetch_to_lake(
     fetched and validated, so a failed fetch writes nothing.
     """
     names = list(dict.fromkeys(dataset_names))
-    unknown = [n for n in names if n not in DATASET_NAMES]
+    unknown = [n for n in names if n not in ENDPOINT_NAMES]
     if unknown:
-        raise ValueError(f"unknown endpoint {unknown[0]!r}: expected one of {', '.join(DATASET_NAMES)}")
+        raise ValueError(f"unknown endpoint {unknown[0]!r}: expected one of {', '.join(ENDPOINT_NAMES)}")
     done: dict[str, FetchResult] = {}
     if skip_complete:
         for name in names:
@@ -213,8 +234,13 @@ async def _fetch_and_write(
         outcomes = await client.fetch_queries(queries)
 
     version = settings.jquants.api_version
-    trading = is_trading_day(day)
     frames = {n: select_day(n, day, o.frame) for n, o in zip(names, outcomes, strict=True)}
+    if "trading_calendar" in frames and frames["trading_calendar"].height:
+        # The exchange decides what a trading day is, from this answer on (this day included).
+        calendar = frames["trading_calendar"]
+        exchange_calendar.check(calendar, f"J-Quants' trading calendar fetched on {day.isoformat()}")
+        set_exchange_overrides(exchange_calendar.official_days(calendar))
+    trading = is_trading_day(day)
     for name in names:  # validate everything before writing anything
         check_unique(name, day, frames[name])
         if frames[name].is_empty() and trading and name in DAILY_DATASETS:
@@ -239,7 +265,7 @@ async def _fetch_and_write(
             frame,
             source=f"jquants-{version}",
             sort_by=dataset.key,
-            date_column=dataset.partition_by,
+            date_column=None if name in SNAPSHOT_DATASETS else dataset.partition_by,
         )
         results.append(
             FetchResult(rows=frame.height, written=True, uri=lake.uri_for("raw", name, day), **base)
@@ -255,8 +281,7 @@ def fetch_to_lake_sync(
     lake_uri: str | None = None,
     skip_complete: bool = False,
 ) -> list[FetchResult]:
-    """Blocking wrapper for the CLI and Airflow tasks: opens the lake and runs :func:`fetch_to_lake`."""
-    from gogooku3.lake import open_lake
-
-    lake = open_lake(lake_uri or settings.lake_uri, settings.s3)
+    """Blocking wrapper for the CLI and Airflow tasks: opens the lake, follows the exchange calendar
+    it holds (:func:`gogooku3.exchange_calendar.follow_exchange`) and runs :func:`fetch_to_lake`."""
+    lake = exchange_calendar.open_lake_following_exchange(lake_uri or settings.lake_uri, settings.s3)
     return asyncio.run(fetch_to_lake(settings, dataset_names, day, lake, skip_complete=skip_complete))

@@ -17,6 +17,13 @@ dividends                with the company's disclosure, at       like a statemen
                          AnnouncementTime on AnnouncementDate    the effective disclosure day (the
                                                                  announcement day before 15:00, else the
                                                                  next trading day)
+futures, index_option    after the day session (~18:00) of D     the next trading day after D (the day
+                                                                 session closes after the cash market)
+daily_margin_interest    in the evening of PublishedDate P (the  the next trading day after P
+                         balances of ApplicationDate, before P)
+short_selling_positions  in the evening of DisclosedDate P (a    the next trading day after P
+                         report of CalculatedDate, ~2 days
+                         earlier)
 =======================  ======================================  ==========================================
 
 A revision (a later record for the same key; for dividends a later notice with the same
@@ -103,3 +110,15 @@ def dividends_usable_from(announced: dt.date, time_text: str | None) -> dt.date:
     from gogooku3.features.prepare import usable_from  # the features package imports this module
 
     return usable_from(announced, time_text)
+
+
+def derivatives_usable_from(day: dt.date) -> dt.date:
+    """First feature row that may use the futures or option bars of trading date ``day`` (its night
+    session ended that morning, but the day's bars are published after the day session)."""
+    return next_trading_day(day)
+
+
+def evening_publication_usable_from(published: dt.date) -> dt.date:
+    """First feature row that may use a margin alert or a short position report published in the
+    evening of ``published``: the next trading day."""
+    return next_trading_day(published)

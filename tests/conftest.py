@@ -31,6 +31,17 @@ _root.handlers[:] = _saved_logging[0]
 _root.setLevel(_saved_logging[1])
 
 
+@pytest.fixture(autouse=True)
+def _calendar_on_the_rule() -> Any:
+    """Each test starts on gogooku3.calendar's rule and leaves it so: following a lake's exchange
+    calendar (gogooku3.exchange_calendar) installs process-wide overrides."""
+    from gogooku3.calendar import set_exchange_overrides
+
+    set_exchange_overrides({})
+    yield
+    set_exchange_overrides({})
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     """A Docker engine that answers, started by include/scripts/dockerd.sh once per session.

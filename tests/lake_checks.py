@@ -15,7 +15,7 @@ JQUANTS_DAILY_TABLES = ("listed_info", "daily_quotes", "statements", "topix")
 
 def assert_raw_is_ground_truth(lake, market, day: dt.date) -> None:
     """Every raw partition ``jquants_daily`` writes for ``day`` holds exactly the emulator's ground
-    truth (the market's frame) for its date."""
+    truth (the market's frame) for its date, and its trading calendar snapshot the market's calendar."""
     for name in JQUANTS_DAILY_TABLES:
         key = list(get_dataset(name).key)
         days = [day]
@@ -29,3 +29,5 @@ def assert_raw_is_ground_truth(lake, market, day: dt.date) -> None:
             got = lake.read_partition("raw", name, d)
             assert got.height == truth.height, f"{name} {d}: {got.height} rows, truth {truth.height}"
             assert_frame_equal(got.sort(key), truth.sort(key), check_column_order=False)
+    # the exchange's calendar: the whole calendar as the run fetched it (a snapshot)
+    assert_frame_equal(lake.read_partition("raw", "trading_calendar", day), market.trading_calendar())

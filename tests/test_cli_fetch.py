@@ -75,7 +75,13 @@ def test_fetch_writes_ground_truth_partitions(emulator, version, tmp_path):
     lake_dir = tmp_path / "lake"
     env = v1_env(emulator) if version == "v1" else v2_env(emulator)
     # DAY has rows of every dataset but the two sparse ones, fetched on their first day with rows
-    sparse = ("weekly_margin_interest", "earnings_calendar", "dividends")
+    sparse = (
+        "weekly_margin_interest",
+        "earnings_calendar",
+        "dividends",
+        "daily_margin_interest",
+        "short_selling_positions",
+    )
     days = {n: DAY for n in DATASET_NAMES if n not in sparse}
     for name in sparse:
         days[name] = next(d for d in emulator.market.trading_days if emulator.market.frame(name, d).height)
@@ -233,3 +239,66 @@ def test_missing_credentials_are_named(tmp_path):
     )
     assert proc.returncode != 0
     assert "JQUANTS_AUTH_EMAIL" in proc.stderr
+
+
+#: A Wednesday the rule calls a trading day, on which the ``closed_exchange`` emulator's exchange stays shut.
+CLOSURE = dt.date(2024, 2, 21)
+
+
+@pytest.fixture(scope="module")
+def closed_exchange():
+    cfg = EmulatorConfig.build(
+        seed=21,
+        codes=40,
+        start=dt.date(2024, 1, 1),
+        end=dt.date(2024, 3, 29),
+        plan="premium",
+        page_size=500,
+        rate_per_minute=3000,
+        closures=(CLOSURE,),
+    )
+    with running_emulator(cfg) as handle:
+        yield handle
+
+
+@pytest.mark.integration
+def test_the_exchange_calendar_makes_a_special_closure_no_trading_day(closed_exchange, tmp_path):
+    """The rule calls CLOSURE a trading day; the exchange (its calendar, fetched) does not, and wins:
+    nothing is fetched or expected on it, and the feature build's windows step over it."""
+    env, lake_dir = v2_env(closed_exchange), str(tmp_path / "lake")
+    lake = open_lake(lake_dir)
+    # on the rule alone, the closure's empty bars are a failure (not published yet, or broken)
+    alone = run_cli(
+        ["fetch", "--date", CLOSURE.isoformat(), "--endpoint", "daily_quotes", "--lake", lake_dir],
+        env,
+        tmp_path,
+    )
+    assert alone.returncode != 0 and f"no rows for trading day {CLOSURE}" in alone.stderr
+    assert lake.list_partitions("raw", "daily_quotes") == []
+
+    # from Thursday the 15th (a trades_spec week published, for the expansion), Monday the 19th on built
+    fetched, first, last = dt.date(2024, 2, 15), dt.date(2024, 2, 19), dt.date(2024, 2, 22)
+    proc = run_cli(
+        ["fetch", "--date", fetched.isoformat(), "--end", last.isoformat(), "--lake", lake_dir], env, tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "2024-02-21 (Wed): the exchange is closed, the rule says open" in out
+    assert f"daily_quotes {CLOSURE}: skipped, no rows: {CLOSURE} (Wednesday) is not a JPX trading day" in out
+    bars = [fetched, dt.date(2024, 2, 16), first, dt.date(2024, 2, 20), last]
+    assert lake.list_partitions("raw", "daily_quotes") == bars
+    assert lake.list_partitions("raw", "trading_calendar") == [fetched]  # one snapshot per command
+    snapshot = lake.read_partition("raw", "trading_calendar", fetched)
+    assert snapshot.equals(closed_exchange.market.trading_calendar())
+
+    span = ["--start", first.isoformat(), "--end", last.isoformat(), "--lake", lake_dir]
+    expanded = run_cli(["trades-spec", "expand", *span], env, tmp_path)
+    assert expanded.returncode == 0, expanded.stderr
+    assert CLOSURE not in lake.list_partitions("interim", "trades_spec_daily")
+    built = run_cli(["features", "build", *span], env, tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert lake.list_partitions("features", "features") == [first, dt.date(2024, 2, 20), last]
+    # the same build on the rule alone misses the closure's bars
+    lake.delete_partition("raw", "trading_calendar", fetched)
+    rule = run_cli(["features", "build", *span], env, tmp_path)
+    assert rule.returncode != 0 and CLOSURE.isoformat() in rule.stderr

@@ -129,8 +129,15 @@ async def test_twenty_percent_faults_lose_no_row_and_duplicate_none(faulty, vers
     queries = [_query(n, d) for d in days for n in ("daily_quotes", "listed_info", "topix")]
     queries += [_query("trades_spec", d) for d in published] + [_query("statements", d) for d in disclosed]
     # the datasets derived from the simulation: daily ones on five days, sparse ones where present
-    queries += [_query(n, d) for d in days[:5] for n in ("indices", "short_selling")]
-    for sparse in ("weekly_margin_interest", "earnings_calendar", "dividends"):
+    queries += [_query(n, d) for d in days[:5] for n in ("indices", "short_selling", "futures")]
+    queries += [_query("index_option", d) for d in days[:2]]
+    for sparse in (
+        "weekly_margin_interest",
+        "earnings_calendar",
+        "dividends",
+        "daily_margin_interest",
+        "short_selling_positions",
+    ):
         present = [d for d in days if faulty.market.frame(sparse, d).height][:2]
         assert present, sparse
         queries += [_query(sparse, d) for d in present]

@@ -29,6 +29,7 @@ from gogooku3.config import ConfigError, Secret  # noqa: E402
 from gogooku3.devtools.slack_capture import running_slack_capture  # noqa: E402
 
 DATASETS = (
+    "trading_calendar",
     "listed_info",
     "daily_quotes",
     "statements",
@@ -38,6 +39,10 @@ DATASETS = (
     "weekly_margin_interest",
     "earnings_calendar",
     "dividends",
+    "futures",
+    "index_option",
+    "daily_margin_interest",
+    "short_selling_positions",
 )
 
 
@@ -261,8 +266,10 @@ def test_weekly_margin_is_fetched_on_its_publication_day_by_record_date() -> Non
     assert fetch_days("weekly_margin_interest", dt.date(2024, 7, 17)) == [dt.date(2024, 7, 12)]
 
 
-def test_fetch_task_skips_with_a_visible_reason_or_fails_without_retry() -> None:
+def test_fetch_task_skips_with_a_visible_reason_or_fails_without_retry(monkeypatch, tmp_path) -> None:
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    monkeypatch.setenv("GOGOOKU3_LAKE_URI", str(tmp_path / "lake"))  # the task reads its calendar there
 
     saturday = pendulum.datetime(2024, 6, 15, tz="Asia/Tokyo")
     with pytest.raises(AirflowSkipException, match=r"2024-06-15 \(Saturday\) is not a JPX trading day"):
@@ -273,6 +280,27 @@ def test_fetch_task_skips_with_a_visible_reason_or_fails_without_retry() -> None
     # AirflowFailException: a bad conf fails at once instead of burning the retries.
     with pytest.raises(AirflowFailException, match=r"RunConfError: .*\['nope'\]"):
         fetch_dataset("topix", logical_date=friday, dag_run=run_with({"endpoints": ["topix", "nope"]}))
+
+
+def test_tasks_follow_the_exchange_calendar_in_the_lake(monkeypatch, tmp_path) -> None:
+    """A day the rule calls a trading day but the lake's calendar snapshot marks closed: the run skips."""
+    import polars as pl
+    from airflow.sdk.exceptions import AirflowSkipException
+    from gogooku3_airflow.tasks import gate_raw
+
+    from gogooku3.lake import open_lake
+
+    monkeypatch.setenv("GOGOOKU3_LAKE_URI", str(tmp_path / "lake"))
+    closed = dt.date(2024, 6, 12)  # a Wednesday
+    snapshot = pl.DataFrame({"Date": [closed], "HolidayDivision": ["0"]})
+    open_lake(str(tmp_path / "lake")).write_partition(
+        "raw", "trading_calendar", dt.date(2024, 6, 11), snapshot, source="t"
+    )
+    when = pendulum.datetime(2024, 6, 12, tz="Asia/Tokyo")
+    with pytest.raises(AirflowSkipException, match=r"2024-06-12 \(Wednesday\) is not a JPX trading day"):
+        fetch_dataset("daily_quotes", logical_date=when, dag_run=run_with({}))
+    with pytest.raises(AirflowSkipException, match="2024-06-12 is not a JPX trading day"):
+        gate_raw("daily_quotes", logical_date=when, dag_run=run_with({}))
 
 
 # -- the failure callback --------------------------------------------------------------------
@@ -369,7 +397,10 @@ def test_a_task_that_only_touches_the_lake_needs_no_jquants_credentials(monkeypa
     lake = open_lake(str(tmp_path / "lake"))
     for name in DATASETS:
         partition = dt.date(2024, 6, 14) if name == "weekly_margin_interest" else day
-        lake.write_partition("raw", name, partition, pl.DataFrame({"Date": [partition]}), source="test")
+        frame = pl.DataFrame({"Date": [partition]})
+        if name == "trading_calendar":  # read by every task that opens the lake
+            frame = frame.with_columns(HolidayDivision=pl.lit("1"))
+        lake.write_partition("raw", name, partition, frame, source="test")
 
     class Recorder:
         def __init__(self) -> None:

@@ -206,6 +206,7 @@ def test_jquants_daily_shape(dagbag: dict) -> None:
     assert d["catchup"] is True
     assert 1 <= d["max_active_runs"] <= 8
     fetched = (
+        "trading_calendar",
         "listed_info",
         "daily_quotes",
         "statements",
@@ -215,6 +216,10 @@ def test_jquants_daily_shape(dagbag: dict) -> None:
         "weekly_margin_interest",
         "earnings_calendar",
         "dividends",
+        "futures",
+        "index_option",
+        "daily_margin_interest",
+        "short_selling_positions",
     )
     # every dataset with a raw suite is gated between its fetch and the publish
     gated = (
@@ -224,15 +229,21 @@ def test_jquants_daily_shape(dagbag: dict) -> None:
         "weekly_margin_interest",
         "earnings_calendar",
         "dividends",
+        "futures",
+        "index_option",
+        "daily_margin_interest",
+        "short_selling_positions",
     )
     assert set(d["tasks"]) == {*fetched, *(f"gate_{name}" for name in gated), "publish"}
     for api_task in fetched:
         assert d["tasks"][api_task]["pool"] == "jquants_api"
     up = {task_id: t["upstream"] for task_id, t in d["tasks"].items()}
-    assert up["listed_info"] == []
-    assert all(up[name] == ["listed_info"] for name in fetched[1:])
+    assert up["trading_calendar"] == []  # the exchange decides first whether the day is a trading day
+    assert up["listed_info"] == ["trading_calendar"]
+    assert all(up[name] == ["listed_info"] for name in fetched[2:])
     assert all(up[f"gate_{name}"] == [name] for name in gated)
-    assert up["publish"] == sorted([*fetched[1:], *(f"gate_{name}" for name in gated)])
+    # the calendar and listed_info reach publish through the others
+    assert up["publish"] == sorted([*fetched[2:], *(f"gate_{name}" for name in gated)])
     assert {n for n in fetched if n in SUITE_NAMES} == set(gated)
 
 

@@ -101,12 +101,40 @@ def _perturb_future(inputs, t: dt.date, seed: int = 0):
         pl.when(late).then(pl.lit("3")).otherwise(pl.col("StatusCode")).alias("StatusCode"),
     )
     assert dv.filter(late).height > 0
+    # derivatives bars of D are usable from D+1: those of T and later change
+    fu = inputs.futures.with_columns(
+        [
+            pl.when(pl.col("Date") >= t).then(pl.col(c) * 1.05).otherwise(pl.col(c)).alias(c)
+            for c in ("NightSessionClose", "DaySessionClose", "SettlementPrice")
+        ]
+    )
+    op = inputs.index_option.with_columns(
+        [
+            pl.when(pl.col("Date") >= t).then(pl.col(c) * 1.5).otherwise(pl.col(c)).alias(c)
+            for c in ("ImpliedVolatility", "OpenInterest")
+        ]
+    )
+    # margin alerts and short position reports: usable the trading day after publication
+    al = inputs.daily_margin_interest.with_columns(
+        pl.when(pl.col("PublishedDate") >= t)
+        .then(pl.col("ShortLongRatio") * 3)
+        .otherwise(pl.col("ShortLongRatio"))
+    )
+    sp = inputs.short_selling_positions.with_columns(
+        pl.when(pl.col("DisclosedDate") >= t)
+        .then(pl.col("ShortPositionsToSharesOutstandingRatio") + 1.0)
+        .otherwise(pl.col("ShortPositionsToSharesOutstandingRatio"))
+    )
     market_wide = {
         "indices": ix,
         "short_selling": ss,
         "weekly_margin_interest": mg,
         "earnings_calendar": ec,
         "dividends": dv,
+        "futures": fu,
+        "index_option": op,
+        "daily_margin_interest": al,
+        "short_selling_positions": sp,
     }
     return q2, {"listed_info": inputs.listed_info, "topix": tp, "statements": st, "flows": fl, **market_wide}
 

@@ -164,3 +164,85 @@ def test_dividend_features_on_the_panel(inputs, panel) -> None:
     assert div.select((pl.col("div_next_ex_date") >= pl.col("Date")).all()).item()
     last = panel.filter(pl.col("div_last_ex_date").is_not_null())
     assert last.height > 1000 and last.select((pl.col("div_last_ex_date") < pl.col("Date")).all()).item()
+
+
+def test_derivatives_reach_the_panel_on_the_next_trading_day(inputs, panel, days) -> None:
+    """The futures' and options' day-level values of D are the panel's on D+1, the same for every code."""
+    from gogooku3.features.asof import futures_table, options_table
+
+    opt = options_table(inputs.index_option)
+    fut = futures_table(inputs.futures, inputs.topix)
+    for day in days[30:200:17]:
+        usable = _plus(days, day, 1)
+        if usable is None:
+            continue
+        rows = panel.filter(pl.col("Date") == usable)
+        assert rows["opt_atm_iv_30d_in"].n_unique() == 1 and rows["fut_basis_z_in"].n_unique() == 1
+        want = opt.filter(pl.col("available") == usable).row(0, named=True)
+        assert rows["opt_atm_iv_30d_in"][0] == want["opt_atm_iv_30d"]
+        assert rows["opt_put_call_oi_in"][0] == want["opt_put_call_oi"]
+        assert (
+            rows["fut_overnight_ret_in"][0]
+            == fut.filter(pl.col("available") == usable)["fut_overnight_ret"][0]
+        )
+        # and the day's own bars are not used on the day
+        same = opt.filter(pl.col("available") == day)
+        assert (
+            same.height == 0
+            or panel.filter(pl.col("Date") == day)["opt_atm_iv_30d_in"][0] == same["opt_atm_iv_30d"][0]
+        )
+
+
+def _report(disclosed, calculated, seller, ratio):
+    return {
+        "DisclosedDate": disclosed, "CalculatedDate": calculated, "Code": "13010",
+        "ShortSellerName": seller, "ShortPositionsToSharesOutstandingRatio": ratio,
+    }  # fmt: skip
+
+
+def test_short_positions_sum_the_open_reports_from_the_day_after_disclosure() -> None:
+    from gogooku3.features.asof import short_positions_table
+
+    d = dt.date
+    reports = pl.DataFrame(
+        [
+            _report(d(2024, 6, 12), d(2024, 6, 10), "A", 0.6),  # Wednesday: usable Thursday
+            _report(d(2024, 6, 13), d(2024, 6, 11), "B", 0.8),
+            _report(d(2024, 6, 14), d(2024, 6, 12), "A", 0.9),  # A's update replaces its 0.6
+            _report(d(2024, 6, 17), d(2024, 6, 13), "B", 0.4),  # B falls below 0.5%: closed
+        ]
+    )
+    table = short_positions_table(reports)
+
+    def on(day):
+        known = table.filter(pl.col("available") <= day).sort("available")
+        return None if known.height == 0 else known.select("short_pos_ratio", "short_pos_sellers").row(-1)
+
+    assert on(d(2024, 6, 12)) is None
+    assert on(d(2024, 6, 13)) == pytest.approx((0.6, 1.0))
+    assert on(d(2024, 6, 14)) == pytest.approx((1.4, 2.0))
+    assert on(d(2024, 6, 17)) == pytest.approx((1.7, 2.0))
+    assert on(d(2024, 6, 18)) == pytest.approx((0.9, 1.0))
+
+
+def test_a_margin_alert_is_used_from_the_day_after_publication_until_it_goes_stale(
+    inputs, panel, days
+) -> None:
+    alerts = inputs.daily_margin_interest.sort("PublishedDate")
+    assert alerts.height > 50
+    checked = 0
+    for published, code in (
+        alerts.select("PublishedDate", "Code").unique().sort("PublishedDate").head(200).iter_rows()
+    ):
+        usable = _plus(days, published, 1)
+        if usable is None:
+            continue
+        row = panel.filter((pl.col("Code") == code) & (pl.col("Date") == usable))
+        if row.height:
+            assert row["alert_short_long_in"][0] is not None, (code, published)
+            checked += 1
+    assert checked > 50
+    # long after the last alert of a code its ratio is gone (the episode ended)
+    last = alerts.group_by("Code").agg(pl.col("ApplicationDate").max()).row(0)
+    later = panel.filter((pl.col("Code") == last[0]) & (pl.col("Date") > last[1] + dt.timedelta(days=15)))
+    assert later["alert_short_long_in"].null_count() == later.height

@@ -10,6 +10,7 @@ import pytest
 
 from gogooku3.jquants.datasets import FISCAL_QUARTERS, SECTOR_INDEX_CODES
 from gogooku3.market import MarketConfig, generate_market
+from gogooku3.market.market import DERIVED_DATASETS
 from gogooku3.pit import is_week_end
 
 CFG = MarketConfig(seed=5, n_codes=60, start=dt.date(2023, 1, 1), end=dt.date(2023, 12, 31))
@@ -115,7 +116,7 @@ def test_every_earnings_date_is_announced_before_it_and_the_last_announcement_is
 
 def test_derived_datasets_are_deterministic() -> None:
     a, b = generate_market(CFG), generate_market.__wrapped__(CFG)
-    for name in ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar", "dividends"):
+    for name in DERIVED_DATASETS:
         assert a.derived(name).equals(b.derived(name)), name
     assert a.daily_panel().equals(b.daily_panel())
 
@@ -181,3 +182,61 @@ def test_an_ex_date_is_one_trading_day_before_the_record_day_two_under_t3() -> N
     assert ex_date(dt.date(2024, 9, 30)) == dt.date(2024, 9, 27)
     assert ex_date(dt.date(2019, 3, 31)) == dt.date(2019, 3, 27)  # T+3 settlement
     assert ex_date(dt.date(2019, 9, 30)) == dt.date(2019, 9, 27)  # T+2 from 2019-07-16
+
+
+def test_futures_track_topix_with_a_small_basis_and_expire_on_their_sq_day(market) -> None:
+    from gogooku3.market.derivatives import sq_day
+
+    fut = market.derived("futures")
+    topix = market.topix().select("Date", pl.col("Close").alias("spot"))
+    front = fut.filter(pl.col("CentralContractMonthFlag") == "1").join(topix, on="Date")
+    assert front.height == len(market.trading_days)  # one central contract a day
+    assert front.select(((pl.col("SettlementPrice") / pl.col("spot") - 1).abs() < 0.01).all()).item()
+    assert fut.select((pl.col("LastTradingDay") >= pl.col("Date")).all()).item()
+    assert sq_day(2023, 3) == dt.date(2023, 3, 10) and sq_day(2023, 3).weekday() == 4
+    assert set(fut["ContractMonth"].str.slice(5, 2)) <= {"03", "06", "09", "12"}
+
+
+def test_option_implied_volatility_follows_the_market_and_puts_outweigh_calls(market) -> None:
+    from gogooku3.features.asof import options_table
+
+    table = options_table(market.derived("index_option"))
+    close = market.topix().sort("Date")["Close"].to_numpy()
+    ret = np.diff(np.log(close))
+    rv = np.array([ret[max(0, t - 19) : t + 1].std() * np.sqrt(252) for t in range(len(ret))])
+    iv = table.sort("available")["opt_atm_iv_30d"].to_numpy()[1:]
+    assert np.corrcoef(rv[20:], iv[20 : len(rv)])[0, 1] > 0.5
+    assert table.select((pl.col("opt_put_call_oi") > 1.0).mean()).item() > 0.8
+
+
+def test_margin_alerts_publish_the_previous_trading_days_balances_and_revisions_add_records(market) -> None:
+    alerts = market.derived("daily_margin_interest")
+    days = list(market.trading_days)
+    assert alerts.height > 50
+    previous = pl.col("PublishedDate").map_elements(lambda d: days[days.index(d) - 1], return_dtype=pl.Date)
+    is_regular = pl.col("ApplicationDate") == previous
+    regular, revised = alerts.filter(is_regular), alerts.filter(~is_regular)
+    assert 0 < revised.height < 0.05 * alerts.height
+    # a revision: the same ApplicationDate as an earlier record of the code, published later
+    assert (
+        revised.join(regular, on=["Code", "ApplicationDate"], suffix="_first")
+        .select((pl.col("PublishedDate") > pl.col("PublishedDate_first")).all())
+        .item()
+    )
+    assert alerts["PublishReasonDailyPublication"].all()
+    eligible = set(market.listed_info(market.end).filter(pl.col("MarginCode").is_in(["1", "2"]))["Code"])
+    assert set(alerts.filter(pl.col("PublishedDate") == alerts["PublishedDate"].max())["Code"]) <= eligible
+
+
+def test_short_positions_are_reported_by_the_rule(market) -> None:
+    reports = market.derived("short_selling_positions").sort("ShortSellerName", "Code", "CalculatedDate")
+    assert reports.height > 50
+    ratio = pl.col("ShortPositionsToSharesOutstandingRatio")
+    prev = ratio.shift(1).over("ShortSellerName", "Code")
+    checked = reports.with_columns(prev.alias("_prev"))
+    # every report is at or above 0.5%, or the first one below it after a report above it
+    assert checked.filter(ratio < 0.5).select((pl.col("_prev") >= 0.5).all()).item()
+    # a report repeats the previous one's ratio, and moved by 0.1pp or more unless it closed
+    follow = checked.filter(pl.col("_prev").is_not_null() & (pl.col("_prev") >= 0.5))
+    assert follow.select((pl.col("ShortPositionsInPreviousReportingRatio") == pl.col("_prev")).all()).item()
+    assert follow.filter(ratio >= 0.5).select(((ratio - pl.col("_prev")).abs() >= 0.1 - 1e-9).all()).item()

@@ -8,8 +8,10 @@ import pytest
 
 from gogooku3.calendar import is_trading_day, next_trading_day, trading_days
 from gogooku3.pit import (
+    derivatives_usable_from,
     dividends_usable_from,
     earnings_calendar_usable_from,
+    evening_publication_usable_from,
     is_week_end,
     margin_published_on,
     margin_record_published_on,
@@ -63,7 +65,15 @@ def test_margin_publication_is_two_trading_days_after_the_record_and_invertible(
     assert margin_usable_from(dt.date(2024, 3, 8)) == dt.date(2024, 3, 13)
 
 
-@pytest.mark.parametrize("rule", [short_selling_usable_from, earnings_calendar_usable_from])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        short_selling_usable_from,
+        earnings_calendar_usable_from,
+        derivatives_usable_from,
+        evening_publication_usable_from,
+    ],
+)
 def test_evening_publications_are_usable_from_the_next_trading_day(rule) -> None:
     for day in CALENDAR[:400]:
         usable = rule(day)

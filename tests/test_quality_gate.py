@@ -12,6 +12,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
+from gogooku3.jquants.datasets import get_dataset
 from gogooku3.lake.layout import check_artifact_name
 from gogooku3.quality.gate import GateResult, run_gate
 
@@ -305,6 +306,29 @@ def test_a_conditional_table_expectation_counts_the_selected_rows_with_all_their
             "Date,PublishedDate",
         ),
         ("dividends", dt.date(2024, 2, 13), pl.lit("4"), "expect_column_values_to_be_in_set", "StatusCode"),
+        ("futures", END, pl.lit(-1.0), "expect_column_values_to_be_between", "SettlementPrice"),
+        (
+            "futures",
+            END,
+            pl.col("Date") - dt.timedelta(days=1),
+            "expect_column_pair_values_a_to_be_greater_than_b",
+            "LastTradingDay,Date",
+        ),
+        ("index_option", END, pl.lit("3"), "expect_column_values_to_be_in_set", "PutCallDivision"),
+        (
+            "daily_margin_interest",
+            "FIRST",
+            pl.lit(-100.0),
+            "expect_column_values_to_be_between",
+            "LongMarginOutstanding",
+        ),
+        (
+            "short_selling_positions",
+            "FIRST",
+            pl.lit(120.0),
+            "expect_column_values_to_be_between",
+            "ShortPositionsToSharesOutstandingRatio",
+        ),
         (
             "dividends",
             dt.date(2024, 2, 13),
@@ -324,6 +348,8 @@ def test_a_conditional_table_expectation_counts_the_selected_rows_with_all_their
 def test_market_wide_raw_partitions_pass_and_a_bad_value_is_named(
     market, dataset, day, spoil, expectation, column
 ):
+    if day == "FIRST":  # a sparse dataset: its first day with rows
+        day = market.derived(dataset).get_column(get_dataset(dataset).partition_by)[0]
     clean = market.derived(dataset, day, day)
     assert clean.height > 0
     assert run_gate(dataset, clean, logical_date=day, expected_dates=[day], build_docs=False).passed

@@ -29,9 +29,11 @@ JQUANTS_POOL = "jquants_api"
 PROMOTION_POOL = "model_promotion"
 #: Owner shown in the UI for the project's DAGs.
 OWNER = "gogooku3-data"
-#: The raw datasets ``jquants_daily`` fetches, in dependency order (listed_info first: the gate
-#: counts daily_quotes against that day's listed universe).
+#: The raw datasets ``jquants_daily`` fetches, in dependency order: the trading calendar first (the
+#: exchange decides whether the day is a trading day, gogooku3.exchange_calendar), then listed_info
+#: (the gate counts daily_quotes against that day's listed universe), then the rest.
 JQUANTS_DAILY_DATASETS = (
+    "trading_calendar",
     "listed_info",
     "daily_quotes",
     "statements",
@@ -41,6 +43,10 @@ JQUANTS_DAILY_DATASETS = (
     "weekly_margin_interest",
     "earnings_calendar",
     "dividends",
+    "futures",
+    "index_option",
+    "daily_margin_interest",
+    "short_selling_positions",
 )
 #: The datasets of ``jquants_daily`` with a raw great-expectations suite (include/expectations/),
 #: each gated by its own ``gate_<dataset>`` task between its fetch and the publish.
@@ -51,4 +57,8 @@ JQUANTS_DAILY_GATED = (
     "weekly_margin_interest",
     "earnings_calendar",
     "dividends",
+    "futures",
+    "index_option",
+    "daily_margin_interest",
+    "short_selling_positions",
 )

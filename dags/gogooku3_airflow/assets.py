@@ -39,6 +39,11 @@ RAW_SHORT_SELLING = lake_asset("raw", "short_selling")
 RAW_WEEKLY_MARGIN_INTEREST = lake_asset("raw", "weekly_margin_interest")
 RAW_EARNINGS_CALENDAR = lake_asset("raw", "earnings_calendar")
 RAW_DIVIDENDS = lake_asset("raw", "dividends")
+RAW_TRADING_CALENDAR = lake_asset("raw", "trading_calendar")
+RAW_FUTURES = lake_asset("raw", "futures")
+RAW_INDEX_OPTION = lake_asset("raw", "index_option")
+RAW_DAILY_MARGIN_INTEREST = lake_asset("raw", "daily_margin_interest")
+RAW_SHORT_SELLING_POSITIONS = lake_asset("raw", "short_selling_positions")
 
 #: The point-in-time daily investor flows (``trades_spec_weekly``) and the feature set (``features_daily``).
 INTERIM_TRADES_SPEC_DAILY = lake_asset("interim", "trades_spec_daily")
@@ -56,6 +61,11 @@ RAW_ASSETS: dict[str, Asset] = {
     "weekly_margin_interest": RAW_WEEKLY_MARGIN_INTEREST,
     "earnings_calendar": RAW_EARNINGS_CALENDAR,
     "dividends": RAW_DIVIDENDS,
+    "trading_calendar": RAW_TRADING_CALENDAR,
+    "futures": RAW_FUTURES,
+    "index_option": RAW_INDEX_OPTION,
+    "daily_margin_interest": RAW_DAILY_MARGIN_INTEREST,
+    "short_selling_positions": RAW_SHORT_SELLING_POSITIONS,
 }
 
 #: The alias ``jquants_daily``'s ``publish`` emits through: it attaches one event per raw table it

@@ -67,9 +67,11 @@ def _day(logical_date: dt.datetime | None, dag_run: Any) -> dt.date:
 
 
 def _lake(settings: Any) -> Any:
-    from gogooku3.lake import open_lake
+    """The task's lake, with the exchange's calendar it holds followed by this process (a special
+    closure is then no trading day for the task: :mod:`gogooku3.exchange_calendar`)."""
+    from gogooku3.exchange_calendar import open_lake_following_exchange
 
-    return open_lake(settings.lake_uri, settings.s3)
+    return open_lake_following_exchange(settings.lake_uri, settings.s3)
 
 
 # ============================================================================== jquants_daily
@@ -123,6 +125,7 @@ def fetch_dataset(dataset: str, *, logical_date: dt.datetime | None, dag_run: An
     if dataset not in endpoints:
         raise _skip(f"{dataset}: not in dag_run.conf['endpoints'] {list(endpoints)}")
     day = _day(logical_date, dag_run)
+    _lake(task_settings())  # follow the exchange's calendar: is the day a trading day?
     if not is_trading_day(day):
         raise _skip(f"{day.isoformat()} ({day:%A}) is not a JPX trading day: nothing to fetch")
     days = fetch_days(dataset, day)
@@ -158,12 +161,12 @@ def gate_raw(dataset: str, *, logical_date: dt.datetime | None, dag_run: Any) ->
     if dataset not in requested_datasets(dag_run):
         raise _skip(f"dag_run.conf did not ask for {dataset}: nothing to gate")
     day = _day(logical_date, dag_run)
+    lake = _lake(task_settings())
     if not is_trading_day(day):
         raise _skip(f"{day.isoformat()} is not a JPX trading day: nothing to gate")
     partition = run_partition(dataset, day)
     if partition is None:
         raise _skip(f"no {dataset} partition is published on {day.isoformat()}: nothing to gate")
-    lake = _lake(task_settings())
     expected = (lambda d: expected_rows_from_listed_info(lake, d)) if dataset == "daily_quotes" else None
     days = [d for d in fetch_days(dataset, day) if d == partition or lake.has_partition("raw", dataset, d)]
     return gate_days(lake, "raw", dataset, days, expected_rows=expected)
@@ -183,10 +186,10 @@ def publish_raw(
 
     endpoints = requested_datasets(dag_run)
     day = _day(logical_date, dag_run)
-    if not is_trading_day(day):
-        raise _skip(f"{day.isoformat()} is not a JPX trading day: nothing to publish")
     settings = task_settings()
     lake = _lake(settings)
+    if not is_trading_day(day):
+        raise _skip(f"{day.isoformat()} is not a JPX trading day: nothing to publish")
     published: dict[str, dict[str, Any]] = {}
     for name in endpoints:
         partition = run_partition(name, day)

@@ -27,8 +27,9 @@ SOURCE = "gogooku3.devtools.seed_lake(market ground truth)"
 
 
 def seed_lake(lake: Lake, market: Market, start: dt.date, end: dt.date) -> int:
-    """Write the raw partitions a daily fetch would write for every date in [start, end], then the
-    trades_spec expansion for the trading days; returns the number of raw partitions written."""
+    """Write the raw partitions a daily fetch would write for every date in [start, end] and the
+    trading calendar's snapshot of ``end``, then the trades_spec expansion for the trading days;
+    returns the number of raw partitions written."""
     written = 0
     day = start
     while day <= end:
@@ -44,6 +45,12 @@ def seed_lake(lake: Lake, market: Market, start: dt.date, end: dt.date) -> int:
             )
             written += 1
         day += dt.timedelta(days=1)
+    # the exchange's calendar, as the fetch of the last day saw it (gogooku3.exchange_calendar)
+    calendar = get_dataset("trading_calendar")
+    lake.write_partition(
+        "raw", calendar.name, end, market.trading_calendar(), source=SOURCE, sort_by=calendar.key
+    )
+    written += 1
     if trading_days(start, end):
         expand_to_lake(lake, start, end)
     return written

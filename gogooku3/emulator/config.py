@@ -98,13 +98,16 @@ class EmulatorConfig:
         fault_rate: float = 0.0,
         faults: Iterable[str] = FAULT_KINDS,
         today: dt.date | None = None,
+        closures: Iterable[dt.date] = (),
         **overrides: object,
     ) -> EmulatorConfig:
         """Config from CLI-style arguments; ``end=None`` means ``today``, which defaults to the JST date
         now (a parameter so that tests do not depend on the day they run)."""
         if end is None:
             end = today if today is not None else dt.datetime.now(JST).date()
-        market = MarketConfig(seed=seed, n_codes=codes, start=start, end=end, signal=signal)
+        market = MarketConfig(
+            seed=seed, n_codes=codes, start=start, end=end, signal=signal, closures=tuple(closures)
+        )
         fields: dict[str, object] = {"fault_seed": seed, **overrides}
         return cls(
             market=market,

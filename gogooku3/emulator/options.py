@@ -27,6 +27,7 @@ OPTION_OF_FIELD: dict[str, str] = {
     "latency_s": "--latency-ms",
     "fault_rate": "--fault-rate",
     "faults": "--faults",
+    "closures": "--closure",
 }
 
 
@@ -65,6 +66,7 @@ def config_from_options(
     latency_ms: float,
     fault_rate: float,
     faults: str,
+    closures: list[str] | tuple[str, ...] = (),
     today: dt.date | None = None,
 ) -> EmulatorConfig:
     """The config the options describe (``end=None``: ``today``, by default the JST date now);
@@ -80,7 +82,9 @@ def config_from_options(
         "latency_s": latency_ms,
         "fault_rate": fault_rate,
         "faults": faults,
+        "closures": list(closures),
     }
+    closed = tuple(_date("--closure", c) for c in closures)
     start_day = _date("--start", start)
     end_day = _date("--end", end) if end is not None else None
     try:
@@ -96,6 +100,7 @@ def config_from_options(
             fault_rate=fault_rate,
             faults=[f.strip() for f in faults.split(",") if f.strip()],
             today=today,
+            closures=closed,
         )
     except ConfigFieldError as exc:
         if exc.field not in OPTION_OF_FIELD:  # a field no option sets: a bug here, not a user error

@@ -15,13 +15,16 @@ Queries (dates as ``YYYY-MM-DD`` or ``YYYYMMDD``; codes 4 or 5 digits): listed_i
 ``date`` (default: the market's end date); daily_quotes ``date`` (whole market) or ``code`` with
 optional ``from``/``to`` (and/or ``date``); statements ``date`` and/or ``code``; trades_spec
 optional ``section``, ``from``/``to`` on PublishedDate; topix ``from``/``to``; trading calendar
-``from``/``to`` and ``holidaydivision`` (v1) / ``hol_div`` (v2); indices ``date`` or ``code``
+``from``/``to`` (default: the market's first day through a year past its last) and
+``holidaydivision`` (v1) / ``hol_div`` (v2); indices ``date`` or ``code``
 (an index code, e.g. ``0040``) with optional ``from``/``to``; short_selling ``date`` (or
 ``from``/``to``) and/or ``sector33code`` (v1) / ``s33`` (v2); weekly_margin_interest ``date``
 (the record date) or ``code`` with optional ``from``/``to``; earnings_calendar optional ``date``
 (the publication date: an extension, the real endpoint answers only the next business day's
 schedule) and ``code``; dividends ``date`` (the announcement date) or ``code`` with optional
-``from``/``to``. Unknown or malformed parameters
+``from``/``to``; futures and index_option ``date``; daily_margin_interest ``date`` (the publication
+date) or ``code`` with optional ``from``/``to``; short_selling_positions ``code``,
+``disclosed_date``/``calculated_date`` (v1) or ``disc_date``/``calc_date`` (v2). Unknown or malformed parameters
 -> 400 ``{"message": ...}`` naming them. Rows come in the order of :class:`Market`'s frames.
 
 Paging: ``page_size`` rows per page; ``pagination_key`` is an opaque, deterministic token
@@ -76,6 +79,7 @@ from gogooku3.jquants.datasets import (
     Dataset,
 )
 from gogooku3.market import Market, generate_market
+from gogooku3.market.market import CALENDAR_AHEAD_DAYS, DERIVED_DATASETS
 
 __all__ = ["EmulatorConfig", "FAULT_KINDS", "ListenError", "Stats", "create_app", "serve_forever"]
 
@@ -95,6 +99,10 @@ _ALLOWED: dict[str, set[str]] = {
     "weekly_margin_interest": {"code", "date", "from", "to"},
     "earnings_calendar": {"code", "date"},
     "dividends": {"code", "date", "from", "to"},
+    "futures": {"date"},
+    "index_option": {"date"},
+    "daily_margin_interest": {"code", "date", "from", "to"},
+    "short_selling_positions": {"code", "calculated_date"},  # + the disclosure date, per protocol
 }
 #: short_selling's sector filter, as each protocol spells it.
 _SECTOR_PARAM = {"v1": "sector33code", "v2": "s33"}
@@ -259,13 +267,18 @@ def query_frame(market: Market, ds: Dataset, version: ApiVersion, params: dict[s
         allowed.add(_CALENDAR_DIVISION_PARAM[version])
     if ds.name == "short_selling":
         allowed.add(_SECTOR_PARAM[version])
+    if ds.date_param_name(version) != "date":
+        allowed.add(ds.date_param_name(version))
+        if "calculated_date" in allowed and version == "v2":
+            allowed.discard("calculated_date")
+            allowed.add("calc_date")
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise BadRequest(f"unknown parameter(s) {', '.join(unknown)} for {ds.path(version)}")
     start, end = _date_param(params, "from"), _date_param(params, "to")
     if start and end and start > end:
         raise BadRequest(f"'from' ({start}) is after 'to' ({end})")
-    day = _date_param(params, "date")
+    day = _date_param(params, ds.date_param_name(version))
     if ds.name == "listed_info":
         code = _code_param(params)
         return market.listed_info(day or market.end, code)
@@ -297,14 +310,15 @@ def query_frame(market: Market, ds: Dataset, version: ApiVersion, params: dict[s
         return market.trades_spec(start, end, section)
     if ds.name == "topix":
         return market.topix(start, end)
-    if ds.name in ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar", "dividends"):
+    if ds.name in DERIVED_DATASETS:
         return _derived_frame(market, ds, version, params, day, start, end)
     division = params.get(_CALENDAR_DIVISION_PARAM[version]) or None
     if division is not None and division not in ("0", "1", "2", "3"):
         raise BadRequest(
             f"invalid '{_CALENDAR_DIVISION_PARAM[version]}' parameter {division!r}: expected 0-3"
         )
-    start, end = start or market.start, end or market.end
+    # without bounds: the market's first day through the year it publishes ahead of its last
+    start, end = start or market.start, end or market.end + dt.timedelta(days=CALENDAR_AHEAD_DAYS)
     if (end - start).days > _MAX_CALENDAR_DAYS:
         raise BadRequest("'from'..'to' spans more than 30 years")
     return market.trading_calendar(start, end, division)
@@ -320,8 +334,8 @@ def _derived_frame(
     end: dt.date | None,
 ) -> pl.DataFrame:
     """indices, short_selling, weekly_margin_interest (``date``/``from``/``to`` on Date),
-    earnings_calendar (``date`` on PublishedDate; without it every announcement) and dividends
-    (``date``/``from``/``to`` on AnnouncementDate)."""
+    earnings_calendar (``date`` on PublishedDate; without it every announcement), dividends
+    (``date``/``from``/``to`` on AnnouncementDate), futures and index_option (``date`` only)."""
     if day is not None:
         start = max(start, day) if start else day
         end = min(end, day) if end else day
@@ -333,6 +347,19 @@ def _derived_frame(
         if sector is None and start is None and end is None:
             raise BadRequest(f"This API requires at least 1 parameter as follows; 'date','{name}'.")
         return market.derived(ds.name, start, end, sector=sector)
+    if ds.name in ("futures", "index_option"):
+        if day is None:
+            raise BadRequest("This API requires at least 1 parameter as follows; 'date'.")
+        return market.derived(ds.name, day, day)
+    if ds.name == "short_selling_positions":
+        code = _code_param(params)
+        calculated = _date_param(params, "calculated_date" if version == "v1" else "calc_date")
+        if code is None and day is None and calculated is None:
+            raise BadRequest(
+                f"This API requires at least 1 parameter as follows; 'code','{ds.date_param_name(version)}'."
+            )
+        df = market.derived(ds.name, day, day, code=code)
+        return df if calculated is None else df.filter(pl.col("CalculatedDate") == calculated)
     if ds.name == "indices":
         code = params.get("code") or None
         if code is not None and not (len(code) == 4 and code.isascii() and code.isalnum()):
@@ -343,7 +370,11 @@ def _derived_frame(
             raise BadRequest("This API requires at least 1 parameter as follows; 'date','code'.")
         return market.derived(ds.name, start, end, code=code)
     code = _code_param(params)
-    if ds.name in ("weekly_margin_interest", "dividends") and code is None and day is None:
+    if (
+        ds.name in ("weekly_margin_interest", "dividends", "daily_margin_interest")
+        and code is None
+        and day is None
+    ):
         raise BadRequest("This API requires at least 1 parameter as follows; 'date','code'.")
     return market.derived(ds.name, start, end, code=code)
 

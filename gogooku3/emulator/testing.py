@@ -28,9 +28,11 @@ def small_config(
     seed: int = 7,
     **overrides: Any,
 ) -> EmulatorConfig:
-    """A fast config for tests (a small market); ``overrides`` are EmulatorConfig fields."""
+    """A fast config for tests (a small market); ``overrides`` are EmulatorConfig fields, besides the
+    market's ``signal`` and ``closures``."""
     signal = overrides.pop("signal", 1.0)
-    market = MarketConfig(seed=seed, n_codes=codes, start=start, end=end, signal=signal)
+    closures = tuple(overrides.pop("closures", ()))
+    market = MarketConfig(seed=seed, n_codes=codes, start=start, end=end, signal=signal, closures=closures)
     return EmulatorConfig(market=market, fault_seed=seed, **overrides)
 
 

@@ -25,10 +25,17 @@ def _number_text(col: str) -> pl.Expr:
     )
 
 
+def _parent_of(expr: pl.Expr) -> str | None:
+    """The object name of a placeholder expression of :func:`to_wire`, else None."""
+    name = expr.meta.output_name(raise_if_undetermined=False)
+    return name[1:] if name and name.startswith("\0") else None
+
+
 def to_wire(df: pl.DataFrame, ds: Dataset, version: ApiVersion) -> list[dict]:
     """Rows of ``df`` (canonical schema) as the protocol's JSON records."""
     as_text = ds.name == "statements"
     exprs = []
+    nested: dict[str, list[pl.Expr]] = {}
     for f in ds.fields:
         c = pl.col(f.name)
         if f.dtype == pl.Date:
@@ -53,5 +60,13 @@ def to_wire(df: pl.DataFrame, ds: Dataset, version: ApiVersion) -> list[dict]:
             # The decided values become text too, as a column has one type ("30", "2024-06-28").
             text = _number_text(f.name) if f.dtype == pl.Float64 else e.cast(pl.String)
             e = pl.when(c.is_null()).then(pl.lit(f.undecided)).otherwise(text)
-        exprs.append(e.alias(f.source_name(version)))
+        parent = f.parent_name(version)
+        if parent is None:
+            exprs.append(e.alias(f.source_name(version)))
+        else:
+            if parent not in nested:
+                nested[parent] = []
+                exprs.append(pl.lit(parent).alias(f"\0{parent}"))  # its place among the fields
+            nested[parent].append(e.alias(f.source_name(version)))
+    exprs = [pl.struct(nested[_parent_of(e)]).alias(_parent_of(e)) if _parent_of(e) else e for e in exprs]
     return df.select(exprs).to_dicts()

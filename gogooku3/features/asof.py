@@ -16,6 +16,15 @@ short selling          Sector33Code, available  short share of the sector's sell
 earnings calendar      Code, available          the latest announced earnings date
 dividends              Code, available          the next and the last ex-date of the dividends
                                                 known, the announced amounts still ahead
+margin alerts          Code, available          the latest usable daily-published short/long margin
+                                                ratio and the day its balances apply to
+short positions        Code, available          the sum of the reported short positions (percent of
+                                                the shares outstanding) still open, and their sellers
+futures                available (a date)       the central TOPIX future's overnight return (night
+                                                session close / previous day session close - 1),
+                                                the 60-day z of its annualised basis to TOPIX
+index options          available (a date)       30-day ATM implied volatility, the ATM term slope
+                                                (second expiry minus first), put/call open interest
 sector indices         Sector33Code, Date       the sector index's close (same day, like TOPIX;
                                                 the catalogue takes its returns per code)
 market regime          Date                     TOPIX drawdown from its 252-day peak, 252-day
@@ -27,10 +36,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from gogooku3.jquants.datasets import DIVIDEND_DELETED, SECTOR_INDEX_CODES
+from gogooku3.jquants.datasets import DIVIDEND_DELETED, OPTION_PUT, SECTOR_INDEX_CODES
 from gogooku3.pit import (
+    derivatives_usable_from,
     dividends_usable_from,
     earnings_calendar_usable_from,
+    evening_publication_usable_from,
     margin_usable_from,
     short_selling_usable_from,
 )
@@ -39,6 +50,14 @@ from gogooku3.pit import (
 MARGIN_Z_WEEKS, MARGIN_Z_MIN = 52, 13
 #: Trading days in the short-share z-score window, and the fewest it is computed from.
 SHORT_Z_DAYS, SHORT_Z_MIN = 60, 20
+#: Trading days of the futures basis z-score window, and the fewest it is computed from.
+BASIS_Z_DAYS, BASIS_Z_MIN = 60, 20
+#: Short positions are reported from this percent of the shares outstanding on.
+SHORT_REPORT_THRESHOLD = 0.5
+#: Calendar days an alert's balances stay in use after the day they apply to (an episode's end).
+ALERT_STALE_DAYS = 10
+#: Days to expiry the options' ATM implied volatility is interpolated to.
+ATM_IV_DAYS = 30
 #: Trading days of the market-regime windows.
 REGIME_DAYS, REGIME_MIN = 252, 60
 
@@ -167,6 +186,143 @@ def dividends_table(dividends: pl.DataFrame) -> pl.DataFrame:
         .select("Code", "available", "div_next_ex_date", "div_last_ex_date", "div_fwd_amount")
         .sort("available", "Code")
     )
+
+
+def margin_alert_table(alerts: pl.DataFrame) -> pl.DataFrame:
+    """(Code, available) -> alert_short_long (short / long, a fraction), alert_application_date: the
+    record with the latest ApplicationDate usable then (a revision replaces its date's record)."""
+    a = _with_available(alerts, "PublishedDate", evening_publication_usable_from)
+    return (
+        a.sort("Code", "available", "ApplicationDate", "PublishedDate")
+        .group_by("Code", "available", maintain_order=True)
+        .last()
+        .select(
+            "Code",
+            "available",
+            (pl.col("ShortLongRatio") / 100.0).alias("alert_short_long"),
+            pl.col("ApplicationDate").alias("alert_application_date"),
+        )
+        .sort("available", "Code")
+    )
+
+
+def short_positions_table(reports: pl.DataFrame) -> pl.DataFrame:
+    """(Code, available) -> short_pos_ratio (percent), short_pos_sellers: over the sellers whose
+    latest usable report is at or above the reporting threshold (a report below it closes one)."""
+    r = _with_available(
+        reports.select(
+            "DisclosedDate",
+            "CalculatedDate",
+            "Code",
+            "ShortSellerName",
+            "ShortPositionsToSharesOutstandingRatio",
+        ),
+        "DisclosedDate",
+        evening_publication_usable_from,
+    )
+    points = r.select("Code", pl.col("available").alias("point")).unique()
+    open_ = (
+        points.join(r, on="Code")
+        .filter(pl.col("available") <= pl.col("point"))
+        .sort("Code", "point", "ShortSellerName", "CalculatedDate", "available")
+        .group_by("Code", "point", "ShortSellerName", maintain_order=True)
+        .last()
+        .filter(pl.col("ShortPositionsToSharesOutstandingRatio") >= SHORT_REPORT_THRESHOLD)
+    )
+    totals = open_.group_by("Code", "point").agg(
+        pl.col("ShortPositionsToSharesOutstandingRatio").sum().alias("short_pos_ratio"),
+        pl.len().cast(pl.Float64).alias("short_pos_sellers"),
+    )
+    return (
+        points.join(totals, on=["Code", "point"], how="left")
+        .with_columns(pl.col("short_pos_ratio", "short_pos_sellers").fill_null(0.0))
+        .rename({"point": "available"})
+        .sort("available", "Code")
+    )
+
+
+def futures_table(futures: pl.DataFrame, topix: pl.DataFrame) -> pl.DataFrame:
+    """available -> fut_overnight_ret, fut_basis_z, from the central contract (CCM flag 1) of each
+    day: its night-session close over the same contract's previous day-session close, and the
+    z-score of ``ln(F / TOPIX) / years to SQ`` (at least 30 days) over :data:`BASIS_Z_DAYS` days."""
+    f = futures.sort("Code", "Date").with_columns(
+        pl.col("DaySessionClose").shift(1).over("Code").alias("_prev_day_close")
+    )
+    front = f.filter(pl.col("CentralContractMonthFlag") == "1").join(
+        topix.select(pl.col("Date").cast(pl.Date), pl.col("Close").cast(pl.Float64).alias("_spot")),
+        on="Date",
+        how="left",
+    )
+    # a month's floor: the tick rounding of a contract days from its SQ would dominate the basis
+    years = pl.max_horizontal((pl.col("SpecialQuotationDay") - pl.col("Date")).dt.total_days(), 30) / 365.0
+    basis = (pl.col("SettlementPrice") / pl.col("_spot")).log() / years
+    table = (
+        front.sort("Date")
+        .unique("Date", keep="first", maintain_order=True)
+        .with_columns(basis.alias("_basis"))
+        .select(
+            "Date",
+            (pl.col("NightSessionClose") / pl.col("_prev_day_close") - 1.0).alias("fut_overnight_ret"),
+            _z(pl.col("_basis"), BASIS_Z_DAYS, BASIS_Z_MIN).alias("fut_basis_z"),
+        )
+    )
+    return _with_available(table, "Date", derivatives_usable_from).drop("Date").sort("available")
+
+
+def options_table(options: pl.DataFrame) -> pl.DataFrame:
+    """available -> opt_atm_iv_30d, opt_iv_term_slope, opt_put_call_oi (IV as a fraction).
+
+    Per day and expiry, the ATM IV is the mean IV of the put and call at the strike nearest the
+    underlying; the 30-day level interpolates total variance linearly in time between the expiries
+    around 30 days (the nearest one outside them); the slope is the second expiry's ATM IV minus the
+    first's; put/call is the day's total put open interest over the calls'.
+    """
+    o = options.with_columns(
+        (pl.col("SpecialQuotationDay") - pl.col("Date")).dt.total_days().cast(pl.Float64).alias("_days"),
+        (pl.col("StrikePrice") - pl.col("UnderlyingPrice")).abs().alias("_dist"),
+    )
+    nearest = o.group_by("Date", "_days").agg(pl.col("_dist").min().alias("_min"))
+    atm = (
+        o.join(nearest, on=["Date", "_days"])
+        .filter(pl.col("_dist") == pl.col("_min"))
+        .group_by("Date", "_days")
+        .agg((pl.col("ImpliedVolatility").mean() / 100.0).alias("_iv"))
+        .sort("Date", "_days")
+    )
+    per_day = atm.group_by("Date", maintain_order=True).agg(pl.col("_days"), pl.col("_iv"))
+    rows = []
+    for day, days, ivs in per_day.iter_rows():
+        rows.append(
+            (day, _interpolated_iv(days, ivs, ATM_IV_DAYS), ivs[1] - ivs[0] if len(ivs) > 1 else None)
+        )
+    table = pl.DataFrame(
+        rows,
+        schema={"Date": pl.Date, "opt_atm_iv_30d": pl.Float64, "opt_iv_term_slope": pl.Float64},
+        orient="row",
+    )
+    is_put = pl.col("PutCallDivision") == OPTION_PUT
+    ratio = o.group_by("Date").agg(
+        (pl.col("OpenInterest").filter(is_put).sum() / pl.col("OpenInterest").filter(~is_put).sum()).alias(
+            "opt_put_call_oi"
+        )
+    )
+    table = table.join(ratio, on="Date", how="left")
+    return _with_available(table, "Date", derivatives_usable_from).drop("Date").sort("available")
+
+
+def _interpolated_iv(days: list[float], ivs: list[float], target: float) -> float | None:
+    """IV at ``target`` days from (days, IV) points sorted by days: total variance linear in time."""
+    if not days:
+        return None
+    if target <= days[0] or len(days) == 1:
+        return ivs[0] if target <= days[0] else ivs[-1]
+    for (d0, v0), (d1, v1) in zip(
+        zip(days, ivs, strict=True), zip(days[1:], ivs[1:], strict=True), strict=False
+    ):
+        if d0 <= target <= d1:
+            w = (v0**2 * d0 + (v1**2 * d1 - v0**2 * d0) * (target - d0) / (d1 - d0)) / target
+            return w**0.5
+    return ivs[-1]
 
 
 def sector_index_table(indices: pl.DataFrame) -> pl.DataFrame:

@@ -94,6 +94,10 @@ def build_features(
     weekly_margin_interest: pl.DataFrame | None = None,
     earnings_calendar: pl.DataFrame | None = None,
     dividends: pl.DataFrame | None = None,
+    futures: pl.DataFrame | None = None,
+    index_option: pl.DataFrame | None = None,
+    daily_margin_interest: pl.DataFrame | None = None,
+    short_selling_positions: pl.DataFrame | None = None,
     start: dt.date | None = None,
     end: dt.date | None = None,
     engine: Engine = "cpu",
@@ -128,6 +132,10 @@ def build_features(
         weekly_margin_interest=upto(weekly_margin_interest, "Date"),
         earnings_calendar=upto(earnings_calendar, "PublishedDate"),
         dividends=upto(dividends, "AnnouncementDate"),
+        futures=upto(futures, "Date"),
+        index_option=upto(index_option, "Date"),
+        daily_margin_interest=upto(daily_margin_interest, "PublishedDate"),
+        short_selling_positions=upto(short_selling_positions, "DisclosedDate"),
     )
     t1 = time.perf_counter()
     carry: tuple[str, ...] = ()
@@ -174,12 +182,14 @@ WINDOW_INPUTS: tuple[tuple[str, str, Literal["history", "first"]], ...] = (
     ("interim", "trades_spec_daily", "first"),
     ("raw", "indices", "first"),
     ("raw", "short_selling", "first"),
+    ("raw", "futures", "first"),
+    ("raw", "index_option", "first"),
 )
 
 
 def market_wide_since(history_start: dt.date) -> dict[str, dt.date]:
     """The market-wide raw datasets a build reads, from when: the sector indices are windowed like
-    TOPIX (from the history start); the as-of tables compute their own z-scores and changes over
+    TOPIX (from the history start), and so are the derivatives' day-level tables; the as-of tables compute their own z-scores and changes over
     their whole history, which must not depend on where a build starts."""
     return {
         "indices": history_start,
@@ -187,6 +197,10 @@ def market_wide_since(history_start: dt.date) -> dict[str, dt.date]:
         "weekly_margin_interest": dt.date.min,
         "earnings_calendar": dt.date.min,
         "dividends": dt.date.min,
+        "futures": history_start,
+        "index_option": history_start,
+        "daily_margin_interest": dt.date.min,
+        "short_selling_positions": dt.date.min,
     }
 
 

@@ -565,6 +565,22 @@ _add(
     "z-score of the short/long margin ratio over the code's last 52 weekly records",
 )
 
+# margin alerts (daily_margin_interest, usable the day after publication)
+_add(
+    "margin_alert_short_long",
+    "copy",
+    ["alert_short_long_in"],
+    "margin",
+    "short / long balance of the code's daily margin alert (null unless the code is under daily publication)",
+)
+_add(
+    "margin_alert_active",
+    "notnull",
+    ["alert_short_long_in"],
+    "margin",
+    "flag the code is under daily margin publication",
+)
+
 # ------------------------------------------------------------------ short selling (per 33-sector, the previous trading day's)
 _add(
     "short_share_sector",
@@ -586,6 +602,22 @@ _add(
     ["short_share_mom_5d_in"],
     "short_selling",
     "change of the sector's short share over 5 trading days",
+)
+
+# short position reports (short_selling_positions, usable the day after disclosure)
+_add(
+    "short_pos_ratio",
+    "copy",
+    ["short_pos_ratio_in"],
+    "short_selling",
+    "sum of the open reported short positions, percent of the shares outstanding (0 when none)",
+)
+_add(
+    "short_pos_sellers",
+    "copy",
+    ["short_pos_sellers_in"],
+    "short_selling",
+    "number of short sellers with an open reported position of 0.5% or more",
 )
 
 # ------------------------------------------------------------------ earnings calendar (announced dates, usable the day after)
@@ -647,6 +679,39 @@ _add(
     ["div_fwd_amount_in", "raw_close"],
     "dividends",
     "announced dividends per share still ahead (ex-date on or after T, decided amounts) / close",
+)
+
+# ------------------------------------------------------------------ futures (TOPIX futures, the previous trading day's)
+_add(
+    "fut_overnight_ret",
+    "copy",
+    ["fut_overnight_ret_in"],
+    "futures",
+    "central TOPIX future's night-session return (night close / previous day-session close - 1)",
+)
+_add(
+    "fut_basis_z_60d",
+    "copy",
+    ["fut_basis_z_in"],
+    "futures",
+    "z-score of the central TOPIX future's annualised basis to TOPIX over 60 days",
+)
+
+# ------------------------------------------------------------------ options (Nikkei 225 options, the previous trading day's)
+_add("opt_atm_iv_30d", "copy", ["opt_atm_iv_30d_in"], "options", "ATM implied volatility at 30 days")
+_add(
+    "opt_iv_term_slope",
+    "copy",
+    ["opt_iv_term_slope_in"],
+    "options",
+    "ATM implied volatility of the second expiry minus the first's (negative: inverted)",
+)
+_add(
+    "opt_put_call_oi",
+    "copy",
+    ["opt_put_call_oi_in"],
+    "options",
+    "put open interest / call open interest across all series",
 )
 
 # ------------------------------------------------------------------ sector index (33-sector indices, same day like TOPIX)

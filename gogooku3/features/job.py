@@ -24,13 +24,13 @@ def run_build(
     device. Raises ValueError for a bad range or engine, GpuUnavailableError for engine gpu without
     RAPIDS/GPU, MissingPartitionError when no daily_quotes partition is in range.
     """
-    from gogooku3.lake import open_lake
+    from gogooku3.exchange_calendar import open_lake_following_exchange
 
     if start > end:
         raise ValueError(f"--start {start} is after --end {end}")
     if engine not in ENGINES:
         raise ValueError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
-    lake = open_lake(lake_uri or settings.lake_uri, settings.s3)
+    lake = open_lake_following_exchange(lake_uri or settings.lake_uri, settings.s3)
     return build_features_to_lake(lake, start, end, engine, rmm_pool_size=settings.rmm_pool_size)  # type: ignore[arg-type]
 
 

@@ -73,6 +73,14 @@ BASE_COLUMNS: dict[str, str] = {
     "div_next_ex_date": "the earliest ex-date on or after T of the code's dividends known on T (null: none ahead)",
     "div_last_ex_date": "the latest ex-date before T of the code's dividends known on T",
     "div_fwd_amount_in": "sum of the decided amounts per share of the known dividends with an ex-date on or after T",
+    "alert_short_long_in": "short / long balance of the latest usable daily margin alert, while its balances are at most 10 days old",
+    "short_pos_ratio_in": "sum of the open reported short positions (percent of the shares outstanding), usable the day after disclosure",
+    "short_pos_sellers_in": "number of short sellers with an open reported position",
+    "fut_overnight_ret_in": "central TOPIX future: night-session close / previous day-session close - 1 (the previous trading day's)",
+    "fut_basis_z_in": "z-score of the central TOPIX future's annualised basis to TOPIX over 60 days (the previous trading day's)",
+    "opt_atm_iv_30d_in": "Nikkei 225 options' ATM implied volatility interpolated to 30 days (the previous trading day's)",
+    "opt_iv_term_slope_in": "ATM implied volatility of the second expiry minus the first's (the previous trading day's)",
+    "opt_put_call_oi_in": "Nikkei 225 options' put open interest / call open interest (the previous trading day's)",
     "sec_idx_close": "close of the stock's 33-sector index, same date (like mkt_close)",
     "mkt_drawdown_252d_in": "TOPIX close / its 252-day high - 1",
     "mkt_ret_z_252d_in": "z-score of TOPIX's daily return over 252 days",
@@ -90,6 +98,11 @@ BASE_HISTORY: dict[str, int] = {
     "short_share_in": 2,  # the previous day's
     "short_share_z_in": 21,
     "short_share_mom_5d_in": 7,
+    "fut_overnight_ret_in": 3,  # the previous day's, which needs its day before
+    "fut_basis_z_in": 21,
+    "opt_atm_iv_30d_in": 2,
+    "opt_iv_term_slope_in": 2,
+    "opt_put_call_oi_in": 2,
     "mkt_drawdown_252d_in": 60,
     "mkt_ret_z_252d_in": 61,
     "mkt_vol_z_252d_in": 80,  # 60 values of a 20-day volatility of returns
@@ -282,6 +295,10 @@ def prepare_panel(
     weekly_margin_interest: pl.DataFrame | None = None,
     earnings_calendar: pl.DataFrame | None = None,
     dividends: pl.DataFrame | None = None,
+    futures: pl.DataFrame | None = None,
+    index_option: pl.DataFrame | None = None,
+    daily_margin_interest: pl.DataFrame | None = None,
+    short_selling_positions: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Build the base panel, sorted by (Code, Date), one row per daily_quotes row.
 
@@ -438,6 +455,10 @@ def prepare_panel(
         margin=weekly_margin_interest,
         earnings=earnings_calendar,
         dividends=dividends,
+        futures=futures,
+        options=index_option,
+        alerts=daily_margin_interest,
+        short_positions=short_selling_positions,
         topix=topix,
     )
     lf = lf.with_columns(
@@ -477,6 +498,10 @@ def _join_market_datasets(
     margin: pl.DataFrame | None,
     earnings: pl.DataFrame | None,
     dividends: pl.DataFrame | None,
+    futures: pl.DataFrame | None,
+    options: pl.DataFrame | None,
+    alerts: pl.DataFrame | None,
+    short_positions: pl.DataFrame | None,
     topix: pl.DataFrame | None,
 ) -> pl.LazyFrame:
     """The base columns of :mod:`gogooku3.features.asof`'s tables; an input that is None gives
@@ -506,6 +531,39 @@ def _join_market_datasets(
         lf = lf.with_columns(
             *_null(["div_next_ex_date", "div_last_ex_date"], pl.Date), *_null(["div_fwd_amount_in"])
         )
+    if alerts is not None and alerts.height:
+        stale = pl.col("Date") - pl.col("alert_application_date") > pl.duration(days=asof.ALERT_STALE_DAYS)
+        lf = _join_by_code(lf, asof.margin_alert_table(alerts), code_map).with_columns(
+            pl.when(~stale).then(pl.col("alert_short_long")).alias("alert_short_long_in")
+        )
+    else:
+        lf = lf.with_columns(_null(["alert_short_long_in"]))
+    if short_positions is not None and short_positions.height:
+        table = renamed(asof.short_positions_table(short_positions), ("Code", "available"))
+        lf = _join_by_code(lf, table, code_map).with_columns(
+            pl.col("short_pos_ratio_in", "short_pos_sellers_in").fill_null(0.0)  # none reported yet
+        )
+    else:
+        lf = lf.with_columns(_null(["short_pos_ratio_in", "short_pos_sellers_in"]))
+    # date-level tables, as of each panel day (the latest row usable on it), then an equi-join
+    for table, columns in (
+        (
+            asof.futures_table(futures, topix)
+            if futures is not None and futures.height and topix is not None
+            else None,
+            ["fut_overnight_ret_in", "fut_basis_z_in"],
+        ),
+        (
+            asof.options_table(options) if options is not None and options.height else None,
+            ["opt_atm_iv_30d_in", "opt_iv_term_slope_in", "opt_put_call_oi_in"],
+        ),
+    ):
+        if table is None:
+            lf = lf.with_columns(_null(columns))
+            continue
+        table = renamed(table, ("available",))
+        grid = days.sort("Date").join_asof(table, left_on="Date", right_on="available").drop("available")
+        lf = lf.join(grid.lazy(), on="Date", how="left", maintain_order="left")
     short_cols = ["short_share_in", "short_share_z_in", "short_share_mom_5d_in"]
     if short_selling is not None and short_selling.height:
         # as of each panel day per sector (a small grid), then an equi-join: the panel is not in

@@ -91,6 +91,8 @@ GROUPS = (
     "short_selling",
     "earnings",
     "dividends",
+    "futures",
+    "options",
     "sector_index",
     "regime",
     "cross_sectional",

@@ -22,6 +22,10 @@ class MarketInputs:
     weekly_margin_interest: pl.DataFrame
     earnings_calendar: pl.DataFrame
     dividends: pl.DataFrame
+    futures: pl.DataFrame
+    index_option: pl.DataFrame
+    daily_margin_interest: pl.DataFrame
+    short_selling_positions: pl.DataFrame
 
     def kwargs(self) -> dict[str, pl.DataFrame | None]:
         return {
@@ -34,7 +38,17 @@ class MarketInputs:
 
 
 #: The market-wide datasets :func:`gogooku3.features.build_features` takes as keyword arguments.
-MARKET_WIDE = ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar", "dividends")
+MARKET_WIDE = (
+    "indices",
+    "short_selling",
+    "weekly_margin_interest",
+    "earnings_calendar",
+    "dividends",
+    "futures",
+    "index_option",
+    "daily_margin_interest",
+    "short_selling_positions",
+)
 
 
 def market_inputs(

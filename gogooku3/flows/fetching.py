@@ -192,7 +192,7 @@ def fetch_window_to_lake_sync(
     """Blocking wrapper (Airflow tasks, scripts): opens the lake and runs :func:`fetch_window_to_lake`."""
     import asyncio
 
-    from gogooku3.lake import open_lake
+    from gogooku3.exchange_calendar import open_lake_following_exchange
 
-    lake = open_lake(lake_uri or settings.lake_uri, settings.s3)
+    lake = open_lake_following_exchange(lake_uri or settings.lake_uri, settings.s3)
     return asyncio.run(fetch_window_to_lake(settings, start, end, lake))

@@ -16,11 +16,11 @@ if TYPE_CHECKING:
 def run_expansion(start: dt.date, end: dt.date, lake_uri: str | None, settings: Settings) -> list[Manifest]:
     """Open the lake (``lake_uri``, else ``settings.lake_uri``; S3 credentials from ``settings.s3``)
     and write ``interim/trades_spec_daily`` for the trading days in [start, end]."""
-    from gogooku3.lake import open_lake
+    from gogooku3.exchange_calendar import open_lake_following_exchange
 
     if start > end:
         raise ValueError(f"--start {start} is after --end {end}")
-    lake = open_lake(lake_uri or settings.lake_uri, settings.s3)
+    lake = open_lake_following_exchange(lake_uri or settings.lake_uri, settings.s3)
     return expand_to_lake(lake, start, end)
 
 

@@ -275,7 +275,10 @@ class JQuantsClient:
     async def fetch_query(self, query: Query) -> FetchOutcome:
         """Fetch every page of ``query``; returns the canonical frame and its cost."""
         dataset = get_dataset(query.dataset)
-        records, pages, requests = await self._fetch_records(dataset, query.params())
+        params = query.params()
+        if "date" in params:  # the dataset's own name for it (the short-sale reports: disclosed_date)
+            params[dataset.date_param_name(self.version)] = params.pop("date")
+        records, pages, requests = await self._fetch_records(dataset, params)
         return FetchOutcome(query, to_frame(dataset, self.version, records), pages, requests)
 
     async def fetch_records(self, dataset_name: str, params: dict[str, str]) -> list[dict[str, Any]]:

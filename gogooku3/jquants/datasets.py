@@ -36,6 +36,10 @@ DATASET_NAMES = (
     "weekly_margin_interest",
     "earnings_calendar",
     "dividends",
+    "futures",
+    "index_option",
+    "daily_margin_interest",
+    "short_selling_positions",
 )
 
 
@@ -52,6 +56,14 @@ class Field:
     #: How the API spells "not decided yet" for this field, read and written as null (the dividend
     #: amounts and payable dates: ``"-"``); None: the field has no such spelling.
     undecided: str | None = None
+    #: The object the field sits in on the wire, as (v1 key, v2 key): the lake keeps it flat
+    #: (daily_margin_interest's publish reasons); None: a top-level field.
+    parent: tuple[str, str] | None = None
+
+    def parent_name(self, version: ApiVersion) -> str | None:
+        if self.parent is None:
+            return None
+        return self.parent[0] if version == "v1" else self.parent[1]
 
     def source_name(self, version: ApiVersion) -> str:
         if version == "v1":
@@ -78,10 +90,16 @@ class Dataset:
     doc: str = ""
     #: ``Code`` is an issue code (4 digits are padded to the 5-digit form); False for index codes.
     code_is_issue: bool = True
+    #: The query parameter selecting one partition date, as (v1, v2) spell it: ``date`` for most;
+    #: the short-sale reports name their disclosure date.
+    date_param: tuple[str, str] = ("date", "date")
     _by_source: dict[str, dict[str, Field]] = field(default_factory=dict, compare=False, repr=False)
 
     def path(self, version: ApiVersion) -> str:
         return self.v1_path if version == "v1" else self.v2_path
+
+    def date_param_name(self, version: ApiVersion) -> str:
+        return self.date_param[0] if version == "v1" else self.date_param[1]
 
     def data_key(self, version: ApiVersion) -> str:
         """The JSON key holding the rows: ``data`` in v2, the dataset's own key in v1."""
@@ -314,7 +332,11 @@ TRADING_CALENDAR = Dataset(
     v1_key="trading_calendar",
     partition_by="Date",
     key=("Date",),
-    doc="JPX trading calendar: HolidayDivision 1 = business day, 0 = non-business day.",
+    doc=(
+        "JPX trading calendar: HolidayDivision 1 business day, 2 half-day session, 0 non-business "
+        "day, 3 non-business day with a holiday derivatives session. A snapshot dataset "
+        "(SNAPSHOT_DATASETS): the lake keeps the whole calendar as fetched on a day."
+    ),
     fields=(
         _f("Date", "Date", DATE, True),
         _f("HolidayDivision", "HolDiv", STR, True),
@@ -448,6 +470,173 @@ DIVIDENDS = Dataset(
     ),
 )
 
+
+def _sessions(*sessions: tuple[str, str]) -> tuple[Field, ...]:
+    """OHLC fields of each (v1 session prefix, v2 prefix): ``WholeDayOpen``/``O``,
+    ``NightSessionOpen``/``EO`` ..."""
+    return tuple(
+        _f(f"{v1}{part}", f"{v2}{part[0]}", F64)
+        for v1, v2 in sessions
+        for part in ("Open", "High", "Low", "Close")
+    )
+
+
+FUTURES = Dataset(
+    name="futures",
+    v1_path="/derivatives/futures",
+    v2_path="/derivatives/bars/daily/futures",
+    v1_key="futures",
+    partition_by="Date",
+    key=("Date", "Code"),
+    code_is_issue=False,
+    doc=(
+        "Daily bars of index futures per contract: the whole day, the morning (M), night (E: the "
+        "evening before Date, through 06:00) and day (A) sessions, volume, open interest, contract "
+        "month, last trading day, SQ day, settlement price and the central contract month flag. "
+        "Here TOPIX futures (the market's own index), quarterly contracts. Published after the day "
+        "session (~18:00 JST)."
+    ),
+    fields=(
+        _f("Date", "Date", DATE, True),
+        _f("Code", "Code", STR, True),
+        _f("DerivativesProductCategory", "ProdCat", STR, True),
+        *_sessions(("WholeDay", ""), ("MorningSession", "M"), ("NightSession", "E"), ("DaySession", "A")),
+        _f("Volume", "Vo", F64, True),
+        _f("OpenInterest", "OI", F64, True),
+        _f("TurnoverValue", "Va", F64),
+        _f("ContractMonth", "CM", STR, True),
+        _f("Volume(OnlyAuction)", "VoOA", F64),
+        _f("EmergencyMarginTriggerDivision", "EmMrgnTrgDiv", STR),
+        _f("LastTradingDay", "LTD", DATE, True),
+        _f("SpecialQuotationDay", "SQD", DATE, True),
+        _f("SettlementPrice", "Settle", F64, True),
+        _f("CentralContractMonthFlag", "CCMFlag", STR),
+    ),
+)
+
+INDEX_OPTION = Dataset(
+    name="index_option",
+    v1_path="/option/index_option",
+    v2_path="/derivatives/bars/daily/options/225",
+    v1_key="index_option",
+    partition_by="Date",
+    key=("Date", "Code"),
+    code_is_issue=False,
+    doc=(
+        "Daily bars of Nikkei 225 index options per series (contract month, strike, put/call): "
+        "sessions, volume, open interest, settlement and theoretical prices, the base volatility, "
+        "the underlying price, the implied volatility and the interest rate (percent). Published "
+        "after the day session (~18:00 JST)."
+    ),
+    fields=(
+        _f("Date", "Date", DATE, True),
+        _f("Code", "Code", STR, True),
+        *_sessions(("WholeDay", ""), ("NightSession", "E"), ("DaySession", "A")),
+        _f("Volume", "Vo", F64, True),
+        _f("OpenInterest", "OI", F64, True),
+        _f("TurnoverValue", "Va", F64),
+        _f("ContractMonth", "CM", STR, True),
+        _f("StrikePrice", "Strike", F64, True),
+        _f("Volume(OnlyAuction)", "VoOA", F64),
+        _f("EmergencyMarginTriggerDivision", "EmMrgnTrgDiv", STR),
+        _f("PutCallDivision", "PCDiv", STR, True),
+        _f("LastTradingDay", "LTD", DATE, True),
+        _f("SpecialQuotationDay", "SQD", DATE, True),
+        _f("SettlementPrice", "Settle", F64, True),
+        _f("TheoreticalPrice", "Theo", F64),
+        _f("BaseVolatility", "BaseVol", F64),
+        _f("UnderlyingPrice", "UnderPx", F64, True),
+        _f("ImpliedVolatility", "IV", F64, True),
+        _f("InterestRate", "IR", F64),
+    ),
+)
+
+#: daily_margin_interest's publish reasons (flags "0"/"1" inside one PublishReason object).
+PUBLISH_REASONS = (
+    "Restricted",
+    "DailyPublication",
+    "Monitoring",
+    "RestrictedByJSF",
+    "PrecautionByJSF",
+    "UnclearOrSecOnAlert",
+)
+
+DAILY_MARGIN_INTEREST = Dataset(
+    name="daily_margin_interest",
+    v1_path="/markets/daily_margin_interest",
+    v2_path="/markets/margin-alert",
+    v1_key="daily_margin_interest",
+    partition_by="PublishedDate",
+    key=("PublishedDate", "Code", "ApplicationDate"),
+    doc=(
+        "Daily margin balances (shares) of the issues the TSE or JSF publishes daily (margin "
+        "alerts): the balances of ApplicationDate, published on PublishedDate with the reasons of "
+        "the publication. A revision is a new record with the same ApplicationDate and a later "
+        "PublishedDate. The reasons come as one object of '0'/'1' flags (v1 PublishReason, v2 "
+        "PubReason, keys PUBLISH_REASONS; v2's keys are assumed equal to v1's, not verified against "
+        "the v2 spec), kept flat in the lake as Boolean PublishReason<key> columns."
+    ),
+    fields=(
+        _f("PublishedDate", "PubDate", DATE, True),
+        _f("Code", "Code", STR, True),
+        _f("ApplicationDate", "AppDate", DATE, True),
+        *(
+            Field(f"PublishReason{k}", k, BOOL, v1=k, parent=("PublishReason", "PubReason"))
+            for k in PUBLISH_REASONS
+        ),
+        _f("ShortMarginOutstanding", "ShrtOut", F64, True),
+        _f("DailyChangeShortMarginOutstanding", "ShrtOutChg", F64),
+        _f("ShortMarginOutstandingListedShareRatio", "ShrtOutRatio", F64),
+        _f("LongMarginOutstanding", "LongOut", F64, True),
+        _f("DailyChangeLongMarginOutstanding", "LongOutChg", F64),
+        _f("LongMarginOutstandingListedShareRatio", "LongOutRatio", F64),
+        _f("ShortLongRatio", "SLRatio", F64),
+        _f("ShortNegotiableMarginOutstanding", "ShrtNegOut", F64),
+        _f("DailyChangeShortNegotiableMarginOutstanding", "ShrtNegOutChg", F64),
+        _f("ShortStandardizedMarginOutstanding", "ShrtStdOut", F64),
+        _f("DailyChangeShortStandardizedMarginOutstanding", "ShrtStdOutChg", F64),
+        _f("LongNegotiableMarginOutstanding", "LongNegOut", F64),
+        _f("DailyChangeLongNegotiableMarginOutstanding", "LongNegOutChg", F64),
+        _f("LongStandardizedMarginOutstanding", "LongStdOut", F64),
+        _f("DailyChangeLongStandardizedMarginOutstanding", "LongStdOutChg", F64),
+        _f("TSEMarginBorrowingAndLendingRegulationClassification", "TSEMrgnRegCls", STR),
+    ),
+)
+
+SHORT_SELLING_POSITIONS = Dataset(
+    name="short_selling_positions",
+    v1_path="/markets/short_selling_positions",
+    v2_path="/markets/short-sale-report",
+    v1_key="short_selling_positions",
+    partition_by="DisclosedDate",
+    key=("DisclosedDate", "CalculatedDate", "Code", "ShortSellerName"),
+    date_param=("disclosed_date", "disc_date"),
+    doc=(
+        "Reports of short positions of 0.5% of the shares outstanding or more (and the first one "
+        "below it), per short seller and issue: the position calculated on CalculatedDate, "
+        "disclosed on DisclosedDate (a few trading days later), with the previous report's ratio."
+    ),
+    fields=(
+        _f("DisclosedDate", "DiscDate", DATE, True),
+        _f("CalculatedDate", "CalcDate", DATE, True),
+        _f("Code", "Code", STR, True),
+        _f("ShortSellerName", "SSName", STR, True),
+        _f("ShortSellerAddress", "SSAddr", STR),
+        _f("DiscretionaryInvestmentContractorName", "DICName", STR),
+        _f("DiscretionaryInvestmentContractorAddress", "DICAddr", STR),
+        _f("InvestmentFundName", "FundName", STR),
+        _f("ShortPositionsToSharesOutstandingRatio", "ShrtPosToSO", F64, True),
+        _f("ShortPositionsInSharesNumber", "ShrtPosShares", F64),
+        _f("ShortPositionsInTradingUnitsNumber", "ShrtPosUnits", F64),
+        _f("CalculationInPreviousReportingDate", "PrevRptDate", DATE),
+        _f("ShortPositionsInPreviousReportingRatio", "PrevRptRatio", F64),
+        _f("Notes", "Notes", STR),
+    ),
+)
+
+#: index_option PutCallDivision: 1 put, 2 call.
+OPTION_PUT, OPTION_CALL = "1", "2"
+
 #: dividends StatusCode: a new dividend, a revision of one, its deletion.
 DIVIDEND_NEW, DIVIDEND_REVISED, DIVIDEND_DELETED = "1", "2", "3"
 #: dividends InterimFinalCode (interim, final) and ForecastResultCode (decided, forecast).
@@ -467,6 +656,10 @@ DATASETS: dict[str, Dataset] = {
         WEEKLY_MARGIN_INTEREST,
         EARNINGS_CALENDAR,
         DIVIDENDS,
+        FUTURES,
+        INDEX_OPTION,
+        DAILY_MARGIN_INTEREST,
+        SHORT_SELLING_POSITIONS,
         TRADING_CALENDAR,
     )
 }
@@ -505,9 +698,16 @@ SECTOR_INDEX_CODES: dict[str, str] = {s33: f"{0x40 + k:04X}" for k, s33 in enume
 FISCAL_QUARTERS: dict[str, str] = {"1Q": "第１四半期", "2Q": "第２四半期", "3Q": "第３四半期", "FY": "通期"}
 
 
+#: Datasets fetched as a whole snapshot: ``raw/<name>/date=D`` holds everything the API answered on
+#: D, not the rows of D (the trading calendar: see gogooku3.exchange_calendar).
+SNAPSHOT_DATASETS = ("trading_calendar",)
+#: Every dataset the fetch writes: the CLI's ``--endpoint`` values, the calendar first.
+ENDPOINT_NAMES = (*SNAPSHOT_DATASETS, *DATASET_NAMES)
+
+
 def get_dataset(name: str) -> Dataset:
     """Look a dataset up by canonical name, naming the valid ones on a miss."""
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(f"unknown endpoint {name!r}: expected one of {', '.join(DATASET_NAMES)}") from None
+        raise ValueError(f"unknown endpoint {name!r}: expected one of {', '.join(ENDPOINT_NAMES)}") from None

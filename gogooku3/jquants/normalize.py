@@ -10,6 +10,7 @@
   J-Quants uses for common stock, so ``"1301"`` and ``"13010"`` are the same issue);
 * ``null`` stays null (a day without trades has null OHLC, and that is data, not an error), and so
   does a field's "not decided yet" spelling (:attr:`Field.undecided`, the dividends' ``"-"``);
+* a field inside an object on the wire (:attr:`Field.parent`) becomes a flat column;
 * columns come in :attr:`Dataset.columns` order, then unknown extra fields (sorted, under the name
   they were received with) so an API addition is kept rather than silently dropped;
 * a required field missing from a record raises :class:`SchemaError` naming the dataset, the field
@@ -44,13 +45,18 @@ def to_frame(dataset: Dataset, version: ApiVersion, records: Sequence[dict[str, 
     columns: list[pl.Series] = []
     for f in dataset.fields:
         src = f.source_name(version)
-        values = [r.get(src) for r in records]
+        parent = f.parent_name(version)
+        if parent is None:
+            values = [r.get(src) for r in records]
+        else:  # a field inside an object (e.g. the publish reasons): kept flat in the lake
+            values = [(r.get(parent) or {}).get(src) for r in records]
         if f.undecided is not None:
             values = [None if v == f.undecided else v for v in values]
         columns.append(_cast(dataset, version, f, values))
 
     canonical = set(dataset.columns)
-    extras = sorted({k for r in records for k in r} - set(by_source))
+    parents = {p for f in dataset.fields if (p := f.parent_name(version)) is not None}
+    extras = sorted({k for r in records for k in r} - set(by_source) - parents)
     for name in extras:
         values = [r.get(name) for r in records]
         # An unknown field that happens to share a canonical name (e.g. a v2 answer carrying a long

@@ -36,9 +36,12 @@
   (:mod:`gogooku3.market.flows`; the foreigners' imbalance per Section is an AR(1) with
   std 0.04, which is what makes ``foreign_flow`` vary), **TOPIX**: a chain-linked cap-weighted
   index of all listed codes (base 1700).
-* **indices, short_selling, weekly_margin_interest, earnings_calendar**
-  (:mod:`gogooku3.market.derived`): computed from the prices and statements above, each from its own
-  RNG stream; they plant no signal (nothing in ``alpha`` reads them).
+* **indices, short_selling, weekly_margin_interest, earnings_calendar, dividends,
+  daily_margin_interest, short_selling_positions** (:mod:`gogooku3.market.derived`) and **futures, index_option** (:mod:`gogooku3.market.derivatives`):
+  computed from the prices and statements above, each from its own RNG stream; they plant no signal
+  (nothing in ``alpha`` reads them).
+* **the trading calendar**: the rule of :mod:`gogooku3.calendar`, except ``MarketConfig.closures``
+  (days its exchange stays shut; everything is generated on that calendar).
 
 ``Market.frame(name, day)`` is the ground truth the emulator serves, in the canonical schema of
 :mod:`gogooku3.jquants.datasets` (column order and dtypes exact).

@@ -29,18 +29,28 @@ prices.
   and announced again as a new dividend the day after. The record date is the period end, the
   ex-date one trading day before the last trading day on or before it (two before the T+2
   settlement began on 2019-07-16), payment ~2.5 months after the record date.
+* **daily_margin_interest**: margin alerts. Each week 1% of the margin and loan issues not yet
+  alerted start an episode of 10-40 trading days; every trading day of it publishes the balances
+  of the trading day before (long 2-6 and short 0.5-3 times the 20-day average volume at the start,
+  each a daily random walk of sd 5% in logs; 70% standardized), ratios in percent of the shares
+  outstanding; all are daily publications, 20% also restricted. 1% of records are revised the next
+  trading day (a new record, the same ApplicationDate, balances off by up to 3%).
+* **short_selling_positions**: 12 short sellers hold positions in 5% of the codes each; a position
+  (percent of the shares outstanding) moves toward its own level of 0.3-1.5% (AR(1), sd 0.03pp a
+  day) and is reported when it is 0.5% or more and has moved 0.1pp since the last report, or when it
+  first falls below 0.5% (then the position is closed); disclosed 2 trading days after calculation.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
 
 import numpy as np
 import polars as pl
 
 from gogooku3.calendar import is_trading_day, on_or_after, previous_trading_day
 from gogooku3.jquants.datasets import (
+    DAILY_MARGIN_INTEREST,
     DIVIDEND_DECIDED,
     DIVIDEND_DELETED,
     DIVIDEND_FINAL,
@@ -53,8 +63,10 @@ from gogooku3.jquants.datasets import (
     FISCAL_QUARTERS,
     INDICES,
     MARKET_CODES,
+    PUBLISH_REASONS,
     SECTOR_INDEX_CODES,
     SHORT_SELLING,
+    SHORT_SELLING_POSITIONS,
     WEEKLY_MARGIN_INTEREST,
 )
 from gogooku3.market.generator import Simulation, derived_stream
@@ -254,7 +266,6 @@ def earnings_calendar(sim: Simulation, seed: int) -> pl.DataFrame:
 T2_SETTLEMENT_FROM = dt.date(2019, 7, 16)
 
 
-@lru_cache(maxsize=4096)
 def ex_date(record_date: dt.date) -> dt.date:
     """The ex-dividend date of ``record_date``: the trading day after the last day to buy with the
     right (one trading day before the effective record day under T+2, two under T+3); a record date
@@ -284,6 +295,7 @@ def dividends(sim: Simulation, seed: int) -> pl.DataFrame:
         .sort("Code", "DisclosedDate", "DisclosedTime")
     )
     notices: list[dict] = []
+    ex_dates: dict[dt.date, dt.date] = {}  # record date -> ex-date (on the calendar followed now)
     # per code: (record date, interim/final) -> [CA key, amount]; the CA key is the notice index
     # of the dividend's first notice, turned into its ReferenceNumber at the end.
     open_: dict[tuple[str, dt.date, str], list] = {}
@@ -306,7 +318,7 @@ def dividends(sim: Simulation, seed: int) -> pl.DataFrame:
                 "InterimFinalTerm": f"{record:%Y-%m}",
                 "GrossDividendRate": amount,
                 "RecordDate": record,
-                "ExDate": ex_date(record),
+                "ExDate": ex_dates.get(record) or ex_dates.setdefault(record, ex_date(record)),
                 "ActualRecordDate": record,
                 "PayableDate": payable,
                 "_ca": k if ca is None else ca,
@@ -404,3 +416,142 @@ def _month_end_after(day: dt.date, months: int) -> dt.date:
     """The last day of the month ``months`` after ``day``'s month."""
     k = day.year * 12 + day.month - 1 + months + 1
     return dt.date(k // 12, k % 12 + 1, 1) - dt.timedelta(days=1)
+
+
+def _shares_outstanding(sim: Simulation) -> np.ndarray:
+    """(T, N) shares outstanding in each day's share units (the first day's times later splits)."""
+    return sim.shares[None, :] * sim.adj_mult / sim.adj_mult[:1, :]
+
+
+def daily_margin_interest(sim: Simulation, seed: int) -> pl.DataFrame:
+    """Daily published margin balances per (PublishedDate, Code, ApplicationDate), in that order."""
+    rng = derived_stream(seed, "daily_margin_interest")
+    T, N = len(sim.days), len(sim.codes)
+    eligible = np.isin(sim.margin, ("1", "2"))
+    listed = _listed_mask(sim)
+    shares = _shares_outstanding(sim)
+    csum = np.vstack([np.zeros((1, N)), np.cumsum(sim.volume, axis=0)])
+    rows: list[dict] = []
+    busy_until = np.zeros(N, dtype=np.int64)
+    for t in range(1, T):
+        if sim.days[t].weekday() != 0 and sim.days[t - 1].isocalendar()[1] == sim.days[t].isocalendar()[1]:
+            continue  # episodes start on a week's first trading day
+        start = np.nonzero(eligible & listed[t] & (busy_until <= t) & (rng.random(N) < 0.01))[0]
+        for i in start:
+            length = int(rng.integers(10, 41))
+            lo = max(t - 20, int(sim.list_idx[i]))
+            adv = max((csum[t, i] - csum[lo, i]) / max(t - lo, 1), 100.0)
+            long_, short = adv * rng.uniform(2, 6), adv * rng.uniform(0.5, 3)
+            restricted = rng.random() < 0.2
+            end = min(t + length, int(sim.delist_idx[i]), T)
+            busy_until[i] = end
+            prev = None
+            for u in range(t, end):
+                long_ *= np.exp(0.05 * rng.standard_normal())
+                short *= np.exp(0.05 * rng.standard_normal())
+                now = (np.round(long_, -2), np.round(short, -2))
+                rows.append(_margin_alert_row(sim, i, u, u - 1, now, prev, shares[u - 1, i], restricted))
+                if rng.random() < 0.01 and u + 1 < T:  # a revision published the next trading day
+                    off = rng.uniform(0.97, 1.03)
+                    fixed = (np.round(now[0] * off, -2), np.round(now[1] * off, -2))
+                    rows.append(
+                        _margin_alert_row(sim, i, u + 1, u - 1, fixed, prev, shares[u - 1, i], restricted)
+                    )
+                prev = now
+    if not rows:
+        return pl.DataFrame(schema=DAILY_MARGIN_INTEREST.schema)
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    return df.select(
+        [
+            (pl.col(f.name) if f.name in df.columns else pl.lit(None)).cast(f.dtype).alias(f.name)
+            for f in DAILY_MARGIN_INTEREST.fields
+        ]
+    ).sort("PublishedDate", "Code", "ApplicationDate")
+
+
+def _margin_alert_row(sim, i, t_pub, t_app, now, prev, shares, restricted) -> dict:
+    long_, short = now
+    row = {
+        "PublishedDate": sim.days[t_pub],
+        "Code": sim.codes[i],
+        "ApplicationDate": sim.days[t_app],
+        **{f"PublishReason{k}": False for k in PUBLISH_REASONS},
+        "PublishReasonDailyPublication": True,
+        "PublishReasonRestricted": bool(restricted),
+        "ShortMarginOutstanding": short,
+        "DailyChangeShortMarginOutstanding": None if prev is None else short - prev[1],
+        "ShortMarginOutstandingListedShareRatio": round(100 * short / shares, 2),
+        "LongMarginOutstanding": long_,
+        "DailyChangeLongMarginOutstanding": None if prev is None else long_ - prev[0],
+        "LongMarginOutstandingListedShareRatio": round(100 * long_ / shares, 2),
+        "ShortLongRatio": round(100 * short / long_, 2) if long_ > 0 else None,
+        "ShortStandardizedMarginOutstanding": np.round(short * 0.7, -2),
+        "ShortNegotiableMarginOutstanding": short - np.round(short * 0.7, -2),
+        "LongStandardizedMarginOutstanding": np.round(long_ * 0.7, -2),
+        "LongNegotiableMarginOutstanding": long_ - np.round(long_ * 0.7, -2),
+    }
+    return row
+
+
+#: The synthetic short sellers (name, address).
+SHORT_SELLERS = tuple(
+    (f"Synthetic Capital Partners {k:02d}", f"{k} Example Street, Synthetic City") for k in range(1, 13)
+)
+#: Reporting threshold and the change that triggers a new report (percent of shares outstanding).
+REPORT_THRESHOLD, REPORT_STEP = 0.5, 0.1
+DISCLOSURE_LAG = 2
+
+
+def short_selling_positions(sim: Simulation, seed: int) -> pl.DataFrame:
+    """Short position reports, sorted by (DisclosedDate, CalculatedDate, Code, ShortSellerName)."""
+    rng = derived_stream(seed, "short_selling_positions")
+    T, N = len(sim.days), len(sim.codes)
+    shares = _shares_outstanding(sim)
+    listed = _listed_mask(sim)
+    rows: list[dict] = []
+    for name, address in SHORT_SELLERS:
+        codes = np.nonzero(rng.random(N) < 0.05)[0]
+        for i in codes:
+            level = rng.uniform(0.3, 1.5)
+            pos, last = 0.0, None  # last: (t, ratio) of the last report
+            noise = 0.03 * rng.standard_normal(T)
+            for t in range(T):
+                if not listed[t, i]:
+                    continue
+                pos = max(pos + 0.05 * (level - pos) + noise[t], 0.0)
+                ratio = round(pos, 2)
+                above = ratio >= REPORT_THRESHOLD
+                moved = last is None or abs(ratio - last[1]) >= REPORT_STEP
+                closing = last is not None and last[1] >= REPORT_THRESHOLD and not above
+                if not ((above and moved) or closing):
+                    continue
+                if t + DISCLOSURE_LAG < T:
+                    rows.append(
+                        {
+                            "DisclosedDate": sim.days[t + DISCLOSURE_LAG],
+                            "CalculatedDate": sim.days[t],
+                            "Code": sim.codes[i],
+                            "ShortSellerName": name,
+                            "ShortSellerAddress": address,
+                            "ShortPositionsToSharesOutstandingRatio": ratio,
+                            "ShortPositionsInSharesNumber": float(np.round(ratio / 100 * shares[t, i], -2)),
+                            "ShortPositionsInTradingUnitsNumber": float(
+                                np.round(ratio / 100 * shares[t, i] / 100)
+                            ),
+                            "CalculationInPreviousReportingDate": None if last is None else sim.days[last[0]],
+                            "ShortPositionsInPreviousReportingRatio": None if last is None else last[1],
+                        }
+                    )
+                last = None if closing else (t, ratio)
+                if closing:
+                    level = rng.uniform(0.3, 1.5)  # a new position may build up later
+                    pos = 0.0
+    if not rows:
+        return pl.DataFrame(schema=SHORT_SELLING_POSITIONS.schema)
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    return df.select(
+        [
+            (pl.col(f.name) if f.name in df.columns else pl.lit(None)).cast(f.dtype).alias(f.name)
+            for f in SHORT_SELLING_POSITIONS.fields
+        ]
+    ).sort("DisclosedDate", "CalculatedDate", "Code", "ShortSellerName")

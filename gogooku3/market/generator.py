@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
-from gogooku3.calendar import trading_days
+from gogooku3.calendar import rule_is_trading_day, trading_days
 from gogooku3.market.flows import ALL_SECTIONS, SECTION_INDEX, foreign_flow_by_section, generate_trades_spec
 from gogooku3.market.fundamentals import CLOSE_TIME, Universe, generate_statements, published_roe
 from gogooku3.market.reference import (
@@ -58,6 +58,10 @@ class MarketConfig:
     end: dt.date = dt.date(2024, 12, 31)
     #: Strength of the planted signal; 0.0 makes returns pure factor noise.
     signal: float = 1.0
+    #: Days the exchange stays closed although the rule (gogooku3.calendar) calls them trading days,
+    #: like the TSE's 2020-10-01 system failure: no bars that day, HolidayDivision "0" in the
+    #: market's calendar, and everything else generated on the market's own calendar.
+    closures: tuple[dt.date, ...] = ()
 
     def __post_init__(self) -> None:
         def bad(field: str, problem: str) -> ConfigFieldError:
@@ -71,6 +75,8 @@ class MarketConfig:
             raise bad("start", f"must not be after end ({self.end})")
         if not trading_days(self.start, self.end):
             raise bad("start", f"leaves no JPX trading day through end ({self.end})")
+        if not all(isinstance(d, dt.date) and rule_is_trading_day(d) for d in self.closures):
+            raise bad("closures", "must be dates the rule calls trading days (a closure beyond the rule)")
         # NaN passes every comparison; a NaN or infinite signal turns most simulated prices into NaN.
         if not math.isfinite(self.signal) or self.signal < 0:
             raise bad("signal", "must be a finite number >= 0")
@@ -123,7 +129,16 @@ def _streams(seed: int, n: int) -> list[np.random.Generator]:
 
 #: Streams 0-6 drive :func:`simulate`; the datasets derived from a simulation use these
 #: (:mod:`gogooku3.market.derived`).
-DERIVED_STREAMS = {"short_selling": 7, "weekly_margin_interest": 8, "earnings_calendar": 9, "dividends": 10}
+DERIVED_STREAMS = {
+    "short_selling": 7,
+    "weekly_margin_interest": 8,
+    "earnings_calendar": 9,
+    "dividends": 10,
+    "futures": 11,
+    "index_option": 12,
+    "daily_margin_interest": 13,
+    "short_selling_positions": 14,
+}
 
 
 def derived_stream(seed: int, dataset: str) -> np.random.Generator:
@@ -132,6 +147,8 @@ def derived_stream(seed: int, dataset: str) -> np.random.Generator:
 
 
 def simulate(cfg: MarketConfig) -> Simulation:
+    """The market on its own calendar: called where :func:`exchange_days` is installed (see
+    :func:`gogooku3.market.generate_market`)."""
     days = trading_days(cfg.start, cfg.end)
     T, N = len(days), cfg.n_codes
     r_uni, r_split, r_flow, r_fund, r_px, r_vol, r_fac = _streams(cfg.seed, 7)
@@ -395,6 +412,11 @@ def _roe_known(statements: pl.DataFrame, codes: np.ndarray, day_arr: np.ndarray)
     np.maximum.accumulate(last, axis=0, out=last)
     filled = out[last, np.arange(N)]
     return np.where(np.maximum.accumulate(mask, axis=0), filled, np.nan)
+
+
+def exchange_days(cfg: MarketConfig) -> dict[dt.date, bool]:
+    """The market's exchange where it departs from the rule: its closures (day -> open)."""
+    return {d: False for d in cfg.closures}
 
 
 @lru_cache(maxsize=4)

@@ -9,7 +9,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 import polars as pl
 
-from gogooku3.calendar import holiday_division
+from gogooku3.calendar import following_exchange, rule_is_trading_day
 from gogooku3.jquants.datasets import DATASETS, MARKET_CODES, get_dataset
 from gogooku3.market.generator import (
     COEF_FOREIGN_FLOW,
@@ -19,6 +19,7 @@ from gogooku3.market.generator import (
     ROE_CENTER,
     MarketConfig,
     Simulation,
+    exchange_days,
     simulate,
 )
 from gogooku3.market.reference import MARGIN_CODE_NAMES, RESTRUCTURE_DATE, SECTOR_17_NAMES, SECTOR_33
@@ -62,8 +63,21 @@ SIGNAL_COLUMNS: tuple[SignalColumn, ...] = (
 )
 
 
+#: Days the market's calendar reaches beyond its last day (J-Quants' reaches to the next year's end).
+CALENDAR_AHEAD_DAYS = 366
+
 #: Datasets computed from the simulation after the fact (:mod:`gogooku3.market.derived`).
-DERIVED_DATASETS = ("indices", "short_selling", "weekly_margin_interest", "earnings_calendar", "dividends")
+DERIVED_DATASETS = (
+    "indices",
+    "short_selling",
+    "weekly_margin_interest",
+    "earnings_calendar",
+    "dividends",
+    "futures",
+    "index_option",
+    "daily_margin_interest",
+    "short_selling_positions",
+)
 
 
 class Market:
@@ -251,12 +265,20 @@ class Market:
             df = df.filter(pl.col("Date") <= end)
         return df
 
-    def trading_calendar(self, start: dt.date, end: dt.date, division: str | None = None) -> pl.DataFrame:
-        """Every calendar day in [start, end] with its HolidayDivision ("1" open, "0" closed)."""
+    def trading_calendar(
+        self, start: dt.date | None = None, end: dt.date | None = None, division: str | None = None
+    ) -> pl.DataFrame:
+        """Every calendar day in [start, end] with its HolidayDivision ("1" open, "0" closed) on this
+        market's exchange: the rule, except the config's closures. Without bounds: the market's first
+        day through :data:`CALENDAR_AHEAD_DAYS` after its last (the exchange publishes ahead)."""
+        start = start or self.start
+        end = end or self.end + dt.timedelta(days=CALENDAR_AHEAD_DAYS)
+        closed = set(self.config.closures)
         n = (end - start).days + 1
         dates = [start + dt.timedelta(days=k) for k in range(max(n, 0))]
+        division_of = ["1" if d not in closed and rule_is_trading_day(d) else "0" for d in dates]
         df = pl.DataFrame(
-            {"Date": dates, "HolidayDivision": [holiday_division(d) for d in dates]},
+            {"Date": dates, "HolidayDivision": division_of},
             schema=DATASETS["trading_calendar"].schema,
         )
         return df if division is None else df.filter(pl.col("HolidayDivision") == division)
@@ -264,7 +286,7 @@ class Market:
     # ---- datasets derived from the simulation (gogooku3.market.derived)
     @cached_property
     def _derived(self) -> dict[str, pl.DataFrame]:
-        from gogooku3.market import derived
+        from gogooku3.market import derivatives, derived
 
         sim, seed = self._sim, self.config.seed
         indices = derived.sector_indices(sim)
@@ -274,6 +296,10 @@ class Market:
             "weekly_margin_interest": derived.weekly_margin_interest(sim, seed),
             "earnings_calendar": derived.earnings_calendar(sim, seed),
             "dividends": derived.dividends(sim, seed),
+            "futures": derivatives.futures(sim, seed),
+            "index_option": derivatives.index_option(sim, seed),
+            "daily_margin_interest": derived.daily_margin_interest(sim, seed),
+            "short_selling_positions": derived.short_selling_positions(sim, seed),
         }
 
     def derived(
@@ -351,5 +377,12 @@ def _empty(name: str) -> pl.DataFrame:
 
 @lru_cache(maxsize=4)
 def generate_market(cfg: MarketConfig = MarketConfig()) -> Market:  # noqa: B008 - frozen, hashable
-    """Generate (once per config, cached) the synthetic market for ``cfg``."""
-    return Market(cfg, simulate(cfg))
+    """Generate (once per config, cached) the synthetic market for ``cfg``, on its own calendar: with
+    ``cfg.closures`` the prices and every derived dataset are generated while the process follows
+    that exchange (so the derived datasets are computed here, not on first use)."""
+    if not cfg.closures:
+        return Market(cfg, simulate(cfg))
+    with following_exchange(exchange_days(cfg)):
+        market = Market(cfg, simulate(cfg))
+        market.derived("indices")  # computes every derived dataset
+    return market

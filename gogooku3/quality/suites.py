@@ -50,6 +50,10 @@ SUITE_NAMES: tuple[str, ...] = (
     "weekly_margin_interest",
     "earnings_calendar",
     "dividends",
+    "futures",
+    "index_option",
+    "daily_margin_interest",
+    "short_selling_positions",
     "trades_spec_daily",
     "features",
 )
@@ -121,6 +125,7 @@ FEATURE_COVERAGE_EXCEPTIONS: dict[str, tuple[float | None, str]] = {
         "null before the code's first known ex-date (and for codes without dividends)",
     ),
     "div_fwd_yield": (None, "null while no decided dividend is known ahead"),
+    "margin_alert_short_long": (None, "only the issues under daily margin publication have it"),
 }
 
 _MATURITY_TIERS = (5, 20, 60, 200)
@@ -403,6 +408,73 @@ def dividends_suite() -> dict[str, Any]:
     )
 
 
+def daily_margin_interest_suite() -> dict[str, Any]:
+    balances = [c for c in ("ShortMarginOutstanding", "LongMarginOutstanding")]
+    return _raw_suite(
+        "daily_margin_interest",
+        [
+            *(_between(c, 0.0, None, "margin balances are not negative") for c in balances),
+            _a_at_least_b(
+                "PublishedDate", "ApplicationDate", "balances are published after the day they apply to"
+            ),
+        ],
+        min_rows=0,  # a day without daily-published issues
+        notes="raw daily margin alerts published on one day",
+    )
+
+
+def short_selling_positions_suite() -> dict[str, Any]:
+    return _raw_suite(
+        "short_selling_positions",
+        [
+            _between(
+                "ShortPositionsToSharesOutstandingRatio", 0.0, 100.0, "a percent of the shares outstanding"
+            ),
+            _a_at_least_b(
+                "DisclosedDate", "CalculatedDate", "a position is disclosed after it was calculated"
+            ),
+        ],
+        min_rows=0,  # a day without reports
+        notes="raw short position reports disclosed on one day",
+    )
+
+
+def futures_suite() -> dict[str, Any]:
+    prices = ("WholeDayClose", "NightSessionClose", "DaySessionClose", "SettlementPrice")
+    return _raw_suite(
+        "futures",
+        [
+            *(_between(c, 0.0, None, "futures prices are positive", strict_min=True) for c in prices),
+            _between("Volume", 0.0, None, "volume is not negative"),
+            _between("OpenInterest", 0.0, None, "open interest is not negative"),
+            _a_at_least_b("WholeDayHigh", "WholeDayLow", "High >= Low"),
+            _a_at_least_b("SpecialQuotationDay", "LastTradingDay", "the SQ day follows the last trading day"),
+            _a_at_least_b("LastTradingDay", "Date", "no bar after its contract's last trading day"),
+            _in_set("CentralContractMonthFlag", ("0", "1"), "1 marks the central contract month"),
+        ],
+        min_rows=1,
+        notes="raw index futures bars of one trading day",
+    )
+
+
+def index_option_suite() -> dict[str, Any]:
+    from gogooku3.jquants.datasets import OPTION_CALL, OPTION_PUT
+
+    return _raw_suite(
+        "index_option",
+        [
+            _between("StrikePrice", 0.0, None, "strikes are positive", strict_min=True),
+            _between("SettlementPrice", 0.0, None, "settlement prices are positive", strict_min=True),
+            _between("ImpliedVolatility", 0.0, 500.0, "implied volatility in percent, positive"),
+            _between("OpenInterest", 0.0, None, "open interest is not negative"),
+            _in_set("PutCallDivision", (OPTION_PUT, OPTION_CALL), "1 put, 2 call"),
+            _a_at_least_b("LastTradingDay", "Date", "no bar after its series' last trading day"),
+        ],
+        min_rows=1,
+        notes="raw Nikkei 225 option bars of one trading day",
+    )
+
+
 # ------------------------------------------------------------------------------ trades_spec_daily
 
 
@@ -604,6 +676,10 @@ BUILDERS = {
     "weekly_margin_interest": weekly_margin_interest_suite,
     "earnings_calendar": earnings_calendar_suite,
     "dividends": dividends_suite,
+    "daily_margin_interest": daily_margin_interest_suite,
+    "short_selling_positions": short_selling_positions_suite,
+    "futures": futures_suite,
+    "index_option": index_option_suite,
     "trades_spec_daily": trades_spec_daily_suite,
     "features": features_suite,
 }

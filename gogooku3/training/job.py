@@ -117,9 +117,9 @@ def run_training(
     which ``cfg.out_dir`` is the local copy."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from gogooku3.lake import open_lake
+    from gogooku3.exchange_calendar import open_lake_following_exchange
 
-    lake = open_lake(lake_uri or settings.lake_uri, settings.s3)
+    lake = open_lake_following_exchange(lake_uri or settings.lake_uri, settings.s3)
     if remote is not None:
         remote.pull()
     where = cfg.out_dir if remote is None else remote.uri
