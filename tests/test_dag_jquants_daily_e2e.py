@@ -136,7 +136,8 @@ def test_forced_failure_alerts_slack(airflow_env, slack, tmp_path) -> None:
     )
     assert proc.returncode != 0, "a refused API key must fail the run"
     new = slack.messages()[n_before:]
-    assert len(new) == 1, f"expected one alert (listed_info fails at once), got {len(new)}"
+    # the calendar, the run's first task, fails at once; nothing downstream runs
+    assert len(new) == 1, f"expected one alert (trading_calendar fails at once), got {len(new)}"
     body = new[0]["body"]
     assert body["channel"] == "#gogooku3-e2e"
     fields = {
@@ -144,7 +145,7 @@ def test_forced_failure_alerts_slack(airflow_env, slack, tmp_path) -> None:
         for f in body["blocks"][1]["fields"]
     }
     assert fields["DAG"] == "`jquants_daily`"
-    assert fields["Task"] == "`listed_info`"
+    assert fields["Task"] == "`trading_calendar`"
     assert fields["Logical date (JST)"] == "2024-05-13 09:00 JST"  # 2024-05-13T00:00Z shown in JST
     assert fields["Data date (JST)"] == DAY.isoformat()
     assert fields["Try"] == "1"  # AuthError is not retried
@@ -152,8 +153,9 @@ def test_forced_failure_alerts_slack(airflow_env, slack, tmp_path) -> None:
     assert "AuthError" in error
     log_link = body["blocks"][3]["text"]["text"]
     assert log_link.startswith("<http://127.0.0.1:8080/dags/jquants_daily/runs/")
-    assert "/tasks/listed_info?try_number=1|" in log_link
+    assert "/tasks/trading_calendar?try_number=1|" in log_link
     assert bad_key not in json.dumps(body)
+    assert not (tmp_path / "lake" / "raw" / "trading_calendar").exists()
     assert not (tmp_path / "lake" / "raw" / "listed_info").exists()
 
 
