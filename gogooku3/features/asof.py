@@ -208,35 +208,40 @@ def margin_alert_table(alerts: pl.DataFrame) -> pl.DataFrame:
 
 def short_positions_table(reports: pl.DataFrame) -> pl.DataFrame:
     """(Code, available) -> short_pos_ratio (percent), short_pos_sellers: over the sellers whose
-    latest usable report is at or above the reporting threshold (a report below it closes one)."""
+    latest usable report is at or above the reporting threshold (a report below it closes one).
+
+    Computed as running sums: each report changes its code's total by its seller's new open
+    position minus the seller's previous one (the seller's reports in usable, then calculation
+    order), so no day-by-seller grid is built.
+    """
+    ratio = pl.col("ShortPositionsToSharesOutstandingRatio")
     r = _with_available(
-        reports.select(
-            "DisclosedDate",
-            "CalculatedDate",
-            "Code",
-            "ShortSellerName",
-            "ShortPositionsToSharesOutstandingRatio",
-        ),
+        reports.select("DisclosedDate", "CalculatedDate", "Code", "ShortSellerName", ratio),
         "DisclosedDate",
         evening_publication_usable_from,
     )
-    points = r.select("Code", pl.col("available").alias("point")).unique()
-    open_ = (
-        points.join(r, on="Code")
-        .filter(pl.col("available") <= pl.col("point"))
-        .sort("Code", "point", "ShortSellerName", "CalculatedDate", "available")
-        .group_by("Code", "point", "ShortSellerName", maintain_order=True)
-        .last()
-        .filter(pl.col("ShortPositionsToSharesOutstandingRatio") >= SHORT_REPORT_THRESHOLD)
-    )
-    totals = open_.group_by("Code", "point").agg(
-        pl.col("ShortPositionsToSharesOutstandingRatio").sum().alias("short_pos_ratio"),
-        pl.len().cast(pl.Float64).alias("short_pos_sellers"),
-    )
+    seller = ("Code", "ShortSellerName")
+    open_ratio = pl.when(ratio >= SHORT_REPORT_THRESHOLD).then(ratio).otherwise(0.0)
     return (
-        points.join(totals, on=["Code", "point"], how="left")
-        .with_columns(pl.col("short_pos_ratio", "short_pos_sellers").fill_null(0.0))
-        .rename({"point": "available"})
+        r.sort("Code", "ShortSellerName", "available", "CalculatedDate")
+        .with_columns(open_ratio.alias("_open"))
+        .with_columns(
+            (pl.col("_open") - pl.col("_open").shift(1, fill_value=0.0).over(seller)).alias("_d_ratio"),
+            (
+                (pl.col("_open") > 0).cast(pl.Float64)
+                - (pl.col("_open") > 0).cast(pl.Float64).shift(1, fill_value=0.0).over(seller)
+            ).alias("_d_sellers"),
+        )
+        .sort("Code", "available", "ShortSellerName", "CalculatedDate")
+        .with_columns(
+            # ratios have two decimals: rounding drops the running sum's float residue (a closed
+            # code is 0.0, not 1e-16)
+            pl.col("_d_ratio").cum_sum().over("Code").round(6).alias("short_pos_ratio"),
+            pl.col("_d_sellers").cum_sum().over("Code").alias("short_pos_sellers"),
+        )
+        .group_by("Code", "available", maintain_order=True)
+        .last()
+        .select("Code", "available", "short_pos_ratio", "short_pos_sellers")
         .sort("available", "Code")
     )
 
