@@ -413,3 +413,22 @@ async def test_health_and_stats_endpoints(emu):
     assert stats["pages_served"] == pages
     assert stats["rows_served"] == emu.market.topix().height
     assert emu.stats["pages_served"] == pages
+
+
+@pytest.mark.parametrize(
+    ("version", "disclosed", "calculated"),
+    [("v1", "disclosed_date", "calculated_date"), ("v2", "disc_date", "calc_date")],
+)
+def test_short_sale_reports_are_asked_for_by_each_protocols_own_date_names(
+    emu, version, disclosed, calculated
+):
+    from gogooku3.emulator.server import BadRequest, query_frame
+
+    ds, truth = DATASETS["short_selling_positions"], emu.market.derived("short_selling_positions")
+    row = truth.row(0, named=True)
+    by_disclosure = query_frame(emu.market, ds, version, {disclosed: row["DisclosedDate"].isoformat()})
+    assert by_disclosure.equals(truth.filter(pl.col("DisclosedDate") == row["DisclosedDate"]))
+    by_calculation = query_frame(emu.market, ds, version, {calculated: row["CalculatedDate"].isoformat()})
+    assert by_calculation.equals(truth.filter(pl.col("CalculatedDate") == row["CalculatedDate"]))
+    with pytest.raises(BadRequest, match="unknown parameter"):
+        query_frame(emu.market, ds, version, {"date": row["DisclosedDate"].isoformat()})

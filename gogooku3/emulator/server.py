@@ -102,10 +102,12 @@ _ALLOWED: dict[str, set[str]] = {
     "futures": {"date"},
     "index_option": {"date"},
     "daily_margin_interest": {"code", "date", "from", "to"},
-    "short_selling_positions": {"code", "calculated_date"},  # + the disclosure date, per protocol
+    "short_selling_positions": {"code"},  # + the disclosure and calculation dates, per protocol
 }
 #: short_selling's sector filter, as each protocol spells it.
 _SECTOR_PARAM = {"v1": "sector33code", "v2": "s33"}
+#: short_selling_positions' calculation-date filter, as each protocol spells it.
+_CALCULATED_PARAM = {"v1": "calculated_date", "v2": "calc_date"}
 _SECTIONS = set(SECTIONS_BEFORE_2022) | set(SECTIONS_FROM_2022)
 _MAX_CALENDAR_DAYS = 366 * 30
 
@@ -269,9 +271,8 @@ def query_frame(market: Market, ds: Dataset, version: ApiVersion, params: dict[s
         allowed.add(_SECTOR_PARAM[version])
     if ds.date_param_name(version) != "date":
         allowed.add(ds.date_param_name(version))
-        if "calculated_date" in allowed and version == "v2":
-            allowed.discard("calculated_date")
-            allowed.add("calc_date")
+    if ds.name == "short_selling_positions":
+        allowed.add(_CALCULATED_PARAM[version])
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise BadRequest(f"unknown parameter(s) {', '.join(unknown)} for {ds.path(version)}")
@@ -353,7 +354,7 @@ def _derived_frame(
         return market.derived(ds.name, day, day)
     if ds.name == "short_selling_positions":
         code = _code_param(params)
-        calculated = _date_param(params, "calculated_date" if version == "v1" else "calc_date")
+        calculated = _date_param(params, _CALCULATED_PARAM[version])
         if code is None and day is None and calculated is None:
             raise BadRequest(
                 f"This API requires at least 1 parameter as follows; 'code','{ds.date_param_name(version)}'."
