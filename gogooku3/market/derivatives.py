@@ -163,64 +163,70 @@ def index_option(sim: Simulation, seed: int) -> pl.DataFrame:
     rng = derived_stream(seed, "index_option")
     level = _nikkei(sim, rng)
     T = len(sim.days)
+    if T == 0:
+        return pl.DataFrame(schema=INDEX_OPTION.schema)
     close = sim.topix[:, 3]
     ret = np.diff(np.log(close), prepend=np.log(close[0]))
     rv = np.array([ret[max(1, t - 19) : t + 1].std() * np.sqrt(252) if t >= 5 else 0.15 for t in range(T)])
     short_iv = np.clip(0.9 * rv + 0.04 + _ar1(rng, T, 0.9, 0.01), 0.08, 1.2)
     pc_ratio = 1.3 * np.exp(_ar1(rng, T, 0.95, 0.03))
-    frames = []
-    for t, day in enumerate(sim.days):
-        under = level[t, 1]
-        strikes = (
-            np.arange(
-                np.ceil(under * (1 - STRIKE_RANGE) / STRIKE_STEP),
-                np.floor(under * (1 + STRIKE_RANGE) / STRIKE_STEP) + 1,
-            )
-            * STRIKE_STEP
-        )
-        for y, m, sq in _months_from(day, 1, CONTRACTS):
-            tau = max((sq - day).days, 1) / 365.0
-            atm = 0.20 + (short_iv[t] - 0.20) * np.exp(-tau / 0.25)
-            forward = under * np.exp((OPTION_RATE - OPTION_DIVIDEND) * tau)
-            k = np.concatenate([strikes, strikes])
-            call = np.repeat([False, True], len(strikes))
-            moneyness = np.log(k / forward)
-            vol = np.clip(atm * (1 - 0.8 * moneyness), 0.05, 1.5)
-            price = np.maximum(np.round(_black76(forward, k, np.full_like(k, tau), vol, call)), 1.0)
-            weight = np.exp(-0.5 * (moneyness / 0.06) ** 2)
-            oi = np.round(weight * 8_000 * np.where(call, 1.0, pc_ratio[t]) * rng.lognormal(0, 0.2, len(k)))
-            volume = np.round(oi * rng.uniform(0.02, 0.2, len(k)))
-            pc = np.where(call, OPTION_CALL, OPTION_PUT)
-            traded = volume > 0
-            frames.append(
-                pl.DataFrame(
-                    {
-                        "Date": [day] * len(k),
-                        "Code": [f"1{p}{y % 100:02d}{m:02d}{int(s):05d}" for p, s in zip(pc, k, strict=True)],
-                        "WholeDayClose": np.where(traded, price, np.nan),
-                        "DaySessionClose": np.where(traded, price, np.nan),
-                        "Volume": volume,
-                        "OpenInterest": oi,
-                        "TurnoverValue": volume * price * 1000.0,
-                        "ContractMonth": [f"{y}-{m:02d}"] * len(k),
-                        "StrikePrice": k,
-                        "EmergencyMarginTriggerDivision": ["002"] * len(k),
-                        "PutCallDivision": pc,
-                        "LastTradingDay": [previous_trading_day(sq)] * len(k),
-                        "SpecialQuotationDay": [sq] * len(k),
-                        "SettlementPrice": price,
-                        "TheoreticalPrice": price,
-                        "BaseVolatility": np.round(atm * 100, 4),
-                        "UnderlyingPrice": np.round(under, 2),
-                        "ImpliedVolatility": np.round(vol * 100, 4),
-                        "InterestRate": np.full(len(k), OPTION_RATE * 100),
-                    },
-                    nan_to_null=True,
-                )
-            )
-    if not frames:
-        return pl.DataFrame(schema=INDEX_OPTION.schema)
-    df = pl.concat(frames, how="diagonal")
+    # one row per (day, listed expiry), then one per strike of its grid, then put and call
+    series = [(t, y, m, sq) for t, day in enumerate(sim.days) for y, m, sq in _months_from(day, 1, CONTRACTS)]
+    t_s = np.array([x[0] for x in series])
+    sq_s = np.array([x[3] for x in series], dtype="datetime64[D]")
+    month_s = np.array([f"{x[1]}-{x[2]:02d}" for x in series])
+    yymm_s = np.array([f"{x[1] % 100:02d}{x[2]:02d}" for x in series])
+    day_arr = np.array(sim.days, dtype="datetime64[D]")
+    under_s = level[t_s, 1]
+    lo = np.ceil(under_s * (1 - STRIKE_RANGE) / STRIKE_STEP).astype(np.int64)
+    hi = np.floor(under_s * (1 + STRIKE_RANGE) / STRIKE_STEP).astype(np.int64)
+    n = hi - lo + 1
+    row = np.repeat(np.arange(len(series)), n)
+    strike = (lo[row] + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) * STRIKE_STEP
+    row = np.concatenate([row, row])  # puts, then calls
+    k = np.concatenate([strike, strike])
+    call = np.repeat([False, True], len(strike))
+    t = t_s[row]
+    tau = np.maximum((sq_s[row] - day_arr[t]).astype(np.int64), 1) / 365.0
+    atm = 0.20 + (short_iv[t] - 0.20) * np.exp(-tau / 0.25)
+    forward = level[t, 1] * np.exp((OPTION_RATE - OPTION_DIVIDEND) * tau)
+    moneyness = np.log(k / forward)
+    vol = np.clip(atm * (1 - 0.8 * moneyness), 0.05, 1.5)
+    price = np.maximum(np.round(_black76(forward, k, tau, vol, call)), 1.0)
+    weight = np.exp(-0.5 * (moneyness / 0.06) ** 2)
+    oi = np.round(weight * 8_000 * np.where(call, 1.0, pc_ratio[t]) * rng.lognormal(0, 0.2, len(k)))
+    volume = np.round(oi * rng.uniform(0.02, 0.2, len(k)))
+    traded = volume > 0
+    pc = np.where(call, OPTION_CALL, OPTION_PUT)
+    sq_dates = pl.Series(sq_s).cast(pl.Date)
+    last_trading = pl.Series([previous_trading_day(d) for d in sq_dates.to_list()], dtype=pl.Date)
+    df = pl.DataFrame(
+        {
+            "Date": day_arr[t],
+            "Code": np.char.add(
+                np.char.add(np.char.add("1", pc), yymm_s[row]),
+                np.char.zfill(k.astype(np.int64).astype(str), 5),
+            ),
+            "WholeDayClose": np.where(traded, price, np.nan),
+            "DaySessionClose": np.where(traded, price, np.nan),
+            "Volume": volume,
+            "OpenInterest": oi,
+            "TurnoverValue": volume * price * 1000.0,
+            "ContractMonth": month_s[row],
+            "StrikePrice": k,
+            "EmergencyMarginTriggerDivision": np.full(len(k), "002"),
+            "PutCallDivision": pc,
+            "LastTradingDay": last_trading.to_numpy()[row],
+            "SpecialQuotationDay": sq_s[row],
+            "SettlementPrice": price,
+            "TheoreticalPrice": price,
+            "BaseVolatility": np.round(atm * 100, 4),
+            "UnderlyingPrice": np.round(level[t, 1], 2),
+            "ImpliedVolatility": np.round(vol * 100, 4),
+            "InterestRate": np.full(len(k), OPTION_RATE * 100),
+        },
+        nan_to_null=True,
+    )
     return df.select(
         [
             (pl.col(f.name) if f.name in df.columns else pl.lit(None)).cast(f.dtype).alias(f.name)
