@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from gogooku3.market.market import DERIVED_DATASETS
+
 
 @dataclass(frozen=True)
 class MarketInputs:
@@ -37,18 +39,9 @@ class MarketInputs:
         }
 
 
-#: The market-wide datasets :func:`gogooku3.features.build_features` takes as keyword arguments.
-MARKET_WIDE = (
-    "indices",
-    "short_selling",
-    "weekly_margin_interest",
-    "earnings_calendar",
-    "dividends",
-    "futures",
-    "index_option",
-    "daily_margin_interest",
-    "short_selling_positions",
-)
+#: The market-wide datasets :func:`gogooku3.features.build_features` takes as keyword arguments:
+#: exactly the datasets the synthetic market derives from its prices and statements.
+MARKET_WIDE = DERIVED_DATASETS
 
 
 def market_inputs(
