@@ -31,6 +31,56 @@ _root.handlers[:] = _saved_logging[0]
 _root.setLevel(_saved_logging[1])
 
 
+#: Test modules that run one after another in one worker process under pytest-xdist (``make test``
+#: runs two): they share a session fixture too costly to build twice (the CI market's walk-forward
+#: runs), and they train networks, torch's and LightGBM's OpenMP threads on every core: two such
+#: modules side by side on two cores each ran ~4x slower than alone (spinning threads, measured).
+SHARED_WORKER = dict.fromkeys(
+    ("test_training_run", "test_tracking", "test_dag_walk_forward_retrain_e2e"), "training"
+)
+
+#: The slowest modules (or groups), slowest first, as measured on a 2-core host (the README's
+#: Tests section has the figures): the workers take them first, so that no long module starts last
+#: and leaves one worker idle at the end. Every other module follows in collection order.
+SLOWEST_FIRST = (
+    "training",
+    "test_deploy",
+    "test_dag_features_daily_e2e",
+    "test_dag_trades_spec_weekly_e2e",
+    "test_dag_jquants_daily_e2e",
+)
+
+
+def worker_group(nodeid: str) -> str:
+    """The unit of work one xdist worker takes whole: the test's module (module- and session-scoped
+    fixtures are built once per worker, so a module never spreads over two), or the shared group of
+    :data:`SHARED_WORKER`."""
+    module = Path(nodeid.split("::", 1)[0]).stem
+    return SHARED_WORKER.get(module, module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slowest groups first (:data:`SLOWEST_FIRST`); modules keep their tests' order."""
+    rank = {group: i for i, group in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(worker_group(item.nodeid), len(rank)))  # stable
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``pytest -n N --dist loadscope`` (``make test``): loadscope's scheduling (whole units, in
+    collection order with ``--no-loadscope-reorder``), its unit being :func:`worker_group`.
+    (``--dist loadgroup`` would do with marks, but pytest-xdist 3.8 under pytest 9 does not group
+    marked tests: tried.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkerGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return WorkerGroupScheduling(config, log)
+
+
 @pytest.fixture(autouse=True)
 def _calendar_on_the_rule() -> Any:
     """Each test starts on gogooku3.calendar's rule and leaves it so: following a lake's exchange

@@ -186,9 +186,10 @@ def _wait_for_runs(api: AirflowApi, dag_id: str, count: int, timeout_s: float = 
 
 
 def _feature_build_containers() -> list[str]:
-    """Running task containers of the feature build (the emulator runs the same image otherwise)."""
+    """Running task containers of this stack's feature build (the emulator runs the same image
+    otherwise; other tests on the same engine run feature builds of their own, off this network)."""
     out = subprocess.run(
-        ["docker", "ps", "--no-trunc", "--format", "{{.ID}} {{.Command}}"],
+        ["docker", "ps", "--no-trunc", "--filter", f"network={NETWORK}", "--format", "{{.ID}} {{.Command}}"],
         capture_output=True,
         text=True,
         check=True,

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -154,11 +155,23 @@ def test_offline_container_writes_to_a_bind_mounted_lake_as_the_caller(
     assert cli.returncode == 0, cli.stderr
 
 
+def _lasting_probe_containers(client, wait_s: float = 30.0) -> list:
+    """Probe containers still on the engine after up to ``wait_s``: other tests' feature builds on
+    the same engine (``make test`` runs two workers) probe too, and theirs go within seconds; one
+    this probe left behind stays."""
+    deadline = time.monotonic() + wait_s
+    while (left := client.containers.list(all=True, filters={"label": containers.PROBE_LABEL})) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(1)
+    return left
+
+
 def test_gpu_probe_agrees_with_the_docker_cli_and_cleans_up(task_image: str) -> None:
     client = containers.docker_client()
     try:
         probe = containers.gpu_runtime_available(client, probe_image=task_image)
-        leftovers = client.containers.list(all=True, filters={"label": containers.PROBE_LABEL})
+        leftovers = _lasting_probe_containers(client)
     finally:
         client.close()
     cli = _run(

@@ -245,7 +245,8 @@ def test_a_ridge_start_is_kept_when_training_does_not_beat_it(features_lake_fact
     )
 
 
-#: Two short folds over 2023-04..12: 60 and 83 training days, 2 x 20 embargo, 20 validation and 23 test days.
+#: Two short folds over 2023-04..12: 60 and 83 training days, 2 x 20 embargo, 20 validation and 23 test
+#: days; two horizons (what the CLI does with a run does not depend on how many it trains).
 SHORT = [
     "--start",
     "2023-04-01",
@@ -261,6 +262,8 @@ SHORT = [
     "tiny",
     "--max-epochs",
     "2",
+    "--horizons",
+    "1,5",
     "--threads",
     "2",
 ]
