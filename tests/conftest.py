@@ -35,12 +35,20 @@ _root.setLevel(_saved_logging[1])
 #: runs two): they share a session fixture too costly to build twice (the CI market's walk-forward
 #: runs), and they train networks, torch's and LightGBM's OpenMP threads on every core: two such
 #: modules side by side on two cores each ran ~4x slower than alone (spinning threads, measured).
+#: In this order: the retrain's end-to-end test last, as it waits for the task image, which the
+#: deployment's test is building on the other worker when the run starts.
 SHARED_WORKER = dict.fromkeys(
-    ("test_training_run", "test_tracking", "test_dag_walk_forward_retrain_e2e"), "training"
+    (
+        "test_training_run",
+        "test_tracking",
+        "test_training_runstore",
+        "test_dag_walk_forward_retrain_e2e",
+    ),
+    "training",
 )
 
-#: The slowest modules (or groups), slowest first, as measured on a 2-core host (the README's
-#: Tests section has the figures): the workers take them first, so that no long module starts last
+#: The slowest modules (or groups), slowest first, as measured on a 2-core host (the README's "How
+#: `make test` runs" has figures): the workers take them first, so that no long module starts last
 #: and leaves one worker idle at the end. Every other module follows in collection order.
 SLOWEST_FIRST = (
     "training",
@@ -60,9 +68,15 @@ def worker_group(nodeid: str) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The slowest groups first (:data:`SLOWEST_FIRST`); modules keep their tests' order."""
+    """The slowest groups first (:data:`SLOWEST_FIRST`), the modules of a shared group in
+    :data:`SHARED_WORKER`'s order; modules keep their tests' order."""
     rank = {group: i for i, group in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(worker_group(item.nodeid), len(rank)))  # stable
+    within = {module: i for i, module in enumerate(SHARED_WORKER)}
+
+    def key(item: pytest.Item) -> tuple[int, int]:
+        return rank.get(worker_group(item.nodeid), len(rank)), within.get(item.path.stem, 0)
+
+    items.sort(key=key)  # stable
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
