@@ -20,7 +20,9 @@ Rows reported:
    the same subset compiled from the catalogue by the Polars engine, on the same panel, in the
    same run. This is a *subset* (labelled so), not the full catalogue.
 3. **Per family** (:func:`family_rows`): each catalogue group's output features computed alone on
-   the prepared panel, warm: what a family costs (the market-wide families of issue 14 included).
+   the prepared panel, warm: what a family costs (the market-wide families of issue 14 included);
+   and the peer table the ``peers`` family copies (:func:`peer_rows`), computed in ``prepare``,
+   over every day and for one day.
 4. **GPU engine vs CPU engine** (full catalogue, from the same prepared panel) where RAPIDS and a
    GPU are present: a warm-up call (kernel compilation, RMM pool) then a timed call; otherwise
    one row saying why it was skipped. ``FEATURES_BENCH_ENGINE=cpu`` skips the GPU rows.
@@ -126,6 +128,32 @@ def family_rows(panel: pl.DataFrame, features_s: float) -> list[dict]:
             )
         )
     return sorted(rows, key=lambda r: -r["wall_s"])
+
+
+def peer_rows(panel: pl.DataFrame) -> list[dict]:
+    """What the peer table costs (:func:`gogooku3.features.peers.peer_columns`, a correlation
+    matrix and a top-k per day, computed in ``prepare``): over every day (a backfill), and for the
+    last day alone (a daily run), each the second of two runs."""
+    from gogooku3.features.peers import PEER_COLUMNS, peer_columns
+
+    last = panel.get_column("Date").max()
+    days = panel.get_column("Date").n_unique()
+    codes = panel.filter(pl.col("Date") == last).height
+    rows = []
+    for label, since, n_days in (("every day", None, days), ("the last day alone", last, 1)):
+        peer_columns(panel, since)
+        _, mem = measure(lambda since=since: peer_columns(panel, since))
+        rows.append(
+            _measured_row(
+                f"peer table ({label}): numpy, in prepare",
+                len(PEER_COLUMNS),
+                panel.height,
+                mem,
+                f"{n_days} day(s) x ~{codes} codes, {mem.wall_s / n_days * 1e3:.0f} ms per day; "
+                f"second of two runs; load average {os.getloadavg()[0]:.1f}",
+            )
+        )
+    return rows
 
 
 def polars_subset(panel: pl.DataFrame) -> pl.DataFrame:
@@ -288,6 +316,7 @@ def run(quick: bool) -> list[dict]:
     )
     del pd_sub, check
     out.extend(family_rows(panel, feat_s))
+    out.extend(peer_rows(panel))
 
     reason = _gpu_reason()
     if reason is not None:

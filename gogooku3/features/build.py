@@ -136,6 +136,7 @@ def build_features(
         index_option=upto(index_option, "Date"),
         daily_margin_interest=upto(daily_margin_interest, "PublishedDate"),
         short_selling_positions=upto(short_selling_positions, "DisclosedDate"),
+        peers_since=start,
     )
     t1 = time.perf_counter()
     carry: tuple[str, ...] = ()

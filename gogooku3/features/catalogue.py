@@ -755,6 +755,18 @@ _add(
     "z-score of TOPIX's 20-day volatility over 252 days",
 )
 
+# ------------------------------------------------------------------ peers (the model's correlation graph)
+_add(
+    "peer_degree",
+    "copy",
+    ["peer_degree_in"],
+    "peers",
+    "how many codes count this one among their 10 most correlated peers over 60 days (in-degree)",
+)
+_add("peer_ret_1d", "copy", ["peer_ret_1d_in"], "peers", "mean ret_1d of the 10 most correlated peers")
+_add("peer_corr_mean", "copy", ["peer_corr_in"], "peers", "mean 60-day return correlation with those peers")
+_add("peer_rel_ret_1d", "sub", ["ret_1d", "peer_ret_1d"], "peers", "ret_1d minus its peers' mean")
+
 # ------------------------------------------------------------------ cross-sectional z-scores and ranks
 for _src in (
     "ret_1d",

@@ -25,6 +25,7 @@ import datetime as dt
 import polars as pl
 
 from gogooku3.calendar import next_trading_day, on_or_after
+from gogooku3.features.peers import PEER_COLUMNS, PEER_HISTORY, peer_columns
 
 #: Base columns of the panel (besides Date, Code, Sector33Code, MarketCode) -> meaning.
 BASE_COLUMNS: dict[str, str] = {
@@ -85,6 +86,7 @@ BASE_COLUMNS: dict[str, str] = {
     "mkt_drawdown_252d_in": "TOPIX close / its 252-day high - 1",
     "mkt_ret_z_252d_in": "z-score of TOPIX's daily return over 252 days",
     "mkt_vol_z_252d_in": "z-score of TOPIX's 20-day volatility over 252 days",
+    **PEER_COLUMNS,
 }
 #: Rows of a code's own history a base column needs before it can have a value, where more than one
 #: (the catalogue's ``min_history`` and the gate's maturity conditions start from these): the
@@ -106,6 +108,7 @@ BASE_HISTORY: dict[str, int] = {
     "mkt_drawdown_252d_in": 60,
     "mkt_ret_z_252d_in": 61,
     "mkt_vol_z_252d_in": 80,  # 60 values of a 20-day volatility of returns
+    **dict.fromkeys(PEER_COLUMNS, PEER_HISTORY),  # enough returns in the window to be linked
 }
 #: Base columns holding dates (the rest are Float64).
 DATE_BASE_COLUMNS = frozenset(
@@ -299,8 +302,13 @@ def prepare_panel(
     index_option: pl.DataFrame | None = None,
     daily_margin_interest: pl.DataFrame | None = None,
     short_selling_positions: pl.DataFrame | None = None,
+    peers_since: dt.date | None = None,
 ) -> pl.DataFrame:
     """Build the base panel, sorted by (Code, Date), one row per daily_quotes row.
+
+    The peer columns (:mod:`gogooku3.features.peers`, a correlation matrix per day) are computed
+    for the days >= ``peers_since`` (default: every day) and null before: a build passes its first
+    output day, since no feature reads them on history rows.
 
     ``listed_info`` may hold one snapshot or many (``Date`` column); each row takes the latest
     snapshot on or before its date, else the earliest one (sector membership is treated as static
@@ -466,8 +474,10 @@ def prepare_panel(
             "date_sector"
         ),
     )
-    out = lf.select(*KEY_COLUMNS, *BASE_COLUMNS).collect(engine="in-memory")
-    return out.with_columns(pl.col(c).cast(pl.Float64) for c in BASE_COLUMNS if c not in DATE_BASE_COLUMNS)
+    joined = [c for c in BASE_COLUMNS if c not in PEER_COLUMNS]
+    out = lf.select(*KEY_COLUMNS, *joined).collect(engine="in-memory")
+    out = out.with_columns(pl.col(c).cast(pl.Float64) for c in joined if c not in DATE_BASE_COLUMNS)
+    return out.hstack(peer_columns(out, peers_since))
 
 
 def _join_by_code(lf: pl.LazyFrame, table: pl.DataFrame, code_map: pl.DataFrame) -> pl.LazyFrame:

@@ -95,6 +95,7 @@ GROUPS = (
     "options",
     "sector_index",
     "regime",
+    "peers",
     "cross_sectional",
     "sector_relative",
     "maturity",

@@ -5,7 +5,8 @@ correlation of daily returns over the ``window`` trading days ending at t (t inc
 of day t is known at its close, when the forecast is made). Nothing after t is read, and the
 returns are a feature column (``ret_1d``), never a forward-return target. Edge attributes are
 (correlation, same Sector33 flag). A code with fewer than ``min_periods`` returns in the window gets
-no peers (the model still adds a self loop).
+no peers (the model still adds a self loop). The selection is
+:func:`gogooku3.features.peers.correlated_peers`, which the peer features read too.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from gogooku3.features.peers import PEER_K, PEER_MIN_PERIODS, PEER_WINDOW, correlated_peers
+
 EDGE_DIM = 2
 
 
 @dataclass(frozen=True)
 class GraphConfig:
-    k: int = 10
-    window: int = 60
-    min_periods: int = 20
+    k: int = PEER_K
+    window: int = PEER_WINDOW
+    min_periods: int = PEER_MIN_PERIODS
     return_feature: str = "ret_1d"
 
     def __post_init__(self) -> None:
@@ -43,32 +46,10 @@ def day_graph(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(edge_index (2, E) int64 as (source=peer, target=code) positions in ``codes``, edge_attr (E, 2)
     float32) for day index ``t`` of the (T, N) ``returns`` (NaN: no return)."""
-    n = len(codes)
     lo = max(0, t + 1 - cfg.window)
-    r = returns[lo : t + 1, codes].astype(np.float64)  # (W, n): only days <= t
-    k = min(cfg.k, n - 1)
-    if k <= 0 or r.shape[0] < cfg.min_periods:
-        return np.zeros((2, 0), np.int64), np.zeros((0, EDGE_DIM), np.float32)
-    ok = np.isfinite(r)
-    count = ok.sum(axis=0)
-    mean = np.where(count > 0, np.nansum(r, axis=0) / np.maximum(count, 1), 0.0)
-    z = np.where(ok, r - mean, 0.0)
-    norm = np.sqrt((z * z).sum(axis=0))
-    usable = (count >= cfg.min_periods) & (norm > 0)
-    z = z / np.where(norm > 0, norm, 1.0)
-    corr = z.T @ z  # pairwise-complete approximation: missing returns count as the code's mean
-    corr[~usable, :] = -np.inf
-    corr[:, ~usable] = -np.inf
-    np.fill_diagonal(corr, -np.inf)
-    # The k largest per row: a partition (linear in n; a full sort of every row is n log n, ~0.25 s
-    # for a 2,048-code chunk), then those k ordered by correlation, ties by position. (Which of
-    # several exactly equal values at the k-th place is kept is the partition's choice, the same on
-    # every run; only the -inf of unusable codes tie like that, and those edges are dropped.)
-    peers = np.argpartition(corr, n - k, axis=1)[:, n - k :]
-    peers = np.take_along_axis(peers, np.lexsort((peers, -np.take_along_axis(corr, peers, 1))), 1)
-    target = np.repeat(np.arange(n), k)
-    source = peers.ravel()
-    weight = corr[target, source]
+    peers, corr = correlated_peers(returns[lo : t + 1, codes], cfg.k, cfg.min_periods)  # only days <= t
+    target = np.repeat(np.arange(len(codes)), peers.shape[1])
+    source, weight = peers.ravel(), corr.ravel()
     keep = np.isfinite(weight)
     target, source, weight = target[keep], source[keep], weight[keep]
     same = (sector[codes][source] == sector[codes][target]) & (sector[codes][source] >= 0)

@@ -1,0 +1,120 @@
+"""Peer features: read from the correlation graph the model builds, past returns only."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from gogooku3.features import build_features
+from gogooku3.features.peers import PEER_MIN_PERIODS, _top_k, correlated_peers, peer_stats
+from gogooku3.features.testing import market_inputs
+from gogooku3.training.graph import GraphConfig, day_graph
+
+START, END = dt.date(2022, 1, 4), dt.date(2022, 9, 30)
+
+
+@pytest.fixture(scope="module")
+def built() -> pl.DataFrame:
+    inputs = market_inputs(60, START, END, seed=5)
+    return build_features(inputs.daily_quotes, **inputs.kwargs(), with_targets=False)
+
+
+def _dense(built: pl.DataFrame, column: str) -> np.ndarray:
+    """(days, codes) matrix of a built column, NaN where there is no row or no value."""
+    days, codes = built["Date"].unique().sort(), built["Code"].unique().sort()
+    out = np.full((len(days), len(codes)), np.nan)
+    out[days.search_sorted(built["Date"]), codes.search_sorted(built["Code"])] = (
+        built[column].fill_null(np.nan).to_numpy()
+    )
+    return out
+
+
+def test_peer_features_are_read_from_the_graph_the_model_builds_from_the_lakes_ret_1d(built) -> None:
+    """For every day, the model's day graph over that day's codes (built from the ret_1d column, as
+    training reads it from the lake) gives each code's in-degree, its peers' mean ret_1d and its
+    mean edge correlation: exactly the peer features."""
+    returns = _dense(built, "ret_1d")
+    present = ~np.isnan(_dense(built.with_columns(pl.lit(1.0).alias("row")), "row"))
+    degree, peer_ret, corr = (_dense(built, c) for c in ("peer_degree", "peer_ret_1d", "peer_corr_mean"))
+    rel = _dense(built, "peer_rel_ret_1d")
+    sector = np.zeros(returns.shape[1], np.int64)
+    linked_days = 0
+    for t in range(returns.shape[0]):
+        codes = np.flatnonzero(present[t])  # the day's codes
+        edge_index, edge_attr = day_graph(returns, t, codes, sector, GraphConfig())
+        source, target = edge_index
+        n = len(codes)
+        links = np.bincount(target, minlength=n)
+        has = links > 0
+        want_degree = np.where(has, np.bincount(source, minlength=n), np.nan)
+        want_ret = np.bincount(target, returns[t, codes][source], minlength=n) / np.where(has, links, np.nan)
+        want_corr = np.bincount(target, edge_attr[:, 0].astype(np.float64), minlength=n) / np.where(
+            has, links, np.nan
+        )
+        np.testing.assert_array_equal(degree[t, codes], want_degree, err_msg=f"day {t}")
+        np.testing.assert_allclose(peer_ret[t, codes], want_ret, rtol=0, atol=1e-12, err_msg=f"day {t}")
+        # edge_attr is float32
+        np.testing.assert_allclose(corr[t, codes], want_corr, rtol=0, atol=1e-6, err_msg=f"day {t}")
+        np.testing.assert_allclose(
+            rel[t, codes], np.where(has, returns[t, codes] - want_ret, np.nan), atol=1e-12
+        )
+        linked_days += bool(has.any())
+    # the first days have too few returns to link anyone; every later day links codes
+    assert linked_days >= returns.shape[0] - PEER_MIN_PERIODS - 1
+
+
+def test_peers_are_the_most_correlated_and_hubs_have_the_in_degree() -> None:
+    """Four codes follow one factor closely and two others noisily: each close follower's peers are
+    the other close followers, and the noisy ones pick close followers too, so all in-degree goes
+    to the close followers; a code with too few returns is nobody's peer and has none."""
+    rng = np.random.default_rng(0)
+    window = 60
+    factor = rng.standard_normal(window)
+    close = factor[:, None] + 0.05 * rng.standard_normal((window, 4))
+    loose = factor[:, None] + 2.0 * rng.standard_normal((window, 2))
+    young = np.where(np.arange(window)[:, None] >= window - (PEER_MIN_PERIODS - 1), factor[:, None], np.nan)
+    returns = np.hstack([close, loose, young])
+    peers, corr = correlated_peers(returns, k=3, min_periods=PEER_MIN_PERIODS)
+    assert [sorted(p) for p in peers[:4]] == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
+    assert np.all(np.diff(corr[:4], axis=1) <= 0)  # ordered by correlation
+    assert np.all(np.isneginf(corr[6]))  # 19 returns: no peers
+    assert 6 not in peers[np.isfinite(corr)]  # and nobody's peer
+    degree, peer_ret, mean_corr = peer_stats(returns, returns[-1], k=3)
+    assert degree[:4].sum() == 4 * 3 + 2 * 3 and degree[:4].min() >= 3  # every link goes to them
+    np.testing.assert_array_equal(degree[4:6], [0, 0])
+    assert np.isnan(degree[6]) and np.isnan(peer_ret[6]) and np.isnan(mean_corr[6])
+    np.testing.assert_allclose(peer_ret[0], returns[-1, [1, 2, 3]].mean())
+    assert mean_corr[0] > 0.99 > mean_corr[4]
+
+
+def test_a_window_shorter_than_min_periods_links_nobody() -> None:
+    returns = np.random.default_rng(1).standard_normal((PEER_MIN_PERIODS - 1, 12))
+    peers, corr = correlated_peers(returns, k=3, min_periods=PEER_MIN_PERIODS)
+    assert peers.shape == corr.shape == (12, 0)
+    degree, peer_ret, mean_corr = peer_stats(returns, returns[-1], k=3)
+    assert np.isnan(degree).all() and np.isnan(peer_ret).all() and np.isnan(mean_corr).all()
+
+
+@pytest.mark.parametrize("n", [50, 1500, 3001])
+def test_the_blocked_selection_finds_each_rows_k_largest(n: int) -> None:
+    """Small universes take one partition, large ones the blocked two-pass selection: both find the
+    k largest of every row, unusable (-inf) codes included where a row has fewer finite values."""
+    rng = np.random.default_rng(n)
+    corr = rng.uniform(-1, 1, (n, n)).astype(np.float32)
+    corr[:, rng.uniform(size=n) < 0.3] = -np.inf
+    corr[7, :] = -np.inf
+    corr[8, 5:] = -np.inf  # five finite values: the rest of its k are -inf
+    k = 10
+    width = -(-n // 64) * 64  # _top_k takes whole blocks of columns: padded like correlated_peers
+    corr = np.hstack([corr, np.full((n, width - n), -np.inf, np.float32)])
+    got = _top_k(corr, k)
+    want = np.argsort(-corr, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(
+        np.sort(np.take_along_axis(corr, got, 1), axis=1), np.sort(np.take_along_axis(corr, want, 1), axis=1)
+    )
+    finite = np.isfinite(np.take_along_axis(corr, want, 1))
+    found = np.isfinite(np.take_along_axis(corr, got, 1))
+    np.testing.assert_array_equal(np.sort(np.where(finite, want, -1)), np.sort(np.where(found, got, -1)))
