@@ -19,9 +19,9 @@ Peer base columns (``peer_*_in``), per (code, day), null when the code has no pe
 * ``peer_ret_1d_in`` - mean ``ret_1d`` of its peers that day.
 * ``peer_corr_in`` - mean correlation with its peers over the window.
 
-Cost: one (n x n) correlation matrix and a top-k per row per output day, O(n^2 * window); only the
-days a build outputs are computed (a daily run computes one day), and the columns are null on the
-history rows before them, which no feature reads.
+Cost: per output day, an (n x n) correlation product, O(n^2 * window), taken in slices of rows, and
+a top-k per row; only the days a build outputs are computed (a daily run computes one day), and
+the columns are null on the history rows before them, which no feature reads.
 """
 
 from __future__ import annotations
