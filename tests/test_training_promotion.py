@@ -46,6 +46,10 @@ def test_evaluation_days_leave_out_what_the_champion_saw_and_the_embargo():
         (0.065, 0.05, 0.055, False, "does not beat champion"),
         (0.09, 0.095, 0.02, False, "below the ridge baseline"),
         (float("nan"), 0.05, 0.02, False, "no valid RankIC"),
+        (-0.0039, -0.0107, None, False, "is not positive"),  # beats ridge, but worse than chance
+        (0.0, -0.01, None, False, "is not positive"),
+        (-0.01, -0.05, -0.04, False, "is not positive"),  # beats a negative champion: still not live
+        (0.001, -0.01, None, True, "first champion"),
     ],
 )
 def test_decide(challenger, ridge, champion, promote, words):

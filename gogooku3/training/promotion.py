@@ -5,9 +5,11 @@ champion). Pure: the figures come in, a :class:`Decision` goes out; the registry
 Both networks are scored on the same days: the challenger's most recent test folds, minus any day
 the champion could have learnt from (its validation end plus the embargo, since a validation
 day's targets reach that far), by their mean daily RankIC@1d against the lake's targets. The
-challenger is promoted only if it beats the champion by ``margin`` and is not below the ridge
-baseline on those days; with no champion yet it must beat ridge. A challenger that cannot be
-compared fairly (no such day) is never promoted.
+challenger is promoted only if its RankIC is positive, it beats the champion by ``margin`` and it is
+not below the ridge baseline on those days; with no champion yet it must beat ridge. A challenger
+that cannot be compared fairly (no such day) is never promoted. (The positive RankIC is what keeps a
+noise model from going live where ridge does worse than chance: a retrain on a market without
+signal once became the first champion with RankIC@1d -0.0039 against ridge's -0.0107.)
 """
 
 from __future__ import annotations
@@ -116,6 +118,10 @@ def decide(
         return made(False, "no test day after the champion's last training day: no fair comparison")
     if not math.isfinite(challenger):
         return made(False, "the challenger has no valid RankIC@1d on the evaluation days")
+    if challenger <= 0:
+        return made(
+            False, f"challenger RankIC@1d {challenger:.4f} is not positive: it ranks no better than chance"
+        )
     if not math.isfinite(ridge) or challenger < ridge:
         return made(False, f"challenger RankIC@1d {challenger:.4f} is below the ridge baseline's {ridge:.4f}")
     if champion is None:
