@@ -59,6 +59,10 @@ def test_a_key_from_the_environment_is_masked_in_the_task_log(tmp_path: Path, ai
     env = airflow_env_factory(tmp_path / "airflow_home") | {
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # One worker process instead of 32 forked at start: with 32, the executor's shutdown now and
+        # then left a worker idle without its stop message and waited for it forever (2 of 8 runs
+        # beside two busy cores; 0 of 12 with one worker), so `dags test` never returned.
+        "AIRFLOW__CORE__PARALLELISM": "1",
         # both the API server and the supervisor sign and check the task's token with this secret
         "AIRFLOW__API_AUTH__JWT_SECRET": "mask-probe-jwt-secret-" + "0" * 48,
         "PYTHONPATH": str(ROOT / "dags"),
