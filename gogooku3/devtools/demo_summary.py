@@ -16,14 +16,12 @@ from pathlib import Path
 
 import polars as pl
 
+from gogooku3.jquants.datasets import DATASET_NAMES
 from gogooku3.lake import Lake, open_lake
 
+#: Every raw dataset the fetch writes, the expanded flows and the features.
 TABLES = (
-    ("raw", "listed_info"),
-    ("raw", "daily_quotes"),
-    ("raw", "statements"),
-    ("raw", "trades_spec"),
-    ("raw", "topix"),
+    *(("raw", name) for name in DATASET_NAMES),
     ("interim", "trades_spec_daily"),
     ("features", "features"),
 )
