@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from gogooku3.features import build_features
-from gogooku3.features.peers import PEER_MIN_PERIODS, _top_k, correlated_peers, peer_stats
+from gogooku3.features.peers import PEER_MIN_PERIODS, _top_k_kernel, correlated_peers, peer_stats
 from gogooku3.features.testing import market_inputs
 from gogooku3.training.graph import GraphConfig, day_graph
 
@@ -99,22 +99,45 @@ def test_a_window_shorter_than_min_periods_links_nobody() -> None:
 
 
 @pytest.mark.parametrize("n", [50, 1500, 3001])
-def test_the_blocked_selection_finds_each_rows_k_largest(n: int) -> None:
-    """Small universes take one partition, large ones the blocked two-pass selection: both find the
-    k largest of every row, unusable (-inf) codes included where a row has fewer finite values."""
+def test_the_selection_finds_each_rows_k_largest_ordered_with_ties_by_position(n: int) -> None:
+    """The compiled selection gives each row's k largest values of ``corr + excluded``, its own
+    column left out, in the order of a full stable sort (value, then position), ties included;
+    excluded columns and an unusable row give -inf slots at position -1."""
     rng = np.random.default_rng(n)
-    corr = rng.uniform(-1, 1, (n, n)).astype(np.float32)
-    corr[:, rng.uniform(size=n) < 0.3] = -np.inf
-    corr[7, :] = -np.inf
-    corr[8, 5:] = -np.inf  # five finite values: the rest of its k are -inf
-    k = 10
-    width = -(-n // 64) * 64  # _top_k takes whole blocks of columns: padded like correlated_peers
-    corr = np.hstack([corr, np.full((n, width - n), -np.inf, np.float32)])
-    got = _top_k(corr, k)
-    want = np.argsort(-corr, axis=1, kind="stable")[:, :k]
-    np.testing.assert_array_equal(
-        np.sort(np.take_along_axis(corr, got, 1), axis=1), np.sort(np.take_along_axis(corr, want, 1), axis=1)
-    )
-    finite = np.isfinite(np.take_along_axis(corr, want, 1))
-    found = np.isfinite(np.take_along_axis(corr, got, 1))
-    np.testing.assert_array_equal(np.sort(np.where(finite, want, -1)), np.sort(np.where(found, got, -1)))
+    width = -(-n // 64) * 64  # whole blocks of columns, padded like correlated_peers
+    rows, lo, k = min(n, 300), n // 3, 10
+    rows = min(rows, n - lo)
+    # quantised values: many exact ties, also at the k-th place
+    corr = np.round(rng.uniform(-1, 1, (rows, width)) * 50).astype(np.float32) / 50
+    excluded = np.where(rng.uniform(size=width) < 0.3, -np.inf, 0.0).astype(np.float32)
+    excluded[n:] = -np.inf
+    excluded[[lo + 9, lo + 10]] = 0.0  # rows 9 and 10 are usable codes: open columns
+    corr[8, :] = -np.inf
+    corr[8, np.flatnonzero(np.isfinite(excluded))[:5]] = 0.5  # five finite values: the rest are -inf
+    corr[9, lo + 9] = 2.0  # its own column, the row's largest value: never selected
+    # row 10: nine blocks hold one 0.9 each, a tenth block 0.6, the rest (its own block besides
+    # itself included) -0.5: its own 2.0 must not count as a block's maximum, or the 0.6 is missed
+    open_columns = np.flatnonzero(np.isfinite(excluded[:n]))
+    own_block = (lo + 10) // 64
+    first_per_block = {c // 64: c for c in open_columns[::-1] if c // 64 != own_block}
+    planted = len(first_per_block) >= 10  # not at n = 50: one block
+    if planted:
+        corr[10, :] = -0.5
+        corr[10, [first_per_block[b] for b in sorted(first_per_block)[:9]]] = 0.9
+        corr[10, first_per_block[sorted(first_per_block)[9]]] = 0.6
+        corr[10, lo + 10] = 2.0
+    usable = np.ones(rows, bool)
+    usable[7] = False
+    peers, weight = np.empty((rows, k), np.int64), np.empty((rows, k), np.float32)
+    _top_k_kernel()(corr, excluded, usable, lo, peers, weight)
+
+    values = corr + excluded
+    values[np.arange(rows), lo + np.arange(rows)] = -np.inf
+    values[~usable] = -np.inf
+    want = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    want_weight = np.take_along_axis(values, want, 1)
+    np.testing.assert_array_equal(weight, want_weight)
+    np.testing.assert_array_equal(peers, np.where(np.isfinite(want_weight), want, -1))
+    assert np.isfinite(weight[8]).sum() == 5 and not np.isfinite(weight[7]).any()
+    assert lo + 9 not in peers[9]
+    assert not planted or weight[10, -1] == np.float32(0.6)
