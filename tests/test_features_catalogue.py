@@ -86,7 +86,7 @@ def test_catalogue_file_is_up_to_date():
     assert names == [*cat.OUTPUT_FEATURES, *TARGET_NAMES]
     for r in doc["features"]:
         assert {"name", "group", "window", "description", "dtype", "kind"} <= set(r)
-        assert r["dtype"] in ("Float64", "Int8")
+        assert r["dtype"] in (("Float32", "Int8") if r["kind"] == "feature" else ("Float64", "Int8"))
 
 
 def test_write_catalogue_round_trips(tmp_path):

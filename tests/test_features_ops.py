@@ -81,7 +81,7 @@ def test_catalogue_records_read_min_history_and_dtype_from_the_table() -> None:
             continue
         op = OPERATIONS[r["op"]]
         assert r["grouping"] == op.grouping
-        assert r["dtype"] == ("Int8" if op.flag else "Float64")
+        assert r["dtype"] == ("Int8" if op.flag else "Float32")
         f = cat.feature(r["name"])
         assert r["min_history"] == max(cat.min_history(i) for i in f.inputs) + op.lookback.rows_added(
             f.window

@@ -9,11 +9,19 @@ import polars as pl
 import pytest
 
 from gogooku3.features import build_features
-from gogooku3.features.peers import PEER_MIN_PERIODS, _top_k_kernel, correlated_peers, peer_stats
+from gogooku3.features.peers import (
+    PEER_MIN_PERIODS,
+    _top_k_kernel,
+    correlated_peers,
+    daily_returns,
+    peer_stats,
+)
+from gogooku3.features.prepare import prepare_panel
 from gogooku3.features.testing import market_inputs
 from gogooku3.training.graph import GraphConfig, day_graph
 
 START, END = dt.date(2022, 1, 4), dt.date(2022, 9, 30)
+F32_EPS = float(np.finfo(np.float32).eps)
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +63,33 @@ def test_peer_features_are_read_from_the_graph_the_model_builds_from_the_lakes_r
             has, links, np.nan
         )
         np.testing.assert_array_equal(degree[t, codes], want_degree, err_msg=f"day {t}")
-        np.testing.assert_allclose(peer_ret[t, codes], want_ret, rtol=0, atol=1e-12, err_msg=f"day {t}")
+        # the features are stored as Float32: one rounding of the same mean (half an ulp)
+        np.testing.assert_allclose(peer_ret[t, codes], want_ret, rtol=F32_EPS, atol=0, err_msg=f"day {t}")
         # edge_attr is float32
         np.testing.assert_allclose(corr[t, codes], want_corr, rtol=0, atol=1e-6, err_msg=f"day {t}")
-        np.testing.assert_allclose(
-            rel[t, codes], np.where(has, returns[t, codes] - want_ret, np.nan), atol=1e-12
-        )
+        # ret_1d - the peers' mean, taken before ret_1d is rounded, then rounded itself: half an
+        # ulp of each
+        want_rel = np.where(has, returns[t, codes] - want_ret, np.nan)
+        bound = F32_EPS * (np.abs(returns[t, codes]) + np.abs(want_rel))
+        np.testing.assert_array_equal(np.isnan(rel[t, codes]), np.isnan(want_rel), err_msg=f"day {t}")
+        off = np.abs(rel[t, codes] - want_rel) > bound
+        assert not off.any(), f"day {t}: peer_rel_ret_1d off at {np.flatnonzero(off)}"
         linked_days += bool(has.any())
     # the first days have too few returns to link anyone; every later day links codes
     assert linked_days >= returns.shape[0] - PEER_MIN_PERIODS - 1
+
+
+def test_the_peers_correlate_the_ret_1d_the_lake_stores(built) -> None:
+    """The returns the peer table correlates are the stored (Float32) ret_1d, bit for bit: the
+    graph the model builds from the lake's column is then the same graph, near-ties included."""
+    inputs = market_inputs(60, START, END, seed=5)
+    panel = prepare_panel(inputs.daily_quotes, **inputs.kwargs())
+    returns = panel.select("Code", "Date").with_columns(daily_returns(panel).alias("returns"))
+    stored = built.select("Code", "Date", pl.col("ret_1d").cast(pl.Float64)).join(
+        returns, on=["Code", "Date"]
+    )
+    assert stored.height == built.height and built.schema["ret_1d"] == pl.Float32
+    assert stored.get_column("returns").equals(stored.get_column("ret_1d"), check_names=False)
 
 
 def test_peers_are_the_most_correlated_and_hubs_have_the_in_degree() -> None:

@@ -200,14 +200,14 @@ def test_features_bad_values_are_named(features_day):
         pl.when(row == 5).then(11.0).otherwise(pl.col("ret_1d")).alias("ret_1d"),  # return > 10
         pl.when(row == 7).then(-1.5).otherwise(pl.col("target_ret_5d")).alias("target_ret_5d"),
         pl.when(row % 4 == 0).then(None).otherwise(pl.col("vol_20d")).alias("vol_20d"),  # null burst
-        pl.col("rsi_14").cast(pl.Float32),  # wrong dtype
+        pl.col("rsi_14").cast(pl.Float64),  # wrong dtype: the features are stored as Float32
     )
     result = run_gate("features", bad, logical_date=d, build_docs=False)
     assert not result.passed
     assert "1 of" in _named(result, "expect_column_values_to_be_between", "ret_1d")
     assert "1 of" in _named(result, "expect_column_values_to_be_between", "target_ret_5d")
     assert "needs >= 98%" in _named(result, "expect_column_values_to_not_be_null", "vol_20d")
-    assert "observed float32" in _named(result, "expect_column_values_to_be_of_type", "rsi_14")
+    assert "observed float64" in _named(result, "expect_column_values_to_be_of_type", "rsi_14")
     assert len(result.failures) == 4, result.summary_lines()
 
 

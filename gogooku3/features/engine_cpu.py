@@ -119,7 +119,8 @@ def compute_features(
     timings: dict[str, float] | None = None,
     consume: bool = False,
 ) -> pl.DataFrame:
-    """Key columns, ``carry`` columns and every output feature of the panel's rows dated >= ``start``.
+    """Key columns, ``carry`` columns and every output feature (as its stored dtype,
+    :attr:`~gogooku3.features.spec.Feature.dtype`) of the panel's rows dated >= ``start``.
 
     ``panel`` is a prepared base panel sorted by (Code, Date) (rows before ``start`` are history
     the windows read). The result is in day order, (Date, Sector33Code, Code)
@@ -132,6 +133,7 @@ def compute_features(
     check_code_order(panel)
     series, cross = split_phases([list(layer) for layer in layers])
     outputs = _catalogue_order({f.name for layer in layers for f in layer if f.output})
+    stored = {f.name: f.stored for layer in layers for f in layer if f.output}
     cross_inputs = {c for layer in cross for f in layer for c in f.inputs}
     t0 = time.perf_counter()
     frame = compute_series_lazy(panel.lazy(), series, keep=cross_inputs | set(carry)).collect(engine=ENGINE)
@@ -140,15 +142,19 @@ def compute_features(
             panel.drop_in_place(name)
     # move only what is output or read later; with ``consume`` (or once the caller lets go of the
     # panel) ``frame`` holds the only reference, and the reorder frees each column as it moves it
+    # series outputs no cross-section reads are rounded to their stored dtype before the move,
+    # which then moves half the bytes (the same one rounding as at the end)
     moved = [*KEY_COLUMNS, *carry, *(c for c in frame.columns if c in cross_inputs or c in outputs)]
-    frame = frame.select(list(dict.fromkeys(moved)))
+    frame = frame.select(
+        stored[c] if c in stored and c not in cross_inputs else pl.col(c) for c in dict.fromkeys(moved)
+    )
     t1 = time.perf_counter()
     by_date = rows_by_date(frame, start)
     del frame
     t2 = time.perf_counter()
     out = (
         compute_cross_sections_lazy(by_date.lazy(), cross)
-        .select(*KEY_COLUMNS, *carry, *outputs)
+        .select(*KEY_COLUMNS, *carry, *(stored[name] for name in outputs))
         .collect(engine=ENGINE)
     )
     if timings is not None:

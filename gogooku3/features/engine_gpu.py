@@ -219,9 +219,7 @@ def compute_features_gpu(
     del df, frame
     result = pl.from_arrow(picked.to_arrow())
     del picked
-    result = result.with_columns(
-        pl.col(f.name).cast(pl.Int8 if f.dtype == "Int8" else pl.Float64) for f in FEATURES if f.output
-    )
+    result = result.with_columns(f.stored for f in FEATURES if f.output)
     keys = panel.select(pl.col(c).gather(order) for c in KEY_COLUMNS).with_columns(
         pl.col("Date").set_sorted()
     )

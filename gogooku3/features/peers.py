@@ -9,8 +9,9 @@ close, when the forecast is made). Nothing after t is read. A code with fewer th
 (over every code with a row that day), so the features describe the graph the model sees.
 
 The returns are the catalogue's ``ret_1d`` (the 1-day return winsorised at +-5 sigma of the day's
-cross-section), computed by the catalogue's own Polars expressions on the prepared panel, so the
-graph here is the one the model builds from the lake's ``ret_1d`` column.
+cross-section), computed by the catalogue's own Polars expressions on the prepared panel and
+rounded to its stored Float32, so the graph here is the one the model builds from the lake's
+``ret_1d`` column.
 
 Peer base columns (``peer_*_in``), per (code, day), null when the code has no peer that day:
 
@@ -208,9 +209,12 @@ def peer_stats(
 
 
 def daily_returns(panel: pl.DataFrame) -> pl.Series:
-    """The catalogue's ``ret_1d`` of every panel row (Float64, null where undefined), computed by
-    its own expressions (its raw 1-day return, then its per-day winsorisation) on the panel, which
-    is sorted by (code_id, Date)."""
+    """The catalogue's ``ret_1d`` of every panel row as the lake stores it (rounded to its stored
+    Float32, returned as Float64; null where undefined), computed by its own expressions (its raw
+    1-day return, then its per-day winsorisation) on the panel, which is sorted by (code_id, Date).
+
+    The rounding is what makes the graph the model builds from the lake's column the same graph:
+    a correlation from unrounded returns could swap two near-tied peers."""
     from gogooku3.features.catalogue import feature
     from gogooku3.features.engine_cpu import expr
 
@@ -220,6 +224,7 @@ def daily_returns(panel: pl.DataFrame) -> pl.Series:
         .select("Date", "obs_count", *raw.inputs)
         .with_columns(expr(raw))
         .select(expr(winsorised))
+        .select(winsorised.stored.cast(pl.Float64))
         .collect()
         .to_series()
     )

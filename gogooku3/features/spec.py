@@ -39,6 +39,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+import polars as pl
+
 from gogooku3.features.ops import COMPARE_TOL, OPERATIONS, Grouping, Op
 
 __all__ = [
@@ -126,8 +128,15 @@ class Feature:
 
     @property
     def dtype(self) -> str:
-        """Polars dtype name of the column: ``Int8`` for flags, ``Float64`` otherwise."""
-        return "Int8" if self.operation.flag else "Float64"
+        """Polars dtype name of the column as built and stored: ``Int8`` for flags, ``Float32``
+        otherwise. The engines compute in Float64 (rolling sums and EMAs need its precision) and
+        round each output once, at the end; the model reads float32."""
+        return "Int8" if self.operation.flag else "Float32"
+
+    @property
+    def stored(self) -> pl.Expr:
+        """This feature's column cast to :attr:`dtype`: what an engine returns."""
+        return pl.col(self.name).cast(getattr(pl, self.dtype))
 
     @property
     def lookback(self) -> int:
