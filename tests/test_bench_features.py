@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gogooku3.bench.features_build import family_rows
+from gogooku3.bench.features_build import daily_row, family_rows
+from gogooku3.features import BuildTimings, build_features
 from gogooku3.features.catalogue import FEATURES, OUTPUT_FEATURES
 from gogooku3.features.prepare import prepare_panel
 from gogooku3.features.testing import market_inputs
@@ -22,3 +23,23 @@ def test_family_rows_time_every_family_of_the_catalogue_once() -> None:
     assert sum(r["features"] for r in rows) == len(OUTPUT_FEATURES)
     assert [r["wall_s"] for r in rows] == sorted((r["wall_s"] for r in rows), reverse=True)
     assert all(r["rows"] == panel.height for r in rows)
+
+
+def test_the_daily_row_builds_the_last_day_alone_from_the_whole_history() -> None:
+    """The daily-run row (run in a fresh process) outputs the last day's rows only, having read
+    every row of the market, and reports the peer table's share of prepare."""
+    start, end = dt.date(2024, 1, 1), dt.date(2024, 3, 29)
+    quotes = market_inputs(12, start, end).daily_quotes
+    last_day = quotes.filter(quotes.get_column("Date") == quotes.get_column("Date").max()).height
+    row = daily_row(12, start, end, full_build_s=1.0)
+    assert row["rows"] == last_day and row["features"] == len(OUTPUT_FEATURES)
+    assert f"{last_day} rows out of {quotes.height:,} read" in row["notes"]
+    assert "peer table" in row["notes"] and row["peak_rss_gb"] > 0
+
+
+def test_a_build_reports_the_peer_tables_share_of_prepare() -> None:
+    """The bench's stage split: ``prepare_s`` includes the peer table's own seconds."""
+    mi = market_inputs(12, dt.date(2024, 1, 1), dt.date(2024, 3, 29))
+    timings = BuildTimings()
+    build_features(mi.daily_quotes, **mi.kwargs(), timings=timings)
+    assert 0 < timings.extra["peers_s"] <= timings.prepare_s

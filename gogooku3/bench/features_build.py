@@ -11,8 +11,10 @@ Rows reported:
    time, rows/s on that wall time, CPU and kernel (``sys_s``) time, peak RSS of this process
    during the build (sampled every 10 ms, see gogooku3.bench.measure), and the time per stage;
    once **cold** (the first build in the process: every page is fresh, which a virtual machine
-   makes expensive) and once **warm** (the same build again). A third row, **features only**,
-   times ``compute_features`` alone on the prepared panel.
+   makes expensive) and once **warm** (the same build again). ``values_per_s`` is rows x
+   features / wall, the issue's measure. The **daily run** row builds the last day alone from
+   the same history (:func:`daily_row`). A further row, **features only**, times
+   ``compute_features`` alone on the prepared panel.
 2. **Baseline subset, pandas vs CPU engine** (each the second of two runs): the subset of features listed in
    :data:`BASELINE_FEATURES` (returns, EMA deviations, rolling volatility, volume ratio, RSI,
    Bollinger %b, a cross-sectional z-score and rank) written in plain pandas
@@ -72,6 +74,7 @@ def _measured_row(case: str, features: int, rows: int, mem: Any, notes: str) -> 
         "cpu_s": round(mem.cpu_s, 1),
         "sys_s": round(mem.sys_s, 1),
         "rows_per_s": int(rows / mem.wall_s),
+        "values_per_s": int(rows * features / mem.wall_s),
         "peak_rss_gb": _gb(mem.peak_rss),
         "rss_growth_gb": _gb(mem.rss_growth),
         "notes": notes,
@@ -145,7 +148,7 @@ def peer_rows(panel: pl.DataFrame) -> list[dict]:
         _, mem = measure(lambda since=since: peer_columns(panel, since))
         rows.append(
             _measured_row(
-                f"peer table ({label}): numpy, in prepare",
+                f"peer table ({label}): numpy + numba, in prepare",
                 len(PEER_COLUMNS),
                 panel.height,
                 mem,
@@ -154,6 +157,50 @@ def peer_rows(panel: pl.DataFrame) -> list[dict]:
             )
         )
     return rows
+
+
+def daily_row(n_codes: int, start: dt.date, end: dt.date, full_build_s: float) -> dict:
+    """What ``features_daily`` computes for one new day: the market's last day built alone, from
+    the history the lake shell reads for it (every daily_quotes day before it: EMAs recurse from a
+    code's first row and ``obs_count`` counts from it, so a shorter history would change them),
+    the second of two runs. Lake I/O is excluded, as in the full-build rows.
+
+    It runs in a fresh (spawned) process that generates the same market, so its peak RSS is the
+    daily run's own (plus the in-memory market it reads), not what the full builds left mapped.
+    """
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_daily_row, (n_codes, start, end, full_build_s))
+
+
+def _daily_row(n_codes: int, start: dt.date, end: dt.date, full_build_s: float) -> dict:
+    from gogooku3.features import BuildTimings, build_features
+    from gogooku3.features.catalogue import OUTPUT_FEATURES
+    from gogooku3.features.testing import market_inputs
+
+    mi = market_inputs(n_codes, start, end)
+    last = mi.daily_quotes.get_column("Date").max()
+    timings = BuildTimings()
+
+    def one_day() -> pl.DataFrame:
+        return build_features(mi.daily_quotes, **mi.kwargs(), start=last, end=last, timings=timings)
+
+    one_day()
+    built, mem = measure(one_day)
+    ex = timings.extra
+    return _measured_row(
+        "CPU engine (Polars), daily run: the last day alone",
+        len(OUTPUT_FEATURES),
+        built.height,
+        mem,
+        f"{built.height} rows out of {mi.daily_quotes.height:,} read; {full_build_s / mem.wall_s:.1f}x "
+        f"less wall than the warm full build; prepare {timings.prepare_s:.1f} s (peer table "
+        f"{ex.get('peers_s', 0.0):.2f}), features {timings.features_s:.1f} s (per-code series "
+        f"{ex.get('series_s', 0.0):.1f}, reorder {ex.get('reorder_s', 0.0):.2f}, cross-sections "
+        f"{ex.get('cross_section_s', 0.0):.2f}), targets {timings.targets_s:.2f} s; a fresh process "
+        f"holding the market's inputs, second of two runs; load average {os.getloadavg()[0]:.1f}",
+    )
 
 
 def polars_subset(panel: pl.DataFrame) -> pl.DataFrame:
@@ -245,7 +292,8 @@ def run(quick: bool) -> list[dict]:
                 len(OUTPUT_FEATURES),
                 built.height,
                 mem,
-                f"{note}; prepare {timings.prepare_s:.1f} s, features {timings.features_s:.1f} s "
+                f"{note}; prepare {timings.prepare_s:.1f} s (peer table {ex.get('peers_s', 0.0):.1f}), "
+                f"features {timings.features_s:.1f} s "
                 f"(per-code series {ex.get('series_s', 0.0):.1f}, reorder to day order "
                 f"{ex.get('reorder_s', 0.0):.1f}, cross-sections {ex.get('cross_section_s', 0.0):.1f}), "
                 f"targets {timings.targets_s:.1f} s; {cpus} CPUs, Polars threads {pl.thread_pool_size()}, "
@@ -257,6 +305,7 @@ def run(quick: bool) -> list[dict]:
     # output); synthetic data generation and lake I/O excluded.
     full_build("cold", "first build in this process: every page it touches is fresh (sys_s)")
     full_build("warm", "the same build again, the allocator's pages already mapped")
+    out.append(daily_row(n_codes, start, end, out[-1]["wall_s"]))
     panel = prepare_panel(mi.daily_quotes, **mi.kwargs())
     _, feat_mem = measure(lambda: compute_features(panel))
     feat_s = feat_mem.wall_s
@@ -336,6 +385,7 @@ def run(quick: bool) -> list[dict]:
             "rows": panel.height,
             "wall_s": round(gpu_s, 2),
             "rows_per_s": int(panel.height / gpu_s),
+            "values_per_s": int(panel.height * len(OUTPUT_FEATURES) / gpu_s),
             "peak_rss_gb": _gb(gpu_mem.peak_rss),
             "notes": f"{cpu_s / gpu_s:.1f}x the CPU engine; RMM pool {pool / 1e9:.1f} GB; includes host<->device copies",
         }

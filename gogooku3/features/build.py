@@ -43,7 +43,8 @@ class BuildTimings:
     """Seconds spent per stage of one build (where the time goes).
 
     ``features_s`` covers the engine's whole call; the CPU engine also reports its steps in
-    ``extra`` (``series_s``, ``reorder_s``, ``cross_section_s``).
+    ``extra`` (``series_s``, ``reorder_s``, ``cross_section_s``), and ``prepare_s`` includes the
+    peer table's ``extra["peers_s"]``.
     """
 
     prepare_s: float = 0.0
@@ -137,6 +138,7 @@ def build_features(
         daily_margin_interest=upto(daily_margin_interest, "PublishedDate"),
         short_selling_positions=upto(short_selling_positions, "DisclosedDate"),
         peers_since=start,
+        timings=t.extra,
     )
     t1 = time.perf_counter()
     carry: tuple[str, ...] = ()

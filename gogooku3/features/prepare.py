@@ -21,6 +21,7 @@ usable Tue.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import polars as pl
 
@@ -303,12 +304,14 @@ def prepare_panel(
     daily_margin_interest: pl.DataFrame | None = None,
     short_selling_positions: pl.DataFrame | None = None,
     peers_since: dt.date | None = None,
+    timings: dict[str, float] | None = None,
 ) -> pl.DataFrame:
     """Build the base panel, sorted by (Code, Date), one row per daily_quotes row.
 
     The peer columns (:mod:`gogooku3.features.peers`, a correlation matrix per day) are computed
     for the days >= ``peers_since`` (default: every day) and null before: a build passes its first
-    output day, since no feature reads them on history rows.
+    output day, since no feature reads them on history rows. ``timings`` receives their seconds
+    (``peers_s``), most of a backfill's preparation.
 
     ``listed_info`` may hold one snapshot or many (``Date`` column); each row takes the latest
     snapshot on or before its date, else the earliest one (sector membership is treated as static
@@ -477,7 +480,11 @@ def prepare_panel(
     joined = [c for c in BASE_COLUMNS if c not in PEER_COLUMNS]
     out = lf.select(*KEY_COLUMNS, *joined).collect(engine="in-memory")
     out = out.with_columns(pl.col(c).cast(pl.Float64) for c in joined if c not in DATE_BASE_COLUMNS)
-    return out.hstack(peer_columns(out, peers_since))
+    t0 = time.perf_counter()
+    peers = peer_columns(out, peers_since)
+    if timings is not None:
+        timings["peers_s"] = time.perf_counter() - t0
+    return out.hstack(peers)
 
 
 def _join_by_code(lf: pl.LazyFrame, table: pl.DataFrame, code_map: pl.DataFrame) -> pl.LazyFrame:
