@@ -167,3 +167,33 @@ def test_the_selection_finds_each_rows_k_largest_ordered_with_ties_by_position(n
     assert np.isfinite(weight[8]).sum() == 5 and not np.isfinite(weight[7]).any()
     assert lo + 9 not in peers[9]
     assert not planted or weight[10, -1] == np.float32(0.6)
+
+
+def test_correlated_peers_equal_a_full_sort_of_the_whole_correlation_matrix() -> None:
+    """Over several slices of rows, each shared among threads: every code's peers and their
+    correlations are those of a plain sort of its row of the whole matrix (mean-imputed returns,
+    unusable codes excluded both ways, the code itself left out)."""
+    rng = np.random.default_rng(11)
+    n, k = 700, 10  # three slices of rows, the last one short
+    returns = rng.standard_normal((60, 4)) @ rng.standard_normal((4, n)) * 0.01
+    returns += rng.standard_normal((60, n)) * 0.02
+    returns[rng.uniform(size=(60, n)) < 0.05] = np.nan
+    returns[:45, 3] = np.nan  # 15 returns: unusable
+    returns[:, 9] = 0.0  # never moves (a suspended code): unusable
+    peers, corr = correlated_peers(returns, k, PEER_MIN_PERIODS)
+
+    filled = np.where(np.isnan(returns), np.nanmean(returns, axis=0), returns)
+    z = filled - filled.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        full = (z.T @ z) / np.outer(np.linalg.norm(z, axis=0), np.linalg.norm(z, axis=0))
+    usable = (np.isfinite(returns).sum(axis=0) >= PEER_MIN_PERIODS) & (np.nanstd(returns, axis=0) > 0)
+    full[~usable, :] = -np.inf
+    full[:, ~usable] = -np.inf
+    np.fill_diagonal(full, -np.inf)
+    want = np.argsort(-full, axis=1, kind="stable")[:, :k]
+    want_corr = np.take_along_axis(full, want, 1)
+    linked = np.isfinite(want_corr)
+    assert not linked[[3, 9]].any() and linked[usable].all()
+    np.testing.assert_array_equal(np.where(linked, peers, -1), np.where(linked, want, -1))
+    np.testing.assert_allclose(corr[linked], want_corr[linked], rtol=0, atol=1e-6)
+    assert not np.isfinite(corr[~linked]).any()
