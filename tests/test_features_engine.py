@@ -15,8 +15,8 @@ import pytest
 from gogooku3.config import ConfigError
 from gogooku3.features import build_features
 from gogooku3.features.catalogue import FEATURES, OUTPUT_FEATURES
-from gogooku3.features.engine_cpu import compute_features, compute_series_lazy
-from gogooku3.features.prepare import FeatureInputError, prepare_panel
+from gogooku3.features.engine_cpu import compute_features, move_schedule
+from gogooku3.features.prepare import KEY_COLUMNS, FeatureInputError, prepare_panel
 from gogooku3.features.testing import market_inputs
 
 START, END = dt.date(2022, 1, 4), dt.date(2022, 12, 30)
@@ -126,15 +126,31 @@ def test_unknown_engine_is_rejected(inputs):
         build_features(inputs.daily_quotes, engine="tpu")
 
 
-def test_intermediates_are_dropped_from_the_lazy_plan(inputs):
-    from gogooku3.features.catalogue import CROSS_LAYERS
+def test_each_needed_column_leaves_the_series_phase_once_after_its_last_reader() -> None:
+    """The move schedule of the real catalogue: every needed column moves exactly once, never
+    before the layer that makes it nor before a layer that reads it; the keys after the last."""
+    from gogooku3.features.catalogue import CROSS_LAYERS, SERIES_LAYERS
 
+    needed = [*KEY_COLUMNS, *(f.name for layer in SERIES_LAYERS for f in layer if f.output)]
+    needed += sorted({c for layer in CROSS_LAYERS for f in layer for c in f.inputs} - set(needed))
+    schedule = move_schedule(SERIES_LAYERS, needed)
+    moved = [c for names in schedule.values() for c in names]
+    assert sorted(moved) == sorted(set(needed)) and len(moved) == len(set(moved))
+    step = {c: i for i, names in schedule.items() for c in names}
+    for i, layer in enumerate(SERIES_LAYERS):
+        for f in layer:
+            if f.name in step:
+                assert step[f.name] >= i, f"{f.name} moves before it is made"
+            for c in f.inputs:
+                if c in step:
+                    assert step[c] >= i, f"{c} moves before layer {i} reads it"
+    assert all(step[c] == len(SERIES_LAYERS) - 1 for c in KEY_COLUMNS)
+    # most outputs leave early: the frame never holds them all over the whole history
+    assert sum(1 for c in moved if step[c] < len(SERIES_LAYERS) - 1) > len(moved) / 2
+
+
+def test_intermediates_never_reach_the_output(inputs):
     panel = prepare_panel(inputs.daily_quotes.head(500), **inputs.kwargs())
-    cols = compute_series_lazy(panel.lazy()).collect_schema().names()
-    # the series phase keeps only the intermediates the cross-section phase still reads
-    read_later = {c for layer in CROSS_LAYERS for f in layer for c in f.inputs}
-    left = {c for c in cols if c.startswith("_")}
-    assert left and left <= read_later
     out = compute_features(panel)
     assert not [c for c in out.columns if c.startswith("_")]
 
