@@ -32,13 +32,17 @@ def full(inputs):
     """Every catalogue column, intermediates included: both phases, nothing dropped, in day order."""
     from gogooku3.features.catalogue import SERIES_LAYERS
     from gogooku3.features.engine_cpu import compute_cross_sections_lazy, expr
-    from gogooku3.features.reorder import rows_by_date
+    from gogooku3.features.reorder import date_order
 
     panel = prepare_panel(inputs.daily_quotes, **inputs.kwargs())
     lf = panel.lazy()
     for layer in SERIES_LAYERS:
         lf = lf.with_columns([expr(f) for f in layer])
-    return compute_cross_sections_lazy(rows_by_date(lf.collect(), None).lazy()).collect()
+    series = lf.collect()
+    by_date = series.select(pl.all().gather(date_order(series, None))).with_columns(
+        pl.col("Date").set_sorted()
+    )
+    return compute_cross_sections_lazy(by_date.lazy()).collect()
 
 
 def _ema_ref(xs, alpha):

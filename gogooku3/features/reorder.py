@@ -3,7 +3,8 @@
 Per-code series need each code's history contiguous; cross-sections, the targets' per-day
 statistics and the per-day lake partitions need each day contiguous. The build reorders once,
 between the two, and keeps only the rows it outputs (dated >= ``start``), so everything after the
-reorder works on those rows alone.
+reorder works on those rows alone. (The CPU engine gathers each column into this order as soon as
+its series are done: :func:`gogooku3.features.engine_cpu.compute_series_in_day_order`.)
 
 The output order is **(Date, Sector33Code, Code)** (rows without a sector last within their day):
 each day and each (day, sector) group is then one contiguous slice, which makes the per-day and
@@ -42,23 +43,3 @@ def date_order(df: pl.DataFrame, start: dt.date | None) -> pl.Series:
     if start is not None:
         index = index.filter(pl.col("Date") >= start)
     return index.sort("_key").get_column("_i")
-
-
-def rows_by_date(df: pl.DataFrame, start: dt.date | None, *, batch: int = 16) -> pl.DataFrame:
-    """Rows of ``df`` dated >= ``start`` in :func:`date_order`, gathered a batch of columns at a time.
-
-    Consumes ``df``: its columns are dropped from it as they are moved, so the caller must hold no
-    other reference to them for the memory to be freed. A frame-wide sort/filter would hold two
-    copies of the ~150-column table at once (about 11 GB on the full market); moving ``batch``
-    columns at a time keeps the peak near one copy while Polars still gathers a batch in parallel.
-    The ``Date`` column of the result carries Polars' sorted flag (it is sorted by construction).
-    """
-    order = date_order(df, start)
-    names = list(df.columns)
-    parts = []
-    for k in range(0, len(names), batch):
-        moved = pl.DataFrame([df.drop_in_place(c) for c in names[k : k + batch]])
-        parts.append(moved.select(pl.all().gather(order)))
-        del moved
-    out = pl.concat(parts, how="horizontal")
-    return out.with_columns(pl.col("Date").set_sorted())
