@@ -81,17 +81,18 @@ def move_schedule(
     layer. Each needed column is scheduled exactly once, in ``needed``'s order.
     """
     last = len(layers) - 1
-    when: dict[str, int] = {}
-    for i, layer in enumerate(layers):
-        for f in layer:
-            when[f.name] = max(when.get(f.name, -1), i)
-            for c in f.inputs:
-                when[c] = max(when.get(c, -1), i)
+    # a column is made before any layer reads it, so its last reader (if any) comes last
+    when = {f.name: i for i, layer in enumerate(layers) for f in layer} | last_readers(layers)
     schedule: dict[int, list[str]] = {}
     held = set(held)
     for c in dict.fromkeys(needed):
         schedule.setdefault(last if c in held else when.get(c, -1), []).append(c)
     return schedule
+
+
+def last_readers(layers: Sequence[Sequence[Feature]]) -> dict[str, int]:
+    """Column -> index of the last layer that reads it (columns no layer reads are absent)."""
+    return {c: i for i, layer in enumerate(layers) for f in layer for c in f.inputs}
 
 
 def compute_series_in_day_order(
@@ -114,13 +115,8 @@ def compute_series_in_day_order(
     """
     needed = list(dict.fromkeys(needed))
     schedule = move_schedule(layers, needed)
-    last_read: dict[str, int] = {}
-    for i, layer in enumerate(layers):
-        for f in layer:
-            for c in f.inputs:
-                last_read[c] = i
+    last_read = last_readers(layers)
     implicit = set(KEY_COLUMNS) | {"obs_count"}  # lag ops read obs_count, every op code_id
-    waiting = {c for step, names in schedule.items() for c in names}  # needed, not yet moved
     frame = panel.with_columns(pl.col("code_id").set_sorted())
     del panel  # a base column is freed when the frame drops it, unless the caller holds it too
     parts: list[pl.DataFrame] = []
@@ -133,12 +129,12 @@ def compute_series_in_day_order(
         if names:
             moved = frame.select(rounded.get(c, pl.col(c)) for c in names)
             parts.append(moved.select(pl.all().gather(order)))
-            waiting.difference_update(names)
         gather_s += time.perf_counter() - t
-        # what moved, and what nothing reads any more (a base column no layer reads goes at once)
+        # what moved, and what nothing reads any more (a base column no layer reads goes at once);
+        # a needed column is scheduled after its last reader, so nothing dropped here still waits
         done = {c for c in frame.columns if last_read.get(c, -1) == step} | set(names)
         done |= {f.name for f in (layers[step] if step >= 0 else ()) if f.name not in last_read}
-        return frame.drop([c for c in frame.columns if c in done and c not in implicit and c not in waiting])
+        return frame.drop([c for c in frame.columns if c in done and c not in implicit])
 
     frame = move_and_drop(frame, -1)
     for i, layer in enumerate(layers):
