@@ -159,6 +159,17 @@ def peer_rows(panel: pl.DataFrame) -> list[dict]:
     return rows
 
 
+def _stages(timings: Any) -> str:
+    """Where a build's time went (a :class:`~gogooku3.features.BuildTimings`), for a row's notes."""
+    ex = timings.extra
+    return (
+        f"prepare {timings.prepare_s:.1f} s (peer table {ex.get('peers_s', 0.0):.2f}), features "
+        f"{timings.features_s:.1f} s (per-code series {ex.get('series_s', 0.0):.1f}, reorder to day "
+        f"order {ex.get('reorder_s', 0.0):.2f}, cross-sections {ex.get('cross_section_s', 0.0):.2f}), "
+        f"targets {timings.targets_s:.2f} s"
+    )
+
+
 def daily_row(n_codes: int, start: dt.date, end: dt.date, full_build_s: float) -> dict:
     """What ``features_daily`` computes for one new day: the market's last day built alone, from
     the history the lake shell reads for it (every daily_quotes day before it: EMAs recurse from a
@@ -188,18 +199,14 @@ def _daily_row(n_codes: int, start: dt.date, end: dt.date, full_build_s: float) 
 
     one_day()
     built, mem = measure(one_day)
-    ex = timings.extra
     return _measured_row(
         "CPU engine (Polars), daily run: the last day alone",
         len(OUTPUT_FEATURES),
         built.height,
         mem,
         f"{built.height} rows out of {mi.daily_quotes.height:,} read; {full_build_s / mem.wall_s:.1f}x "
-        f"less wall than the warm full build; prepare {timings.prepare_s:.1f} s (peer table "
-        f"{ex.get('peers_s', 0.0):.2f}), features {timings.features_s:.1f} s (per-code series "
-        f"{ex.get('series_s', 0.0):.1f}, reorder {ex.get('reorder_s', 0.0):.2f}, cross-sections "
-        f"{ex.get('cross_section_s', 0.0):.2f}), targets {timings.targets_s:.2f} s; a fresh process "
-        f"holding the market's inputs, second of two runs; load average {os.getloadavg()[0]:.1f}",
+        f"less wall than the warm full build; {_stages(timings)}; a fresh process holding the "
+        f"market's inputs, second of two runs; load average {os.getloadavg()[0]:.1f}",
     )
 
 
@@ -285,18 +292,13 @@ def run(quick: bool) -> list[dict]:
     def full_build(label: str, note: str) -> None:
         timings = BuildTimings()
         built, mem = measure(lambda: build_features(mi.daily_quotes, **mi.kwargs(), timings=timings))
-        ex = timings.extra
         out.append(
             _measured_row(
                 f"CPU engine (Polars), full build, {label}",
                 len(OUTPUT_FEATURES),
                 built.height,
                 mem,
-                f"{note}; prepare {timings.prepare_s:.1f} s (peer table {ex.get('peers_s', 0.0):.1f}), "
-                f"features {timings.features_s:.1f} s "
-                f"(per-code series {ex.get('series_s', 0.0):.1f}, reorder to day order "
-                f"{ex.get('reorder_s', 0.0):.1f}, cross-sections {ex.get('cross_section_s', 0.0):.1f}), "
-                f"targets {timings.targets_s:.1f} s; {cpus} CPUs, Polars threads {pl.thread_pool_size()}, "
+                f"{note}; {_stages(timings)}; {cpus} CPUs, Polars threads {pl.thread_pool_size()}, "
                 f"load average {os.getloadavg()[0]:.1f}; {size}",
             )
         )
