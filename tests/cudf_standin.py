@@ -190,6 +190,10 @@ class DataFrame:
     def __init__(self, df):
         self.df = df
 
+    @property
+    def columns(self):
+        return list(self.df.columns)
+
     @classmethod
     def from_arrow(cls, table):
         df = table.to_pandas()
@@ -240,16 +244,22 @@ class _RawKernel:
         assert name in src
 
     def __call__(self, grid, block, args) -> None:
-        x, valid, starts, ends, nseg, alpha, out = args
+        x, valid, starts, ends, resumes, state, state_valid, nseg, alpha, out, carried = args
         for i in range(int(nseg)):
             have, y = False, 0.0
-            for t in range(int(starts[i]), int(ends[i])):
+            first = int(starts[i])
+            if resumes[i]:
+                have, y = bool(state_valid[first]), state[first]
+                out[first] = carried[first] = y if have else np.nan
+                first += 1
+            for t in range(first, int(ends[i])):
                 if valid[t]:
                     y = (1.0 - alpha) * y + alpha * x[t] if have else x[t]
                     have = True
                     out[t] = y
                 else:
                     out[t] = np.nan
+                carried[t] = y if have else np.nan
 
 
 def fake_modules() -> dict[str, types.ModuleType]:

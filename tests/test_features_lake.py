@@ -10,8 +10,7 @@ import pytest
 from gogooku3.config import Settings
 from gogooku3.features import OUTPUT_FEATURES, TARGET_NAMES, build_features, build_features_to_lake
 from gogooku3.features.job import run_build, summarize
-from gogooku3.features.testing import MARKET_WIDE, market_inputs
-from gogooku3.jquants.datasets import get_dataset
+from gogooku3.features.testing import market_inputs
 from gogooku3.lake import MissingPartitionError, open_lake
 
 START, END = dt.date(2022, 1, 4), dt.date(2022, 6, 30)
@@ -25,21 +24,7 @@ def inputs():
 @pytest.fixture(scope="module")
 def lake_root(tmp_path_factory, inputs):
     root = tmp_path_factory.mktemp("lake")
-    lake = open_lake(str(root))
-    for (day,), part in inputs.daily_quotes.partition_by("Date", as_dict=True).items():
-        lake.write_partition("raw", "daily_quotes", day, part, source="test")
-    for (day,), part in inputs.topix.partition_by("Date", as_dict=True).items():
-        lake.write_partition("raw", "topix", day, part, source="test")
-    for (day,), part in inputs.listed_info.partition_by("Date", as_dict=True).items():
-        lake.write_partition("raw", "listed_info", day, part, source="test")
-    for (day,), part in inputs.statements.partition_by("DisclosedDate", as_dict=True).items():
-        lake.write_partition("raw", "statements", day, part, source="test")
-    for (day,), part in inputs.flows.partition_by("Date", as_dict=True).items():
-        lake.write_partition("interim", "trades_spec_daily", day, part, source="test")
-    for name in MARKET_WIDE:
-        column = get_dataset(name).partition_by
-        for (day,), part in getattr(inputs, name).partition_by(column, as_dict=True).items():
-            lake.write_partition("raw", name, day, part, source="test")
+    inputs.write_to(open_lake(str(root)))
     return root
 
 

@@ -23,6 +23,13 @@ import polars as pl
 
 from gogooku3.calendar import trading_days
 from gogooku3.features.catalogue import OUTPUT_FEATURES
+from gogooku3.features.checkpoint import (
+    CHECKPOINT_COLUMNS,
+    LOOKBACK_ROWS,
+    CheckpointMismatchError,
+    Resume,
+    bounded_panel_problem,
+)
 from gogooku3.features.prepare import KEY_COLUMNS, prepare_panel
 from gogooku3.features.targets import FORWARD_COLUMNS, TARGET_NAMES, finish_targets, forward_returns
 from gogooku3.redaction import library_logger
@@ -35,6 +42,8 @@ log = library_logger(__name__)
 Engine = Literal["cpu", "gpu"]
 ENGINES: tuple[str, ...] = ("cpu", "gpu")
 LAYER, DATASET = "features", "features"
+#: ``features/checkpoints/date=D/``: each code's checkpoint after day D (:mod:`gogooku3.features.checkpoint`).
+CHECKPOINTS = "checkpoints"
 OUTPUT_KEYS = ("Date", "Code", "Sector33Code", "MarketCode")
 
 
@@ -67,20 +76,24 @@ def compute(
     rmm_pool_size: int | None = None,
     timings: dict[str, float] | None = None,
     consume: bool = False,
+    states: bool = False,
 ) -> pl.DataFrame:
     """Catalogue features of a prepared panel (sorted by Code, Date) on the chosen engine.
 
     Rows dated >= ``start`` in day order (Date, Sector33Code, Code): key columns, ``carry``
-    columns, features. ``consume=True`` lets the CPU engine empty ``panel`` once it has read it.
+    columns, with ``states`` the checkpoint columns, features. ``consume=True`` lets the CPU
+    engine empty ``panel`` once it has read it.
     """
     _check_engine(engine)
     if engine == "gpu":
         from gogooku3.features.engine_gpu import compute_features_gpu  # lazy: cuDF only when asked
 
-        return compute_features_gpu(panel, start=start, carry=carry, rmm_pool_size=rmm_pool_size)
+        return compute_features_gpu(
+            panel, start=start, carry=carry, rmm_pool_size=rmm_pool_size, states=states
+        )
     from gogooku3.features.engine_cpu import compute_features
 
-    return compute_features(panel, start=start, carry=carry, timings=timings, consume=consume)
+    return compute_features(panel, start=start, carry=carry, timings=timings, consume=consume, states=states)
 
 
 def build_features(
@@ -105,12 +118,20 @@ def build_features(
     with_targets: bool = True,
     timings: BuildTimings | None = None,
     rmm_pool_size: int | None = None,
+    resume: Resume | None = None,
+    states: bool = False,
 ) -> pl.DataFrame:
     """Features (and targets) for the daily_quotes rows dated in [start, end].
 
     Inputs are canonical lake frames (:mod:`gogooku3.jquants.datasets`); ``flows`` is helper
-    FLOWS' ``interim/trades_spec_daily``. A missing optional input gives null features. Rows before ``start`` are history: they feed the windows
-    but are not returned. Rows after ``end`` are dropped before anything is computed.
+    FLOWS' ``interim/trades_spec_daily``. A missing optional input gives null features. Rows
+    before ``start`` are history: they feed the windows but are not returned. Rows after ``end``
+    are dropped before anything is computed.
+
+    ``resume``: ``daily_quotes`` starts on ``resume.state``'s day and each code on it resumes from
+    that checkpoint (:mod:`gogooku3.features.checkpoint`); raises
+    :class:`~gogooku3.features.checkpoint.CheckpointMismatchError` when the result would not equal
+    the whole-history build. ``states`` adds the checkpoint columns of the output rows.
     """
     _check_engine(engine)
     if start is not None and end is not None and start > end:
@@ -139,7 +160,12 @@ def build_features(
         short_selling_positions=upto(short_selling_positions, "DisclosedDate"),
         peers_since=start,
         timings=t.extra,
+        checkpoint=resume.state if resume is not None else None,
     )
+    if resume is not None:
+        problem = bounded_panel_problem(panel, start or dt.date.min, resume.check)
+        if problem is not None:
+            raise CheckpointMismatchError(problem)
     t1 = time.perf_counter()
     carry: tuple[str, ...] = ()
     if with_targets:
@@ -150,13 +176,25 @@ def build_features(
         carry = FORWARD_COLUMNS
     t2 = time.perf_counter()
     out = compute(
-        panel, engine, start=start, carry=carry, rmm_pool_size=rmm_pool_size, timings=t.extra, consume=True
+        panel,
+        engine,
+        start=start,
+        carry=carry,
+        rmm_pool_size=rmm_pool_size,
+        timings=t.extra,
+        consume=True,
+        states=states,
     )
     del panel
     t3 = time.perf_counter()
     if with_targets:
         out = finish_targets(out)
-    cols = [*OUTPUT_KEYS, *OUTPUT_FEATURES, *(TARGET_NAMES if with_targets else ())]
+    cols = [
+        *OUTPUT_KEYS,
+        *OUTPUT_FEATURES,
+        *(TARGET_NAMES if with_targets else ()),
+        *(CHECKPOINT_COLUMNS if states else ()),
+    ]
     out = out.select(cols)
     t.prepare_s, t.features_s, t.targets_s = t1 - t0, t3 - t2, (t2 - t1) + (time.perf_counter() - t3)
     return out
@@ -277,7 +315,19 @@ def build_features_to_lake(
     # The windows of the last output row reach back to ``lo``; days after it in the range have no
     # bars yet (a trades_spec event's range runs through the next publication day) and no row.
     check_window_inputs(lake, lo, max(d for d in days if start <= d <= end))
-    quotes = lake.read_range("raw", "daily_quotes", lo, end)
+    # Checkpoints describe the whole history: only a build over it writes or resumes from them.
+    whole_history = lo == days[0]
+    planned = plan_resume(lake, start, lo) if whole_history else "history_start given"
+    resume = planned[1] if isinstance(planned, tuple) else None
+    if resume is None:
+        log.info("features: reading daily_quotes from %s, the whole history (%s)", lo, planned)
+    else:
+        log.info(
+            "features: resuming from the checkpoint of %s; reading daily_quotes from it (%d trading days before %s)",
+            planned[0],
+            LOOKBACK_ROWS,
+            start,
+        )
     listed = _read(lake, "raw", "listed_info", dt.date.min, end)
     topix = _read(lake, "raw", "topix", lo, end)
     statements = _read(lake, "raw", "statements", dt.date.min, end)
@@ -286,20 +336,31 @@ def build_features_to_lake(
         name: _read(lake, "raw", name, since, end) for name, since in market_wide_since(lo).items()
     }
     timings = BuildTimings()
-    out = build_features(
-        quotes,
-        listed_info=listed,
-        topix=topix,
-        statements=statements,
-        flows=flows,
-        **market_wide,
-        start=start,
-        end=end,
-        engine=engine,
-        with_targets=with_targets,
-        timings=timings,
-        rmm_pool_size=rmm_pool_size,
-    )
+
+    def build(resume: Resume | None) -> pl.DataFrame:
+        first = planned[0] if resume is not None and isinstance(planned, tuple) else lo
+        return build_features(
+            lake.read_range("raw", "daily_quotes", first, end),
+            listed_info=listed,
+            topix=topix,
+            statements=statements,
+            flows=flows,
+            **market_wide,
+            start=start,
+            end=end,
+            engine=engine,
+            with_targets=with_targets,
+            timings=timings,
+            rmm_pool_size=rmm_pool_size,
+            resume=resume,
+            states=whole_history,
+        )
+
+    try:
+        out = build(resume)
+    except CheckpointMismatchError as e:
+        log.warning("features: not resuming from checkpoints (%s); reading the whole history from %s", e, lo)
+        out = build(None)
     log.info(
         "features: built %d rows x %d columns for %s..%s on %s (prepare %.2fs, features %.2fs, targets %.2fs)",
         out.height,
@@ -311,7 +372,41 @@ def build_features_to_lake(
         timings.features_s,
         timings.targets_s,
     )
-    return write_features(lake, out, source=source or f"gogooku3.features engine={engine}")
+    source = source or f"gogooku3.features engine={engine}"
+    if not whole_history:
+        return write_features(lake, out, source=source)
+    checkpoints = out.select("Date", "Code", *CHECKPOINT_COLUMNS)
+    manifests = write_features(lake, out.drop(CHECKPOINT_COLUMNS), source=source)
+    write_checkpoints(lake, checkpoints, source=source)
+    return manifests
+
+
+def plan_resume(lake: Lake, start: dt.date, history_start: dt.date) -> tuple[dt.date, Resume] | str:
+    """Where a build of days from ``start`` can start its panel, and the checkpoints it resumes
+    from: :data:`~gogooku3.features.checkpoint.LOOKBACK_ROWS` trading days before ``start``. Or why
+    it cannot (too little history, a checkpoint missing): a sentence for the log."""
+    before = [d for d in trading_days(history_start, start) if d < start]
+    if len(before) <= LOOKBACK_ROWS:
+        return f"{len(before)} trading day(s) before {start}, a checkpoint needs more than {LOOKBACK_ROWS}"
+    first, check = before[-LOOKBACK_ROWS], before[-1]
+    missing = [d.isoformat() for d in (first, check) if not lake.has_partition(LAYER, CHECKPOINTS, d)]
+    if missing:
+        return f"no checkpoint of {' and '.join(missing)} in {LAYER}/{CHECKPOINTS}"
+    return first, Resume(
+        state=lake.read_partition(LAYER, CHECKPOINTS, first),
+        check=lake.read_partition(LAYER, CHECKPOINTS, check),
+    )
+
+
+def write_checkpoints(lake: Lake, checkpoints: pl.DataFrame, *, source: str) -> list[Manifest]:
+    """Write each day's checkpoint rows as ``features/checkpoints/date=D/`` (atomically, sorted by
+    Code)."""
+    return [
+        lake.write_partition(
+            LAYER, CHECKPOINTS, day, part, source=source, sort_by=("Code",), date_column="Date"
+        )
+        for (day,), part in checkpoints.partition_by("Date", as_dict=True, maintain_order=True).items()
+    ]
 
 
 def write_features(lake: Lake, built: pl.DataFrame, *, source: str) -> list[Manifest]:

@@ -4,9 +4,12 @@
 so each code is a contiguous slice. Lag ops (``shift``/``diff``/``pct_change``) run over the whole
 column and then null the rows whose lag would reach into the previous code (``obs_count`` <= lag):
 on rows sorted by (Code, Date) that is exactly ``.over("code_id")`` without the per-group dispatch.
-Rolling windows and EMAs use ``.over("code_id")``: Polars' rolling kernels update running sums, so
-over a whole column a value's last bits would depend on the rows of *earlier codes* (including
-their future rows), which the leakage test (bit-exact) and "a range equals its sub-ranges" forbid.
+Rolling windows and EMAs are compiled kernels over each code's slice
+(:mod:`gogooku3.features.series_kernels`): a window value depends on its own window's rows only
+(Polars' running sums would let the rows before it, and so where the panel starts, reach its last
+bits), and an EMA resumes from a checkpoint's state where a code's slice starts after its first
+row (:mod:`gogooku3.features.checkpoint`). So the leakage test, "a range equals its sub-ranges" and
+a daily run started at a checkpoint are all bit-exact.
 
 **One reorder** to the output rows (dated >= ``start``) in (Date, Sector33Code, Code) order
 (:func:`gogooku3.features.reorder.date_order`), moving only the columns still needed, each as soon
@@ -27,14 +30,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import polars as pl
 
 from gogooku3.features.catalogue import CROSS_LAYERS, FEATURES, LAYERS
+from gogooku3.features.checkpoint import CHECKPOINT_COLUMNS, state_column
 from gogooku3.features.ops import SECTOR_SLICE
 from gogooku3.features.prepare import KEY_COLUMNS
 from gogooku3.features.reorder import date_order, day_sector_key
+from gogooku3.features.series_kernels import carried_expr
 from gogooku3.features.spec import Feature, split_phases
 
 #: Polars engine for the feature plans. Polars 2's default (streaming) runs these window-heavy,
@@ -42,9 +47,20 @@ from gogooku3.features.spec import Feature, split_phases
 ENGINE = "in-memory"
 
 
-def expr(f: Feature) -> pl.Expr:
-    """The Polars expression of one feature, named ``f.name``: its op's entry in the table."""
-    return f.operation.polars(f, *(pl.col(c) for c in f.inputs)).alias(f.name)
+def expr(f: Feature, columns: Collection[str] = ()) -> pl.Expr:
+    """The Polars expression of one feature, named ``f.name``: its op's entry in the table. A
+    stateful op (the EMA) resumes from its state column where ``columns`` (the frame's) has it:
+    a panel started at a checkpoint (:mod:`gogooku3.features.checkpoint`)."""
+    inputs = (pl.col(c) for c in f.inputs)
+    if f.operation.stateful:
+        state = state_column(f.name)
+        return f.operation.polars(f, *inputs, state=pl.col(state) if state in columns else None).alias(f.name)
+    return f.operation.polars(f, *inputs).alias(f.name)
+
+
+def reads(f: Feature) -> tuple[str, ...]:
+    """The columns computing ``f`` reads by name: its inputs, and a stateful op's state column."""
+    return (*f.inputs, state_column(f.name)) if f.operation.stateful else f.inputs
 
 
 def check_code_order(panel: pl.DataFrame) -> None:
@@ -71,18 +87,25 @@ def _catalogue_order(names: set[str]) -> list[str]:
 
 
 def move_schedule(
-    layers: Sequence[Sequence[Feature]], needed: Iterable[str], *, held: Iterable[str] = KEY_COLUMNS
+    layers: Sequence[Sequence[Feature]],
+    needed: Iterable[str],
+    *,
+    held: Iterable[str] = KEY_COLUMNS,
+    made: Mapping[str, int] | None = None,
 ) -> dict[int, list[str]]:
     """When each ``needed`` column can leave the series phase: layer index -> the columns to move
     into day order after that layer (-1: before the first, for a panel column no layer reads).
 
-    A column moves after the layer that makes it and after the last layer that reads it; ``held``
-    columns (the keys: every op reads ``code_id``, the lag rule its order) move after the last
-    layer. Each needed column is scheduled exactly once, in ``needed``'s order.
+    A column moves after the layer that makes it (``made`` adds columns made beside the
+    catalogue's: the checkpoint states) and after the last layer that reads it; ``held`` columns
+    (the keys: every op reads ``code_id``, the lag rule its order) move after the last layer. Each
+    needed column is scheduled exactly once, in ``needed``'s order.
     """
     last = len(layers) - 1
     # a column is made before any layer reads it, so its last reader (if any) comes last
-    when = {f.name: i for i, layer in enumerate(layers) for f in layer} | last_readers(layers)
+    when = (
+        {f.name: i for i, layer in enumerate(layers) for f in layer} | dict(made or {}) | last_readers(layers)
+    )
     schedule: dict[int, list[str]] = {}
     held = set(held)
     for c in dict.fromkeys(needed):
@@ -92,7 +115,7 @@ def move_schedule(
 
 def last_readers(layers: Sequence[Sequence[Feature]]) -> dict[str, int]:
     """Column -> index of the last layer that reads it (columns no layer reads are absent)."""
-    return {c: i for i, layer in enumerate(layers) for f in layer for c in f.inputs}
+    return {c: i for i, layer in enumerate(layers) for f in layer for c in reads(f)}
 
 
 def compute_series_in_day_order(
@@ -101,6 +124,8 @@ def compute_series_in_day_order(
     order: pl.Series,
     needed: Sequence[str],
     rounded: Mapping[str, pl.Expr],
+    *,
+    states: bool = False,
 ) -> tuple[pl.DataFrame, float]:
     """Series-phase features of ``panel`` (a prepared base panel sorted by Code, Date), layer by
     layer, with the one reorder folded in: (the ``needed`` columns in :func:`date_order` rows
@@ -111,10 +136,13 @@ def compute_series_in_day_order(
     frame never holds every output over the whole history: a daily run keeps one day of each, and
     its peak memory is the panel plus the columns still being read. ``rounded`` gives the
     expression of a column that is moved rounded to its stored dtype (the outputs no
-    cross-section reads: they move half the bytes).
+    cross-section reads: they move half the bytes). ``states`` adds each stateful feature's
+    state column (:func:`~gogooku3.features.series_kernels.carried_expr`) after its layer; list
+    them in ``needed``.
     """
     needed = list(dict.fromkeys(needed))
-    schedule = move_schedule(layers, needed)
+    made = {state_column(f.name): i for i, layer in enumerate(layers) for f in layer if f.operation.stateful}
+    schedule = move_schedule(layers, needed, made=made if states else None)
     last_read = last_readers(layers)
     implicit = set(KEY_COLUMNS) | {"obs_count"}  # lag ops read obs_count, every op code_id
     frame = panel.with_columns(pl.col("code_id").set_sorted())
@@ -138,7 +166,9 @@ def compute_series_in_day_order(
 
     frame = move_and_drop(frame, -1)
     for i, layer in enumerate(layers):
-        frame = frame.lazy().with_columns([expr(f) for f in layer]).collect(engine=ENGINE)
+        frame = frame.lazy().with_columns([expr(f, frame.columns) for f in layer]).collect(engine=ENGINE)
+        if states and (stateful := [f.name for f in layer if f.operation.stateful]):
+            frame = frame.with_columns(carried_expr(pl.col(n)).alias(state_column(n)) for n in stateful)
         frame = move_and_drop(frame, i)
     del frame
     by_date = pl.concat(parts, how="horizontal") if parts else pl.DataFrame()
@@ -169,9 +199,11 @@ def compute_features(
     carry: Sequence[str] = (),
     timings: dict[str, float] | None = None,
     consume: bool = False,
+    states: bool = False,
 ) -> pl.DataFrame:
     """Key columns, ``carry`` columns and every output feature (as its stored dtype,
-    :attr:`~gogooku3.features.spec.Feature.dtype`) of the panel's rows dated >= ``start``.
+    :attr:`~gogooku3.features.spec.Feature.dtype`) of the panel's rows dated >= ``start``, and with
+    ``states`` the checkpoint columns (:data:`~gogooku3.features.checkpoint.CHECKPOINT_COLUMNS`).
 
     ``panel`` is a prepared base panel sorted by (Code, Date) (rows before ``start`` are history
     the windows read). The result is in day order, (Date, Sector33Code, Code)
@@ -190,7 +222,8 @@ def compute_features(
     made = set(panel.columns) | {f.name for layer in series for f in layer}
     # what leaves the series phase: keys, carry, the outputs made there and what the cross-sections
     # read; the outputs no cross-section reads move rounded to their stored dtype
-    needed = [*KEY_COLUMNS, *carry, *(c for c in (*outputs, *sorted(cross_inputs)) if c in made)]
+    checkpoint = CHECKPOINT_COLUMNS if states else ()
+    needed = [*KEY_COLUMNS, *carry, *checkpoint, *(c for c in (*outputs, *sorted(cross_inputs)) if c in made)]
     rounded = {c: stored[c] for c in needed if c in stored and c not in cross_inputs}
     t0 = time.perf_counter()
     order = date_order(panel, start)
@@ -202,11 +235,12 @@ def compute_features(
         order,
         needed,
         rounded,
+        states=states,
     )
     t1 = time.perf_counter()
     out = (
         compute_cross_sections_lazy(by_date.lazy(), cross)
-        .select(*KEY_COLUMNS, *carry, *(stored[name] for name in outputs))
+        .select(*KEY_COLUMNS, *carry, *checkpoint, *(stored[name] for name in outputs))
         .collect(engine=ENGINE)
     )
     if timings is not None:

@@ -7,8 +7,9 @@ Each feature's column is its op's cuDF implementation in the operation table
 * per-code window ops run over the whole column of rows sorted by (Code, Date) and null the rows
   whose window would reach into the previous code (``obs_count`` < window) - no groupby-rolling;
 * EMAs: cuDF has no grouped EWM (``NotImplementedError``), so :data:`_EMA_KERNEL_SRC` scans each
-  code's contiguous segment in one CUDA thread (``adjust=False``, nulls skipped, as Polars'
-  ``ewm_mean(adjust=False, ignore_nulls=True)``);
+  code's contiguous segment in one CUDA thread (``adjust=False``, nulls skipped, the CPU kernel's
+  arithmetic), resuming from the checkpoint's state where a segment starts after the code's first
+  row, and keeps each EMA's state after every row for the checkpoint;
 * cross-sections use ``groupby(...).transform`` / ``groupby(...).rank`` over the whole panel (on
   the device a group-by is cheap, so the CPU engine's reorder-first plan buys nothing here);
 * the output rows are gathered into the CPU engine's day order
@@ -30,6 +31,7 @@ import polars as pl
 
 from gogooku3.config import parse_size
 from gogooku3.features.catalogue import FEATURES, LAYERS
+from gogooku3.features.checkpoint import CHECKPOINT_COLUMNS, state_column
 from gogooku3.features.prepare import KEY_COLUMNS
 from gogooku3.features.reorder import date_order
 from gogooku3.features.spec import Feature
@@ -43,13 +45,23 @@ _POOL_ALIGN = 256 * 2**20
 
 _EMA_KERNEL_SRC = r"""
 extern "C" __global__ void ema_scan(const double* x, const unsigned char* valid, const long long* starts,
-                                    const long long* ends, const int nseg, const double alpha, double* out) {
+                                    const long long* ends, const unsigned char* resumes, const double* state,
+                                    const unsigned char* state_valid, const int nseg, const double alpha,
+                                    double* out, double* carried) {
     int i = blockDim.x * blockIdx.x + threadIdx.x;
     if (i >= nseg) return;
     double y = 0.0;
     bool have = false;
     const double nan = __longlong_as_double(0x7ff8000000000000ULL);
-    for (long long t = starts[i]; t < ends[i]; ++t) {
+    long long t = starts[i];
+    if (resumes[i]) {  // a continuation: the checkpoint row carries the state after it
+        have = state_valid[t];
+        y = state[t];
+        out[t] = have ? y : nan;
+        carried[t] = out[t];
+        ++t;
+    }
+    for (; t < ends[i]; ++t) {
         if (valid[t]) {
             y = have ? (1.0 - alpha) * y + alpha * x[t] : x[t];
             have = true;
@@ -57,6 +69,7 @@ extern "C" __global__ void ema_scan(const double* x, const unsigned char* valid,
         } else {
             out[t] = nan;
         }
+        carried[t] = have ? y : nan;
     }
 }
 """
@@ -154,24 +167,54 @@ class _Frame:
 
         self.cudf, self.cp, self.np, self.df = cudf, cupy, np, df
         self.obs = df["obs_count"]
-        first = cupy.flatnonzero(self.obs.values == 1)
+        code = df["code_id"].values
+        first = cupy.flatnonzero(cupy.concatenate([cupy.asarray([True]), code[1:] != code[:-1]]))
         self.starts = first.astype(cupy.int64)
         self.ends = cupy.concatenate([first[1:], cupy.asarray([len(df)])]).astype(cupy.int64)
+        # a code's slice that starts after its first row resumes from the checkpoint's state
+        self.resumes = (self.obs.values[self.starts] > 1).astype(cupy.uint8)
         self._kernel = cupy.RawKernel(_EMA_KERNEL_SRC, "ema_scan")
         self.sector_ok = df["date_sector"].notna()
+        #: state column -> each stateful feature's state after every row (for a checkpoint)
+        self.states: dict[str, Any] = {}
 
-    def ema(self, s: Any, alpha: float) -> Any:
+    def ema(self, s: Any, f: Feature) -> Any:
         cp = self.cp
         x = s.astype("float64").fillna(0.0).values
         valid = s.notna().values.astype(cp.uint8)
+        name = state_column(f.name)
+        if name in self.df.columns:
+            state = self.df[name]
+            sv, svalid = state.astype("float64").fillna(0.0).values, state.notna().values.astype(cp.uint8)
+        elif bool(self.resumes.any()):
+            raise ValueError(
+                f"EMA {f.name}: a code's rows start after its first row (obs_count > 1) but the panel "
+                f"has no checkpoint state column {name!r}"
+            )
+        else:
+            sv, svalid = x, valid  # never read: no code resumes
         out = cp.empty(len(s), dtype=cp.float64)
+        carried = cp.empty(len(s), dtype=cp.float64)
         nseg = int(self.starts.size)
         threads = 128
         self._kernel(
             ((nseg + threads - 1) // threads,),
             (threads,),
-            (x, valid, self.starts, self.ends, cp.int32(nseg), cp.float64(alpha), out),
+            (
+                x,
+                valid,
+                self.starts,
+                self.ends,
+                self.resumes,
+                sv,
+                svalid,
+                cp.int32(nseg),
+                cp.float64(f.ema_alpha()),
+                out,
+                carried,
+            ),
         )
+        self.states[name] = self.cudf.Series(carried, index=s.index).nans_to_nulls()
         return self.cudf.Series(out, index=s.index).nans_to_nulls()
 
     def group(self, x: Any, by: list[str]) -> Any:
@@ -190,6 +233,7 @@ def compute_features_gpu(
     start: dt.date | None = None,
     carry: Sequence[str] = (),
     rmm_pool_size: int | None = None,
+    states: bool = False,
 ) -> pl.DataFrame:
     """Same output as :func:`gogooku3.features.engine_cpu.compute_features`, computed on the GPU.
 
@@ -213,9 +257,16 @@ def compute_features_gpu(
         for f in layer:
             s = frame.evaluate(f)
             df[f.name] = s.astype("int8") if f.dtype == "Int8" else s.astype("float64")
+    checkpoint = CHECKPOINT_COLUMNS if states else ()
+    for name, column in frame.states.items():
+        df[name] = column
     order = date_order(panel, start)
     # take() keeps the taken rows' index labels; a non-range index would travel back as a column
-    picked = df[[*carry, *outputs]].take(cupy.asarray(order.cast(pl.Int64).to_numpy())).reset_index(drop=True)
+    picked = (
+        df[[*carry, *checkpoint, *outputs]]
+        .take(cupy.asarray(order.cast(pl.Int64).to_numpy()))
+        .reset_index(drop=True)
+    )
     del df, frame
     result = pl.from_arrow(picked.to_arrow())
     del picked

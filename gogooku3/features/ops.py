@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import polars as pl
 
+from gogooku3.features.series_kernels import Stat, ema_expr, rolling_expr
+
 if TYPE_CHECKING:
     from gogooku3.features.spec import Feature
 
@@ -91,8 +93,9 @@ class CudfFrame(Protocol):
     obs: Any  #: its ``obs_count`` column (1 on a code's first row)
     sector_ok: Any  #: ``date_sector`` is not null
 
-    def ema(self, s: Any, alpha: float) -> Any:
-        """Per-code EMA, adjust=False, nulls skipped (the scan kernel)."""
+    def ema(self, s: Any, f: Feature) -> Any:
+        """Per-code EMA of feature ``f``, adjust=False, nulls skipped (the scan kernel), resumed
+        from the frame's checkpoint state column where a code starts at ``obs_count`` > 1."""
         ...
 
     def group(self, x: Any, by: list[str]) -> Any:
@@ -112,6 +115,10 @@ class Op:
     polars: Callable[..., pl.Expr]  #: ``(feature, *input expressions) -> pl.Expr``
     cudf: Callable[..., Any]  #: ``(CudfFrame, feature, *input Series) -> Series``
     flag: bool = False  #: an ``Int8`` 0/1 flag (else ``Float64``)
+    #: carries a state from row to row (the EMA): a checkpoint keeps it, and a build that starts a
+    #: code after its first row resumes from it; ``polars`` then takes ``state=`` (the state
+    #: column, or None) and ``CudfFrame.ema`` reads it from the frame
+    stateful: bool = False
 
 
 def _table(*ops: Op) -> dict[str, Op]:
@@ -162,18 +169,22 @@ def _cu_flag(cond: Any) -> Any:
     return cond.astype("int8")
 
 
-# per-code windows: the CPU engine's rolling windows and EMAs run .over("code_id") (a running
-# kernel over a whole column would let earlier codes' rows reach a value's last bits); lags run
-# over the whole column and null the rows whose lag reaches into the previous code; the GPU
-# engine runs every window over the whole column and nulls the rows short of the window
+# per-code windows: the CPU engine's rolling windows and EMAs are compiled kernels over each
+# code's slice (gogooku3.features.series_kernels: a value depends on its own window only, and an
+# EMA resumes from a checkpoint); lags run over the whole column and null the rows whose lag
+# reaches into the previous code; the GPU engine runs every window over the whole column and nulls
+# the rows short of the window
 
 
-def _pl_rolling(stat: str) -> Callable[..., pl.Expr]:
+def _pl_rolling(stat: Stat) -> Callable[..., pl.Expr]:
     def impl(f: Feature, x: pl.Expr) -> pl.Expr:
-        w = f.window or 0
-        return getattr(x, f"rolling_{stat}")(w, min_samples=w).over("code_id")
+        return rolling_expr(x, f.window or 0, stat)
 
     return impl
+
+
+def _pl_ema(f: Feature, x: pl.Expr, *, state: pl.Expr | None = None) -> pl.Expr:
+    return ema_expr(x, f.ema_alpha(), state)
 
 
 def _cu_rolling(stat: str) -> Callable[..., Any]:
@@ -339,8 +350,9 @@ OPERATIONS: dict[str, Op] = _table(
         "exponential moving average, adjust=False: y = a*x + (1-a)*y_prev, a = 2/(w+1) "
         "(or params alpha); null inputs give null and leave the state unchanged",
         SPAN,
-        polars=lambda f, x: x.ewm_mean(alpha=f.ema_alpha(), adjust=False, ignore_nulls=True).over("code_id"),
-        cudf=lambda d, f, x: d.ema(x, f.ema_alpha()),
+        polars=_pl_ema,
+        cudf=lambda d, f, x: d.ema(x, f),
+        stateful=True,
     ),
     # element-wise
     Op(

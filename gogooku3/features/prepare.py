@@ -305,8 +305,14 @@ def prepare_panel(
     short_selling_positions: pl.DataFrame | None = None,
     peers_since: dt.date | None = None,
     timings: dict[str, float] | None = None,
+    checkpoint: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Build the base panel, sorted by (Code, Date), one row per daily_quotes row.
+
+    ``checkpoint`` (:mod:`gogooku3.features.checkpoint`: one day's ``Date``, ``Code`` and
+    checkpoint columns) resumes the codes that have a row on its day: ``obs_count`` counts on from
+    it, the carried closes carry on from it, and its EMA state columns are kept on those rows for
+    the engines. ``daily_quotes`` then starts on the checkpoint's day.
 
     The peer columns (:mod:`gogooku3.features.peers`, a correlation matrix per day) are computed
     for the days >= ``peers_since`` (default: every day) and null before: a build passes its first
@@ -343,16 +349,35 @@ def prepare_panel(
         .with_columns(pl.col("Code").replace_strict(codes, code_ids).alias("code_id"))
         .sort("code_id", "Date")
         .with_columns(pl.col("code_id").set_sorted())
-        .with_columns(
-            pl.col("AdjustmentClose").forward_fill().over(by_code).alias("px_close"),
-            pl.col("Close").forward_fill().over(by_code).alias("raw_close"),
-            pl.coalesce(vol, pl.lit(0.0)).cast(pl.Float64).alias("volume"),
-            pl.col("TurnoverValue").fill_null(0.0).cast(pl.Float64).alias("turnover"),
-            (pl.int_range(pl.len()).over(by_code) + 1).cast(pl.Float64).alias("obs_count"),
+    )
+    states: list[str] = []
+    resumed_close, resumed_raw, rows_before = pl.lit(None), pl.lit(None), pl.lit(0.0)
+    if checkpoint is not None:
+        from gogooku3.features.checkpoint import BASE_STATE, CHECKPOINT_COLUMNS
+
+        states = [c for c in CHECKPOINT_COLUMNS if c not in BASE_STATE]
+        _require(checkpoint, "checkpoint", ("Date", "Code", *CHECKPOINT_COLUMNS))
+        ck = checkpoint.select(
+            pl.col("Date").cast(pl.Date),
+            pl.col("Code").cast(pl.String),
+            pl.col("obs_count").alias("_ck_obs"),
+            pl.col("px_close").alias("_ck_close"),
+            pl.col("raw_close").alias("_ck_raw"),
+            *states,
         )
-        .with_columns(
-            _adj("Open").alias("px_open"), _adj("High").alias("px_high"), _adj("Low").alias("px_low")
-        )
+        lf = lf.join(ck.lazy(), on=["Code", "Date"], how="left", maintain_order="left")
+        # the checkpoint row is its code's first: its close carries on, its count goes on from it
+        resumed_close, resumed_raw = pl.col("_ck_close"), pl.col("_ck_raw")
+        rows_before = (pl.col("_ck_obs").first().over(by_code) - 1).fill_null(0.0)
+    lf = lf.with_columns(
+        pl.coalesce("AdjustmentClose", resumed_close).forward_fill().over(by_code).alias("px_close"),
+        pl.coalesce("Close", resumed_raw).forward_fill().over(by_code).alias("raw_close"),
+        pl.coalesce(vol, pl.lit(0.0)).cast(pl.Float64).alias("volume"),
+        pl.col("TurnoverValue").fill_null(0.0).cast(pl.Float64).alias("turnover"),
+        ((pl.int_range(pl.len()).over(by_code) + 1).cast(pl.Float64) + rows_before).alias("obs_count"),
+    )
+    lf = lf.with_columns(
+        _adj("Open").alias("px_open"), _adj("High").alias("px_high"), _adj("Low").alias("px_low")
     )
     base = lf.collect(engine="in-memory")
     # sorted by (code_id, Date): a duplicate key is a row equal to the one before it
@@ -478,7 +503,7 @@ def prepare_panel(
         ),
     )
     joined = [c for c in BASE_COLUMNS if c not in PEER_COLUMNS]
-    out = lf.select(*KEY_COLUMNS, *joined).collect(engine="in-memory")
+    out = lf.select(*KEY_COLUMNS, *joined, *states).collect(engine="in-memory")
     out = out.with_columns(pl.col(c).cast(pl.Float64) for c in joined if c not in DATE_BASE_COLUMNS)
     t0 = time.perf_counter()
     peers = peer_columns(out, peers_since)

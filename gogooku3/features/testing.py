@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from gogooku3.market.market import DERIVED_DATASETS
+
+if TYPE_CHECKING:
+    from gogooku3.lake import Lake
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,24 @@ class MarketInputs:
     index_option: pl.DataFrame
     daily_margin_interest: pl.DataFrame
     short_selling_positions: pl.DataFrame
+
+    def write_to(self, lake: Lake) -> None:
+        """Write every input as the lake partitions a build reads (raw/..., interim/trades_spec_daily)."""
+        from gogooku3.jquants.datasets import get_dataset
+
+        tables = {
+            ("raw", "daily_quotes", "Date"): self.daily_quotes,
+            ("raw", "topix", "Date"): self.topix,
+            ("raw", "listed_info", "Date"): self.listed_info,
+            ("raw", "statements", "DisclosedDate"): self.statements,
+            ("interim", "trades_spec_daily", "Date"): self.flows,
+            **{("raw", name, get_dataset(name).partition_by): getattr(self, name) for name in MARKET_WIDE},
+        }
+        for (layer, dataset, column), table in tables.items():
+            if table is None:
+                continue
+            for (day,), part in table.partition_by(column, as_dict=True).items():
+                lake.write_partition(layer, dataset, day, part, source="test")
 
     def kwargs(self) -> dict[str, pl.DataFrame | None]:
         return {
