@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gogooku3.bench.features_build import daily_row, family_rows
+import polars as pl
+
+from gogooku3.bench.features_build import daily_rows, family_rows
 from gogooku3.features import BuildTimings, build_features
 from gogooku3.features.catalogue import FEATURES, OUTPUT_FEATURES
+from gogooku3.features.checkpoint import LOOKBACK_ROWS
 from gogooku3.features.prepare import prepare_panel
 from gogooku3.features.testing import market_inputs
 
@@ -25,16 +28,21 @@ def test_family_rows_time_every_family_of_the_catalogue_once() -> None:
     assert all(r["rows"] == panel.height for r in rows)
 
 
-def test_the_daily_row_builds_the_last_day_alone_from_the_whole_history() -> None:
-    """The daily-run row (run in a fresh process) outputs the last day's rows only, having read
-    every row of the market, and reports the peer table's share of prepare."""
-    start, end = dt.date(2024, 1, 1), dt.date(2024, 3, 29)
+def test_the_daily_rows_build_the_last_day_alone_from_the_history_and_from_checkpoints() -> None:
+    """The daily-run rows (run in a fresh process) output the last day's rows only: one having read
+    every row of the market, one the look-back after the checkpoint; each reports the peer table's
+    share of prepare."""
+    start, end = dt.date(2024, 1, 1), dt.date(2024, 5, 31)
     quotes = market_inputs(12, start, end).daily_quotes
-    last_day = quotes.filter(quotes.get_column("Date") == quotes.get_column("Date").max()).height
-    row = daily_row(12, start, end, full_build_s=1.0)
-    assert row["rows"] == last_day and row["features"] == len(OUTPUT_FEATURES)
-    assert f"{last_day} rows out of {quotes.height:,} read" in row["notes"]
-    assert "peer table" in row["notes"] and row["peak_rss_gb"] > 0
+    days = quotes.get_column("Date").unique().sort()
+    last_day = quotes.filter(pl.col("Date") == days[-1]).height
+    window = quotes.filter(pl.col("Date") >= days[-1 - LOOKBACK_ROWS]).height
+    whole, resumed = daily_rows(12, start, end, full_build_s=1.0)
+    for row, read in ((whole, quotes.height), (resumed, window)):
+        assert row["rows"] == last_day and row["features"] == len(OUTPUT_FEATURES)
+        assert f"{last_day} rows out of {read:,} read" in row["notes"]
+        assert "peer table" in row["notes"] and row["peak_rss_gb"] > 0
+    assert "resumed from checkpoints" in resumed["case"]
 
 
 def test_a_build_reports_the_peer_tables_share_of_prepare() -> None:

@@ -12,8 +12,8 @@ Rows reported:
    during the build (sampled every 10 ms, see gogooku3.bench.measure), and the time per stage;
    once **cold** (the first build in the process: every page is fresh, which a virtual machine
    makes expensive) and once **warm** (the same build again). ``values_per_s`` is rows x
-   features / wall, the issue's measure. The **daily run** row builds the last day alone from
-   the same history (:func:`daily_row`). A further row, **features only**, times
+   features / wall, the issue's measure. The **daily run** rows build the last day alone, from
+   the same history and resumed from checkpoints (:func:`daily_rows`). A further row, **features only**, times
    ``compute_features`` alone on the prepared panel.
 2. **Baseline subset, pandas vs CPU engine** (each the second of two runs): the subset of features listed in
    :data:`BASELINE_FEATURES` (returns, EMA deviations, rolling volatility, volume ratio, RSI,
@@ -170,44 +170,66 @@ def _stages(timings: Any) -> str:
     )
 
 
-def daily_row(n_codes: int, start: dt.date, end: dt.date, full_build_s: float) -> dict:
-    """What ``features_daily`` computes for one new day: the market's last day built alone, from
-    the history the lake shell reads for it (every daily_quotes day before it: EMAs recurse from a
-    code's first row and ``obs_count`` counts from it, so a shorter history would change them),
-    the second of two runs. Lake I/O is excluded, as in the full-build rows.
+def daily_rows(n_codes: int, start: dt.date, end: dt.date, full_build_s: float) -> list[dict]:
+    """What ``features_daily`` computes for one new day: the market's last day built alone, the
+    second of two runs each, two ways. From the whole history (what the lake shell reads without
+    checkpoints), and resumed from the checkpoints of the days
+    :data:`~gogooku3.features.checkpoint.LOOKBACK_ROWS` before it and before it (the daily_quotes
+    rows from the first of them only; the checkpoints come from an untimed build). Lake I/O is
+    excluded, as in the full-build rows.
 
-    It runs in a fresh (spawned) process that generates the same market, so its peak RSS is the
+    They run in a fresh (spawned) process that generates the same market, so the peak RSS is the
     daily run's own (plus the in-memory market it reads), not what the full builds left mapped.
     """
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_daily_row, (n_codes, start, end, full_build_s))
+        return pool.apply(_daily_rows, (n_codes, start, end, full_build_s))
 
 
-def _daily_row(n_codes: int, start: dt.date, end: dt.date, full_build_s: float) -> dict:
+def _daily_rows(n_codes: int, start: dt.date, end: dt.date, full_build_s: float) -> list[dict]:
     from gogooku3.features import BuildTimings, build_features
     from gogooku3.features.catalogue import OUTPUT_FEATURES
+    from gogooku3.features.checkpoint import CHECKPOINT_COLUMNS, LOOKBACK_ROWS, Resume
     from gogooku3.features.testing import market_inputs
 
     mi = market_inputs(n_codes, start, end)
-    last = mi.daily_quotes.get_column("Date").max()
-    timings = BuildTimings()
-
-    def one_day() -> pl.DataFrame:
-        return build_features(mi.daily_quotes, **mi.kwargs(), start=last, end=last, timings=timings)
-
-    one_day()
-    built, mem = measure(one_day)
-    return _measured_row(
-        "CPU engine (Polars), daily run: the last day alone",
-        len(OUTPUT_FEATURES),
-        built.height,
-        mem,
-        f"{built.height} rows out of {mi.daily_quotes.height:,} read; {full_build_s / mem.wall_s:.1f}x "
-        f"less wall than the warm full build; {_stages(timings)}; a fresh process holding the "
-        f"market's inputs, second of two runs; load average {os.getloadavg()[0]:.1f}",
+    days = mi.daily_quotes.get_column("Date").unique().sort()
+    last, first, check = days[-1], days[-1 - LOOKBACK_ROWS], days[-2]
+    states = build_features(mi.daily_quotes, **mi.kwargs(), start=first, end=check, states=True).select(
+        "Date", "Code", *CHECKPOINT_COLUMNS
     )
+    resume = Resume(states.filter(pl.col("Date") == first), states.filter(pl.col("Date") == check))
+    del states
+    window = mi.daily_quotes.filter(pl.col("Date") >= first)
+    rows = []
+    for label, quotes, resumed in (
+        ("from the whole history", mi.daily_quotes, None),
+        (f"resumed from checkpoints ({LOOKBACK_ROWS} days read)", window, resume),
+    ):
+        timings = BuildTimings()
+
+        def one_day(
+            quotes: pl.DataFrame = quotes, resumed: Resume | None = resumed, timings: BuildTimings = timings
+        ) -> pl.DataFrame:
+            return build_features(
+                quotes, **mi.kwargs(), start=last, end=last, timings=timings, resume=resumed
+            )
+
+        one_day()
+        built, mem = measure(one_day)
+        rows.append(
+            _measured_row(
+                f"CPU engine (Polars), daily run: the last day alone, {label}",
+                len(OUTPUT_FEATURES),
+                built.height,
+                mem,
+                f"{built.height} rows out of {quotes.height:,} read; {full_build_s / mem.wall_s:.1f}x "
+                f"less wall than the warm full build; {_stages(timings)}; a fresh process holding the "
+                f"market's inputs, second of two runs; load average {os.getloadavg()[0]:.1f}",
+            )
+        )
+    return rows
 
 
 def polars_subset(panel: pl.DataFrame) -> pl.DataFrame:
@@ -307,7 +329,7 @@ def run(quick: bool) -> list[dict]:
     # output); synthetic data generation and lake I/O excluded.
     full_build("cold", "first build in this process: every page it touches is fresh (sys_s)")
     full_build("warm", "the same build again, the allocator's pages already mapped")
-    out.append(daily_row(n_codes, start, end, out[-1]["wall_s"]))
+    out.extend(daily_rows(n_codes, start, end, out[-1]["wall_s"]))
     panel = prepare_panel(mi.daily_quotes, **mi.kwargs())
     _, feat_mem = measure(lambda: compute_features(panel))
     feat_s = feat_mem.wall_s

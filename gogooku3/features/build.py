@@ -6,10 +6,18 @@ columns, every output feature of the catalogue and (unless ``with_targets=False`
 ``target_*`` columns. Rows before ``start`` are computed only as far as the per-code series need
 them; cross-sections and the targets' per-day clip run on the output rows alone. Features on date
 D depend only on rows dated <= D (tests prove it), so a range built at once equals the
-concatenation of its sub-ranges when the inputs hold the same history before them: the lake
-shell reads every daily_quotes partition up to ``end`` (EMAs are recursive and ``obs_count``
-counts from a code's first row, so a shorter lookback would change them), all statements
-disclosed up to ``end`` and flows/TOPIX over the same span.
+concatenation of its sub-ranges when the inputs hold the same history before them.
+
+The lake shell reads all statements disclosed up to ``end``, and flows, TOPIX and the market-wide
+tables over the whole history. Of daily_quotes (the big input) it reads the whole history only
+when it must: a build over the whole history writes ``features/checkpoints/date=D/`` for each
+output day, and a later build resumes from the checkpoint
+:data:`~gogooku3.features.checkpoint.LOOKBACK_ROWS` trading days before its first output day,
+reading daily_quotes from there (:mod:`gogooku3.features.checkpoint`; the same bytes as from the
+whole history). Without the checkpoints, or when the panel cannot be verified against them (a gap
+in a code's rows, a code first seen after the checkpoint), it reads the whole history, and logs
+why. A raw partition corrected after its features were built leaves its checkpoints stale: rebuild
+the features from that day on.
 """
 
 from __future__ import annotations
