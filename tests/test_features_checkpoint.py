@@ -6,13 +6,24 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
+import numpy as np
 import polars as pl
 import pytest
 
 from gogooku3.calendar import trading_days
 from gogooku3.features import build_features, build_features_to_lake
 from gogooku3.features.build import CHECKPOINTS, plan_resume
-from gogooku3.features.checkpoint import LOOKBACK_ROWS, bounded_panel_problem, exact_from, lookback_rows
+from gogooku3.features.catalogue import FEATURES
+from gogooku3.features.checkpoint import (
+    CHECKPOINT_COLUMNS,
+    LOOKBACK_ROWS,
+    Resume,
+    bounded_panel_problem,
+    exact_from,
+    lookback_rows,
+    resume_problem,
+    state_definition,
+)
 from gogooku3.features.peers import PEER_WINDOW
 from gogooku3.features.spec import CatalogueError, Feature, validate
 from gogooku3.features.testing import market_inputs
@@ -98,9 +109,10 @@ def test_a_daily_run_resumes_from_checkpoints_and_writes_the_same_bytes(backfill
     assert back.select(pure.columns).equals(pure.sort("Date", "Code"))
 
 
-def test_the_paused_code_resumes_its_carried_close(backfilled):
+def test_the_planted_pause_is_in_the_checkpoint(backfilled):
+    """The first test resumes a code with no trade on the checkpoint day (and the day after): its
+    close is the one carried in the checkpoint."""
     state = backfilled.read_partition("features", CHECKPOINTS, RESUME_DAY).filter(pl.col("Code") == PAUSED)
-    # no trade that day: the checkpoint carries the last close, which the resumed panel starts from
     assert state.height == 1 and state.item(0, "px_close") is not None
     assert state.item(0, "obs_count") > 1
 
@@ -111,7 +123,7 @@ def test_without_a_checkpoint_the_build_reads_the_whole_history(tmp_path_factory
     days = list(trading_days(*DAILY))
     features = _checksums(lake, "features", days)
     lake.storage.delete(f"features/{CHECKPOINTS}/date={CHECK_DAY.isoformat()}/_manifest.json")
-    assert "no checkpoint of " + CHECK_DAY.isoformat() in plan_resume(lake, DAILY[0], HISTORY)
+    assert "no checkpoint of " + CHECK_DAY.isoformat() in plan_resume(lake, DAILY[0], HISTORY, "cpu")
     reads = _quotes_reads(lake, monkeypatch)
     build_features_to_lake(lake, *DAILY, "cpu")
     assert reads == [(HISTORY, DAILY[1])]
@@ -192,4 +204,48 @@ def test_an_ema_over_an_input_exact_only_later_is_rejected():
 
 def test_too_little_history_is_said_not_guessed(backfilled):
     early = trading_days(HISTORY, END)[LOOKBACK_ROWS - 1]
-    assert "a checkpoint needs more than" in plan_resume(backfilled, early, HISTORY)
+    assert "a checkpoint needs more than" in plan_resume(backfilled, early, HISTORY, "cpu")
+
+
+def test_a_checkpoint_of_another_engine_or_definition_is_not_resumed_from(backfilled):
+    state = backfilled.read_partition("features", CHECKPOINTS, RESUME_DAY)
+    assert resume_problem(state, "cpu") is None
+    assert "written by engine ['cpu'], this build runs on 'gpu'" in resume_problem(state, "gpu")
+    stale = state.with_columns(pl.lit("0123456789abcdef").alias("definition"))
+    assert "another definition of the stateful features" in resume_problem(stale, "cpu")
+    assert "has no column(s) _ema_5__state" in resume_problem(state.drop("_ema_5__state"), "cpu")
+    assert "was written by engine" in plan_resume(backfilled, DAILY[0], HISTORY, "gpu")
+
+
+def test_the_definition_covers_the_stateful_features_and_what_they_read():
+    base = state_definition()
+    assert state_definition(FEATURES) == base
+    by_name = {f.name: f for f in FEATURES}
+
+    def changed(name: str, **edit) -> str:
+        return state_definition([replace(f, **edit) if f.name == name else f for f in FEATURES])
+
+    assert changed("_ema_20", window=21) != base  # an EMA's span
+    assert changed("_true_range", op="add") != base  # what an EMA reads (ATR's true range)
+    unrelated = next(f.name for f in FEATURES if f.op == "cs_rank")
+    assert changed(unrelated, window=3) == base  # a cross-section no EMA reads
+    assert by_name["_atr_14"].inputs == ("_true_range",)
+
+
+def test_the_gpu_engine_resumes_the_same_way(fake_rapids, backfilled, inputs):
+    """The GPU engine's logic (on the cuDF stand-in): resumed from its own checkpoints it gives its
+    own whole-history bits, and its checkpoint columns are the CPU engine's within the parity
+    tolerance."""
+    kwargs = inputs.kwargs()
+    states = build_features(
+        inputs.daily_quotes, **kwargs, start=RESUME_DAY, end=CHECK_DAY, engine="gpu", states=True
+    )
+    resume = Resume(states.filter(pl.col("Date") == RESUME_DAY), states.filter(pl.col("Date") == CHECK_DAY))
+    window = inputs.daily_quotes.filter(pl.col("Date") >= RESUME_DAY)
+    resumed = build_features(window, **kwargs, start=DAILY[0], end=DAILY[1], engine="gpu", resume=resume)
+    whole = build_features(inputs.daily_quotes, **kwargs, start=DAILY[0], end=DAILY[1], engine="gpu")
+    assert resumed.equals(whole)
+    cpu = backfilled.read_partition("features", CHECKPOINTS, CHECK_DAY).sort("Code")
+    gpu = states.filter(pl.col("Date") == CHECK_DAY).sort("Code")
+    for column in CHECKPOINT_COLUMNS:
+        np.testing.assert_allclose(gpu[column].to_numpy(), cpu[column].to_numpy(), rtol=1e-9, equal_nan=True)

@@ -37,6 +37,8 @@ from gogooku3.features.checkpoint import (
     CheckpointMismatchError,
     Resume,
     bounded_panel_problem,
+    resume_problem,
+    state_definition,
 )
 from gogooku3.features.prepare import KEY_COLUMNS, prepare_panel
 from gogooku3.features.targets import FORWARD_COLUMNS, TARGET_NAMES, finish_targets, forward_returns
@@ -325,7 +327,7 @@ def build_features_to_lake(
     check_window_inputs(lake, lo, max(d for d in days if start <= d <= end))
     # Checkpoints describe the whole history: only a build over it writes or resumes from them.
     whole_history = lo == days[0]
-    planned = plan_resume(lake, start, lo) if whole_history else "history_start given"
+    planned = plan_resume(lake, start, lo, engine) if whole_history else "history_start given"
     resume = planned[1] if isinstance(planned, tuple) else None
     if resume is None:
         log.info("features: reading daily_quotes from %s, the whole history (%s)", lo, planned)
@@ -383,16 +385,25 @@ def build_features_to_lake(
     source = source or f"gogooku3.features engine={engine}"
     if not whole_history:
         return write_features(lake, out, source=source)
-    checkpoints = out.select("Date", "Code", *CHECKPOINT_COLUMNS)
+    checkpoints = out.select(
+        "Date",
+        "Code",
+        *CHECKPOINT_COLUMNS,
+        pl.lit(engine).alias("engine"),
+        pl.lit(state_definition()).alias("definition"),
+    )
     manifests = write_features(lake, out.drop(CHECKPOINT_COLUMNS), source=source)
     write_checkpoints(lake, checkpoints, source=source)
     return manifests
 
 
-def plan_resume(lake: Lake, start: dt.date, history_start: dt.date) -> tuple[dt.date, Resume] | str:
-    """Where a build of days from ``start`` can start its panel, and the checkpoints it resumes
-    from: :data:`~gogooku3.features.checkpoint.LOOKBACK_ROWS` trading days before ``start``. Or why
-    it cannot (too little history, a checkpoint missing): a sentence for the log."""
+def plan_resume(
+    lake: Lake, start: dt.date, history_start: dt.date, engine: str
+) -> tuple[dt.date, Resume] | str:
+    """Where a build of days from ``start`` on ``engine`` can start its panel, and the checkpoints
+    it resumes from: :data:`~gogooku3.features.checkpoint.LOOKBACK_ROWS` trading days before
+    ``start``. Or why it cannot (too little history, a checkpoint missing, written by another
+    engine or for another definition): a sentence for the log."""
     before = [d for d in trading_days(history_start, start) if d < start]
     if len(before) <= LOOKBACK_ROWS:
         return f"{len(before)} trading day(s) before {start}, a checkpoint needs more than {LOOKBACK_ROWS}"
@@ -400,10 +411,11 @@ def plan_resume(lake: Lake, start: dt.date, history_start: dt.date) -> tuple[dt.
     missing = [d.isoformat() for d in (first, check) if not lake.has_partition(LAYER, CHECKPOINTS, d)]
     if missing:
         return f"no checkpoint of {' and '.join(missing)} in {LAYER}/{CHECKPOINTS}"
-    return first, Resume(
-        state=lake.read_partition(LAYER, CHECKPOINTS, first),
-        check=lake.read_partition(LAYER, CHECKPOINTS, check),
-    )
+    state, checked = (lake.read_partition(LAYER, CHECKPOINTS, d) for d in (first, check))
+    for checkpoint in (state, checked):
+        if (problem := resume_problem(checkpoint, engine)) is not None:
+            return problem
+    return first, Resume(state=state, check=checked)
 
 
 def write_checkpoints(lake: Lake, checkpoints: pl.DataFrame, *, source: str) -> list[Manifest]:

@@ -22,6 +22,8 @@ history otherwise).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +35,9 @@ from gogooku3.features.spec import CatalogueError, Feature, phase_of
 
 #: Panel columns whose value depends on the whole history (see the module docstring).
 BASE_STATE = ("obs_count", "px_close", "raw_close")
+#: What a checkpoint partition says about how it was written: the engine and
+#: :func:`state_definition`.
+CHECKPOINT_META = ("engine", "definition")
 
 
 def state_column(name: str) -> str:
@@ -42,14 +47,51 @@ def state_column(name: str) -> str:
 
 #: The stateful (EMA) features, in catalogue order.
 STATEFUL: tuple[Feature, ...] = tuple(f for f in FEATURES if f.operation.stateful)
-#: A checkpoint partition's value columns (besides ``Date`` and ``Code``).
+#: A checkpoint's value columns (besides ``Date`` and ``Code``), as the engines return them.
 CHECKPOINT_COLUMNS: tuple[str, ...] = (*BASE_STATE, *(state_column(f.name) for f in STATEFUL))
-CHECKPOINT_SCHEMA: dict[str, pl.DataType] = {
-    "Date": pl.Date(),
-    "Code": pl.String(),
-    "obs_count": pl.Float64(),
-    **{c: pl.Float64() for c in CHECKPOINT_COLUMNS if c != "obs_count"},
-}
+#: Bump when what :data:`BASE_STATE` means changes (``prepare_panel``'s count or carried closes):
+#: checkpoints written before then are not resumed from.
+STATE_VERSION = 1
+
+
+def state_definition(features: Sequence[Feature] = FEATURES) -> str:
+    """A fingerprint of what a checkpoint's values mean: :data:`STATE_VERSION` and the definitions
+    of the stateful features and of every feature they read, directly or not. A checkpoint written
+    under another one is not resumed from (its states would continue a different recursion)."""
+    by_name = {f.name: f for f in features}
+    seen: set[str] = set()
+    stack = [f.name for f in features if f.operation.stateful]
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        stack.extend(by_name[name].inputs)
+    spec = [
+        [n, by_name[n].op, list(by_name[n].inputs), by_name[n].window, sorted(by_name[n].params.items())]
+        for n in sorted(seen)
+    ]
+    return hashlib.sha256(json.dumps([STATE_VERSION, spec]).encode()).hexdigest()[:16]
+
+
+def resume_problem(checkpoint: pl.DataFrame, engine: str) -> str | None:
+    """Why a build on ``engine`` must not resume from ``checkpoint`` (a partition as written by the
+    lake shell, with its ``engine`` and ``definition`` columns), or None."""
+    day = checkpoint.get_column("Date").max() if "Date" in checkpoint.columns and checkpoint.height else "?"
+    missing = [
+        c for c in ("Date", "Code", *CHECKPOINT_COLUMNS, *CHECKPOINT_META) if c not in checkpoint.columns
+    ]
+    if missing:
+        return f"the checkpoint of {day} has no column(s) {', '.join(missing)}"
+    if not checkpoint.height:
+        return "an empty checkpoint"
+    written = {c: checkpoint.get_column(c).unique().to_list() for c in CHECKPOINT_META}
+    if written["engine"] != [engine]:
+        # each engine is bit-exact with itself only
+        return f"the checkpoint of {day} was written by engine {written['engine']}, this build runs on {engine!r}"
+    if written["definition"] != [state_definition()]:
+        return f"the checkpoint of {day} was written for another definition of the stateful features"
+    return None
 
 
 def exact_from(layers: Sequence[Sequence[Feature]] = LAYERS) -> dict[str, int]:
