@@ -235,13 +235,15 @@ def test_a_root_worker_opens_a_local_lake_to_the_container_user(monkeypatch, tmp
     lake.chmod(0o700)
     kept = lake / "features" / "features" / "date=2024-04-30"  # outside the build's range
     rebuilt = lake / "features" / "features" / "date=2024-05-01"
-    for folder in (kept, rebuilt):
+    checkpoint = lake / "features" / "checkpoints" / "date=2024-05-01"  # the build rewrites it too
+    for folder in (kept, rebuilt, checkpoint):
         folder.mkdir(parents=True)
     plan = {"start": "2024-05-01", "end": "2024-05-02", "engine": "cpu", "image": "img:cpu", "mode": "cpu"}
     api = RecordingDockerApi()
     run_operator(monkeypatch, Settings(lake_uri=str(lake)), plan, api)
     assert api.created["user"] == "10001:10001"
     assert api.created["host_config"]["network_mode"] == "none"
-    owners = {p: (p.stat().st_uid, p.stat().st_gid) for p in (lake, lake / "features" / "features", rebuilt)}
+    opened = (lake, lake / "features" / "features", rebuilt, lake / "features" / "checkpoints", checkpoint)
+    owners = {p: (p.stat().st_uid, p.stat().st_gid) for p in opened}
     assert set(owners.values()) == {IMAGE_USER}, owners
     assert (kept.stat().st_uid, (lake / "raw").stat().st_uid) == (0, 0)  # nothing else changes hands

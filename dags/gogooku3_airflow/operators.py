@@ -165,7 +165,8 @@ class TaskContainerOperator(DockerOperator):
 
 class FeatureBuildOperator(TaskContainerOperator):
     """``gogooku3 features build`` for the plan's ``start``..``end`` on the plan's engine: writes
-    ``features/features/date=D/`` for every daily_quotes date in the range.
+    ``features/features/date=D/`` and ``features/checkpoints/date=D/`` for every daily_quotes date
+    in the range.
 
     :param plan_task_id: the task whose XCom is the runtime plan with ``start``, ``end``, ``engine``
         and ``image`` (default ``plan_runtime``).
@@ -186,16 +187,17 @@ class FeatureBuildOperator(TaskContainerOperator):
         ]
 
     def written_dirs(self, plan: Mapping[str, Any], lake_root: Path) -> list[Path]:
-        """``features/features`` (new partitions) and the partitions of the range already there."""
+        """``features/features`` and ``features/checkpoints`` (new partitions) and the partitions
+        of the range already there."""
         from gogooku3.lake.layout import parse_partition_dir
 
-        features = lake_root / "features" / "features"
         start, end = dt.date.fromisoformat(plan["start"]), dt.date.fromisoformat(plan["end"])
-        days = {folder: parse_partition_dir(folder.name) for folder in sorted(features.glob("date=*"))}
-        return [
-            features,
-            *(folder for folder, day in days.items() if day is not None and start <= day <= end),
-        ]
+        dirs: list[Path] = []
+        for dataset in ("features", "checkpoints"):
+            folder = lake_root / "features" / dataset
+            days = {part: parse_partition_dir(part.name) for part in sorted(folder.glob("date=*"))}
+            dirs += [folder, *(part for part, day in days.items() if day is not None and start <= day <= end)]
+        return dirs
 
 
 class RetrainOperator(TaskContainerOperator):
