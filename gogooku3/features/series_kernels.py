@@ -15,9 +15,9 @@ bits as a build over the whole history.
   ``b = a - a % w`` into a suffix sum of the previous block and a prefix sum of the current one;
   both are summed in a fixed order from their block's boundary, so a value depends on its window's
   rows and ``a`` only, and each row is added twice.
-* **Trailing standard deviation** (ddof=1): two passes over the window (its mean, then the squared
-  deviations from it), which keeps the precision of a window whose spread is small against its
-  level (a price window); four accumulators, in a fixed order.
+* **Trailing standard deviation** (ddof=1): the window's mean as above, then a pass over the
+  squared deviations from it (four accumulators, in a fixed order), which keeps the precision of a
+  window whose spread is small against its level (a price window).
 
 A window value is null until the code's slice has ``w`` rows, or when any row in it is null (the
 ``min_samples = w`` rule). Rows are sorted by (code_id, Date); a slice is a run of one code_id.
@@ -107,31 +107,15 @@ def _kernels() -> dict[str, Any]:
             start = end
 
     @numba.njit(nogil=True)
-    def two_pass_std(x, valid, code, w, out):  # noqa: ANN001, ANN202
-        n = x.size
-        start = 0
-        missing = 0
-        for t in range(n):
-            if t == 0 or code[t] != code[t - 1]:
-                start = t
-                missing = 0
-            missing += 0 if valid[t] else 1
-            if t - start >= w:
-                missing -= 0 if valid[t - w] else 1
-            if t - start < w - 1 or missing > 0:
+    def deviations(x, mean, w, out):  # noqa: ANN001, ANN202
+        # the second pass of a standard deviation: ``mean`` is the window's (null: no value)
+        for t in range(x.size):
+            m = mean[t]
+            if np.isnan(m):
                 out[t] = np.nan
                 continue
             lo = t - w + 1
             tail = lo + w - w % 4
-            a0 = a1 = a2 = a3 = 0.0
-            for j in range(lo, tail, 4):
-                a0 += x[j]
-                a1 += x[j + 1]
-                a2 += x[j + 2]
-                a3 += x[j + 3]
-            for j in range(tail, t + 1):
-                a0 += x[j]
-            m = ((a0 + a1) + (a2 + a3)) / w
             a0 = a1 = a2 = a3 = 0.0
             for j in range(lo, tail, 4):
                 d0 = x[j] - m
@@ -147,7 +131,7 @@ def _kernels() -> dict[str, Any]:
                 a0 += d0 * d0
             out[t] = np.sqrt(((a0 + a1) + (a2 + a3)) / (w - 1))
 
-    return {"ema": ema, "carried": carried, "block_sums": block_sums, "two_pass_std": two_pass_std}
+    return {"ema": ema, "carried": carried, "block_sums": block_sums, "deviations": deviations}
 
 
 def _arrays(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -196,10 +180,10 @@ def rolling_values(x: pl.Series, code: np.ndarray, obs: np.ndarray, window: int,
         )
     xs, valid = _arrays(x)
     out = np.empty(xs.size)
+    _kernels()["block_sums"](xs, valid, code, obs, window, stat != "sum", out)
     if stat == "std":
-        _kernels()["two_pass_std"](xs, valid, code, window, out)
-    else:
-        _kernels()["block_sums"](xs, valid, code, obs, window, stat == "mean", out)
+        mean, out = out, np.empty(xs.size)
+        _kernels()["deviations"](xs, mean, window, out)
     return _result(out)
 
 
