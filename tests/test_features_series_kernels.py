@@ -49,7 +49,7 @@ def test_rolling_matches_polars_and_depends_on_its_window_only(series, stat, win
 def test_a_flat_window_has_no_spread(series):
     x, code, obs = series
     sd = rolling_values(x, code, obs, 20, "std").to_numpy()
-    assert sd[ROWS + 69] == pytest.approx(0.0, abs=1e-9)
+    assert sd[ROWS + 69] == 0.0  # exactly: every deviation from the reference row is 0
 
 
 def test_ema_is_the_recursion_and_resumes_from_its_state_bit_for_bit(series):

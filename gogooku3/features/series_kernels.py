@@ -15,12 +15,15 @@ bits as a build over the whole history.
   ``b = a - a % w`` into a suffix sum of the previous block and a prefix sum of the current one;
   both are summed in a fixed order from their block's boundary, so a value depends on its window's
   rows and ``a`` only, and each row is added twice.
-* **Trailing standard deviation** (ddof=1): the window's mean as above, then a pass over the
-  squared deviations from it (four accumulators, in a fixed order), which keeps the precision of a
-  window whose spread is small against its level (a price window).
+* **Trailing standard deviation** (ddof=1): the same block sums of ``d = x - K`` and ``d * d``,
+  with ``K`` the value on the first row of the window's last block (a row of the window, so ``d``
+  is of the window's spread and the sum of squares does not cancel against its level; a flat
+  window gives exactly 0).
 
 A window value is null until the code's slice has ``w`` rows, or when any row in it is null (the
-``min_samples = w`` rule). Rows are sorted by (code_id, Date); a slice is a run of one code_id.
+``min_samples = w`` rule). Rows are sorted by (code_id, Date); a slice is a run of one code_id. The
+kernels take columns as float64 with NaN for null (one copy out of Polars), so a NaN input counts
+as null; the engines' null rule makes every non-finite value null anyway.
 """
 
 from __future__ import annotations
@@ -41,107 +44,138 @@ def _kernels() -> dict[str, Any]:
     import numba
 
     @numba.njit(nogil=True)
-    def ema(x, valid, code, obs, state, state_valid, alpha, out):  # noqa: ANN001, ANN202
+    def ema(x, code, obs, state, alpha, out):  # noqa: ANN001, ANN202
         y = 0.0
         have = False
         for t in range(x.size):
             if t == 0 or code[t] != code[t - 1]:
                 have = False
-                if obs[t] > 1:  # a continuation: the checkpoint row carries the state after it
-                    have = state_valid[t]
+                if obs[t] > 1.0:  # a continuation: the checkpoint row carries the state after it
                     y = state[t]
-                    out[t] = y if have else np.nan
+                    have = y == y
+                    out[t] = y
                     continue
-            if valid[t]:
-                y = (1.0 - alpha) * y + alpha * x[t] if have else x[t]
+            v = x[t]
+            if v == v:
+                y = (1.0 - alpha) * y + alpha * v if have else v
                 have = True
                 out[t] = y
             else:
                 out[t] = np.nan
 
     @numba.njit(nogil=True)
-    def carried(y, valid, code, out):  # noqa: ANN001, ANN202
+    def carried(y, code, out):  # noqa: ANN001, ANN202
         last = np.nan
         for t in range(y.size):
             if t == 0 or code[t] != code[t - 1]:
                 last = np.nan
-            if valid[t]:
+            if y[t] == y[t]:
                 last = y[t]
             out[t] = last
 
     @numba.njit(nogil=True)
-    def block_sums(x, valid, code, obs, w, mean, out):  # noqa: ANN001, ANN202
+    def block_sums(x, code, obs, w, mean, out):  # noqa: ANN001, ANN202
         n = x.size
-        prefix = np.empty(n)
         suffix = np.empty(n)
         start = 0
         while start < n:
             end = start + 1
             while end < n and code[end] == code[start]:
                 end += 1
-            # prefix sums from each block's first row (blocks of w rows of the code's whole history)
-            acc = 0.0
-            for t in range(start, end):
-                if t == start or (obs[t] - 1) % w == 0:
-                    acc = 0.0
-                acc += x[t] if valid[t] else 0.0
-                prefix[t] = acc
-            # suffix sums to each block's last row
+            # suffix sums to each block's last row (blocks of w rows of the code's whole history;
+            # ``pos`` is a row's place in its block, counted once per slice, not divided per row)
+            pos = (int(obs[end - 1]) - 1) % w
             acc = 0.0
             for t in range(end - 1, start - 1, -1):
-                if t == end - 1 or (obs[t] - 1) % w == w - 1:
+                if t == end - 1 or pos == w - 1:
                     acc = 0.0
-                acc += x[t] if valid[t] else 0.0
+                acc += x[t] if x[t] == x[t] else 0.0
                 suffix[t] = acc
+                pos = pos - 1 if pos > 0 else w - 1
+            # prefix sums from each block's first row, and the window: suffix + prefix
+            pos = (int(obs[start]) - 1) % w
+            acc = 0.0
             missing = 0
             for t in range(start, end):
-                missing += 0 if valid[t] else 1
-                if t - start >= w:
-                    missing -= 0 if valid[t - w] else 1
+                if t == start or pos == 0:
+                    acc = 0.0
+                v = x[t]
+                if v == v:
+                    acc += v
+                else:
+                    missing += 1
+                if t - start >= w and x[t - w] != x[t - w]:
+                    missing -= 1
                 if t - start < w - 1 or missing > 0:
                     out[t] = np.nan
-                    continue
-                a = obs[t] - 1
-                s = prefix[t] if a % w == w - 1 else suffix[t - w + 1] + prefix[t]
-                out[t] = s / w if mean else s
+                else:
+                    s = acc if pos == w - 1 else suffix[t - w + 1] + acc
+                    out[t] = s / w if mean else s
+                pos = pos + 1 if pos < w - 1 else 0
             start = end
 
     @numba.njit(nogil=True)
-    def deviations(x, mean, w, out):  # noqa: ANN001, ANN202
-        # the second pass of a standard deviation: ``mean`` is the window's (null: no value)
-        for t in range(x.size):
-            m = mean[t]
-            if np.isnan(m):
-                out[t] = np.nan
-                continue
-            lo = t - w + 1
-            tail = lo + w - w % 4
-            a0 = a1 = a2 = a3 = 0.0
-            for j in range(lo, tail, 4):
-                d0 = x[j] - m
-                d1 = x[j + 1] - m
-                d2 = x[j + 2] - m
-                d3 = x[j + 3] - m
-                a0 += d0 * d0
-                a1 += d1 * d1
-                a2 += d2 * d2
-                a3 += d3 * d3
-            for j in range(tail, t + 1):
-                d0 = x[j] - m
-                a0 += d0 * d0
-            out[t] = np.sqrt(((a0 + a1) + (a2 + a3)) / (w - 1))
+    def block_std(x, code, obs, w, out):  # noqa: ANN001, ANN202
+        # block sums of d = x - K and d * d, K the first row of the window's last block (a row of
+        # the window, so d is of the window's spread: no cancellation against its level)
+        n = x.size
+        suffix1 = np.empty(n)
+        suffix2 = np.empty(n)
+        start = 0
+        while start < n:
+            end = start + 1
+            while end < n and code[end] == code[start]:
+                end += 1
+            pos = (int(obs[end - 1]) - 1) % w
+            k = np.nan
+            s1 = s2 = 0.0
+            for t in range(end - 1, start - 1, -1):
+                if t == end - 1 or pos == w - 1:
+                    # a block's suffix sums serve windows ending in the next block: its reference
+                    k = x[t + 1] if t + 1 < end else np.nan
+                    s1 = s2 = 0.0
+                d = x[t] - k if x[t] == x[t] else 0.0
+                s1 += d
+                s2 += d * d
+                suffix1[t] = s1
+                suffix2[t] = s2
+                pos = pos - 1 if pos > 0 else w - 1
+            pos = (int(obs[start]) - 1) % w
+            k = np.nan
+            p1 = p2 = 0.0
+            missing = 0
+            for t in range(start, end):
+                if t == start or pos == 0:
+                    k = x[t]
+                    p1 = p2 = 0.0
+                v = x[t]
+                if v == v:
+                    d = v - k
+                    p1 += d
+                    p2 += d * d
+                else:
+                    missing += 1
+                if t - start >= w and x[t - w] != x[t - w]:
+                    missing -= 1
+                if t - start < w - 1 or missing > 0:
+                    out[t] = np.nan
+                else:
+                    a1, a2 = (p1, p2) if pos == w - 1 else (suffix1[t - w + 1] + p1, suffix2[t - w + 1] + p2)
+                    out[t] = np.sqrt(max(a2 - a1 * a1 / w, 0.0) / (w - 1))
+                pos = pos + 1 if pos < w - 1 else 0
+            start = end
 
-    return {"ema": ema, "carried": carried, "block_sums": block_sums, "deviations": deviations}
+    return {"ema": ema, "carried": carried, "block_sums": block_sums, "block_std": block_std}
 
 
-def _arrays(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(values as float64 with 0 for nulls, validity) of one column."""
-    valid = s.is_not_null().to_numpy()
-    return s.cast(pl.Float64).fill_null(0.0).to_numpy(), valid
+def _values(s: pl.Series) -> np.ndarray:
+    """One column as float64 with NaN for nulls (the kernels' null). Filling the nulls in Polars
+    first is 3x faster than ``to_numpy`` on a column with nulls, and the conversion holds the GIL."""
+    return s.cast(pl.Float64).fill_null(np.nan).to_numpy()
 
 
 def _keys(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    return frame["code_id"].to_numpy(), frame["obs_count"].cast(pl.Int64).to_numpy()
+    return frame["code_id"].to_numpy(), _values(frame["obs_count"])
 
 
 def _result(out: np.ndarray) -> pl.Series:
@@ -153,7 +187,7 @@ def ema_values(
 ) -> pl.Series:
     """Per-code EMA of ``x`` (see the module docstring); ``state`` is needed where a code's slice
     starts at ``obs`` > 1, and read only on those rows."""
-    xs, valid = _arrays(x)
+    xs = _values(x)
     if state is None:
         starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
         resumed = starts[obs[starts] > 1]
@@ -162,11 +196,11 @@ def ema_values(
                 f"EMA: the slice of code_id {code[resumed[0]]} starts at obs_count {obs[resumed[0]]} "
                 "(a continuation) but no checkpoint state was given"
             )
-        sv, svalid = xs, valid  # never read: every slice starts at obs_count 1
+        sv = xs  # never read: every slice starts at obs_count 1
     else:
-        sv, svalid = _arrays(state)
+        sv = _values(state)
     out = np.empty(xs.size)
-    _kernels()["ema"](xs, valid, code, obs, sv, svalid, alpha, out)
+    _kernels()["ema"](xs, code, obs, sv, alpha, out)
     return _result(out)
 
 
@@ -178,20 +212,20 @@ def rolling_values(x: pl.Series, code: np.ndarray, obs: np.ndarray, window: int,
         raise ValueError(
             f"rolling {stat} needs a window of at least {2 if stat == 'std' else 1}, got {window}"
         )
-    xs, valid = _arrays(x)
+    xs = _values(x)
     out = np.empty(xs.size)
-    _kernels()["block_sums"](xs, valid, code, obs, window, stat != "sum", out)
     if stat == "std":
-        mean, out = out, np.empty(xs.size)
-        _kernels()["deviations"](xs, mean, window, out)
+        _kernels()["block_std"](xs, code, obs, window, out)
+    else:
+        _kernels()["block_sums"](xs, code, obs, window, stat == "mean", out)
     return _result(out)
 
 
 def carried_values(y: pl.Series, code: np.ndarray) -> pl.Series:
     """``y`` forward-filled within each code's slice: an EMA's state after each row."""
-    ys, valid = _arrays(y)
+    ys = _values(y)
     out = np.empty(ys.size)
-    _kernels()["carried"](ys, valid, code, out)
+    _kernels()["carried"](ys, code, out)
     return _result(out)
 
 
