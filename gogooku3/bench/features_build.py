@@ -172,64 +172,87 @@ def _stages(timings: Any) -> str:
 
 def daily_rows(n_codes: int, start: dt.date, end: dt.date, full_build_s: float) -> list[dict]:
     """What ``features_daily`` computes for one new day: the market's last day built alone, the
-    second of two runs each, two ways. From the whole history (what the lake shell reads without
-    checkpoints), and resumed from the checkpoints of the days
-    :data:`~gogooku3.features.checkpoint.LOOKBACK_ROWS` before it and before it (the daily_quotes
-    rows from the first of them only; the checkpoints come from an untimed build). Lake I/O is
-    excluded, as in the full-build rows.
+    second of two runs each, two ways. Lake I/O is excluded, as in the full-build rows.
 
-    They run in a fresh (spawned) process that generates the same market, so the peak RSS is the
-    daily run's own (plus the in-memory market it reads), not what the full builds left mapped.
+    * From the whole history (what the lake shell reads without checkpoints), in a fresh
+      (spawned) process that generates the same market: its peak RSS is the daily run's own plus
+      the in-memory market, not what the full builds left mapped.
+    * Resumed from the checkpoints of the days :data:`~gogooku3.features.checkpoint.LOOKBACK_ROWS`
+      before it and before it, in a second fresh process that holds only what the lake shell reads
+      for it: the daily_quotes rows from the first checkpoint's day, the two checkpoints (made by
+      an untimed build in the first process) and the other inputs.
     """
     import multiprocessing
+    import tempfile
 
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_daily_rows, (n_codes, start, end, full_build_s))
+    spawn = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="gogooku3-daily-") as folder:
+        with spawn.Pool(1) as pool:
+            whole = pool.apply(_daily_whole_history, (n_codes, start, end, full_build_s, folder))
+        with spawn.Pool(1) as pool:
+            resumed = pool.apply(_daily_resumed, (folder, full_build_s))
+    return [whole, resumed]
 
 
-def _daily_rows(n_codes: int, start: dt.date, end: dt.date, full_build_s: float) -> list[dict]:
+def _daily_row(label: str, quotes: pl.DataFrame, kwargs: dict, resume: Any, full_build_s: float) -> dict:
     from gogooku3.features import BuildTimings, build_features
     from gogooku3.features.catalogue import OUTPUT_FEATURES
-    from gogooku3.features.checkpoint import CHECKPOINT_COLUMNS, LOOKBACK_ROWS, Resume
+
+    last = quotes.get_column("Date").max()
+    timings = BuildTimings()
+
+    def one_day() -> pl.DataFrame:
+        return build_features(quotes, **kwargs, start=last, end=last, timings=timings, resume=resume)
+
+    one_day()
+    built, mem = measure(one_day)
+    return _measured_row(
+        f"CPU engine (Polars), daily run: the last day alone, {label}",
+        len(OUTPUT_FEATURES),
+        built.height,
+        mem,
+        f"{built.height} rows out of {quotes.height:,} read; {full_build_s / mem.wall_s:.1f}x less wall "
+        f"than the warm full build; {_stages(timings)}; second of two runs; load average "
+        f"{os.getloadavg()[0]:.1f}",
+    )
+
+
+def _daily_whole_history(
+    n_codes: int, start: dt.date, end: dt.date, full_build_s: float, folder: str
+) -> dict:
+    """The whole-history daily row; leaves in ``folder`` what the resumed one reads."""
+    from pathlib import Path
+
+    from gogooku3.features import build_features
+    from gogooku3.features.checkpoint import CHECKPOINT_COLUMNS, LOOKBACK_ROWS
     from gogooku3.features.testing import market_inputs
 
     mi = market_inputs(n_codes, start, end)
     days = mi.daily_quotes.get_column("Date").unique().sort()
-    last, first, check = days[-1], days[-1 - LOOKBACK_ROWS], days[-2]
-    states = build_features(mi.daily_quotes, **mi.kwargs(), start=first, end=check, states=True).select(
-        "Date", "Code", *CHECKPOINT_COLUMNS
-    )
-    resume = Resume(states.filter(pl.col("Date") == first), states.filter(pl.col("Date") == check))
-    del states
-    window = mi.daily_quotes.filter(pl.col("Date") >= first)
-    rows = []
-    for label, quotes, resumed in (
-        ("from the whole history", mi.daily_quotes, None),
-        (f"resumed from checkpoints ({LOOKBACK_ROWS} days read)", window, resume),
-    ):
-        timings = BuildTimings()
-
-        def one_day(
-            quotes: pl.DataFrame = quotes, resumed: Resume | None = resumed, timings: BuildTimings = timings
-        ) -> pl.DataFrame:
-            return build_features(
-                quotes, **mi.kwargs(), start=last, end=last, timings=timings, resume=resumed
-            )
-
-        one_day()
-        built, mem = measure(one_day)
-        rows.append(
-            _measured_row(
-                f"CPU engine (Polars), daily run: the last day alone, {label}",
-                len(OUTPUT_FEATURES),
-                built.height,
-                mem,
-                f"{built.height} rows out of {quotes.height:,} read; {full_build_s / mem.wall_s:.1f}x "
-                f"less wall than the warm full build; {_stages(timings)}; a fresh process holding the "
-                f"market's inputs, second of two runs; load average {os.getloadavg()[0]:.1f}",
-            )
+    first, check = days[-1 - LOOKBACK_ROWS], days[-2]
+    states = build_features(mi.daily_quotes, **mi.kwargs(), start=first, end=check, states=True)
+    for name, day in (("state", first), ("check", check)):
+        states.filter(pl.col("Date") == day).select("Date", "Code", *CHECKPOINT_COLUMNS).write_parquet(
+            Path(folder) / f"{name}.parquet"
         )
-    return rows
+    del states
+    mi.daily_quotes.filter(pl.col("Date") >= first).write_parquet(Path(folder) / "quotes.parquet")
+    for name, frame in mi.kwargs().items():
+        if frame is not None:
+            frame.write_parquet(Path(folder) / f"input_{name}.parquet")
+    return _daily_row("from the whole history", mi.daily_quotes, mi.kwargs(), None, full_build_s)
+
+
+def _daily_resumed(folder: str, full_build_s: float) -> dict:
+    from pathlib import Path
+
+    from gogooku3.features.checkpoint import LOOKBACK_ROWS, Resume
+
+    root = Path(folder)
+    kwargs = {p.stem.removeprefix("input_"): pl.read_parquet(p) for p in sorted(root.glob("input_*.parquet"))}
+    resume = Resume(pl.read_parquet(root / "state.parquet"), pl.read_parquet(root / "check.parquet"))
+    label = f"resumed from checkpoints ({LOOKBACK_ROWS} days read)"
+    return _daily_row(label, pl.read_parquet(root / "quotes.parquet"), kwargs, resume, full_build_s)
 
 
 def polars_subset(panel: pl.DataFrame) -> pl.DataFrame:
