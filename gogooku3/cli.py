@@ -125,6 +125,20 @@ def trades_spec_expand(
     typer.echo(summarize(manifests))
 
 
+def _progress_to_stderr(name: str) -> None:
+    """Show logger ``name``'s INFO lines on stderr (a task container's log), once per process. The
+    library's loggers carry the scrubbing filter (gogooku3.redaction), so nothing secret reaches it."""
+    import logging
+
+    logger = logging.getLogger(name)
+    if not any(getattr(h, "_gogooku3_progress", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._gogooku3_progress = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 @features_app.command("build")
 def features_build(
     start: str = typer.Option(..., "--start", help="first JST trading date, YYYY-MM-DD"),
@@ -140,6 +154,7 @@ def features_build(
 
     first, last = _date(start, "--start"), _date(end, "--end")
     lake = _lake(lake)
+    _progress_to_stderr("gogooku3.features")  # which history it read (or why), and its timings
     try:
         settings = Settings.from_env()
         manifests = run_build(first, last, engine, lake, settings)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -122,9 +125,6 @@ def test_a_range_beyond_the_last_bars_builds_the_days_that_have_them(lake_root, 
 
 def test_the_cli_names_the_missing_day_and_writes_nothing(lake_root, tmp_path):
     import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
 
     root = tmp_path / "lake"
     shutil.copytree(lake_root, root)
@@ -136,3 +136,23 @@ def test_the_cli_names_the_missing_day_and_writes_nothing(lake_root, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "raw/daily_quotes is missing 1 trading day(s): 2022-05-11" in proc.stderr
     assert open_lake(str(root)).list_partitions("features", "features") == before
+
+
+def test_the_cli_says_which_history_it_read(inputs, tmp_path):
+    root = tmp_path / "lake"
+    inputs.write_to(open_lake(str(root)))
+    cli = str(Path(sys.executable).with_name("gogooku3"))
+
+    def build(start: str, end: str) -> subprocess.CompletedProcess:
+        args = ["features", "build", "--start", start, "--end", end, "--lake", str(root)]
+        proc = subprocess.run([cli, *args], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    backfill = build("2022-03-28", "2022-06-29")  # too little history to resume: the whole, and why
+    assert "reading daily_quotes from 2022-01-04, the whole history (" in backfill.stderr
+    assert "before 2022-03-28, a checkpoint needs more than 60)" in backfill.stderr
+    assert "features: built " in backfill.stderr  # the timings line
+    daily = build("2022-06-30", "2022-06-30")
+    assert "resuming from the checkpoint of 2022-04-0" in daily.stderr, daily.stderr
+    assert "features: wrote 1 partitions 2022-06-30..2022-06-30" in daily.stdout
