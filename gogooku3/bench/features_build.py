@@ -251,7 +251,9 @@ def _daily_resumed(folder: str, full_build_s: float) -> dict:
     root = Path(folder)
     kwargs = {p.stem.removeprefix("input_"): pl.read_parquet(p) for p in sorted(root.glob("input_*.parquet"))}
     resume = Resume(pl.read_parquet(root / "state.parquet"), pl.read_parquet(root / "check.parquet"))
-    label = f"resumed from checkpoints ({LOOKBACK_ROWS} days read)"
+    label = (
+        f"resumed from checkpoints ({LOOKBACK_ROWS + 1} days read: the checkpoint's day to the output day)"
+    )
     return _daily_row(label, pl.read_parquet(root / "quotes.parquet"), kwargs, resume, full_build_s)
 
 
