@@ -74,9 +74,13 @@ def _kernels() -> dict[str, Any]:
             out[t] = last
 
     @numba.njit(nogil=True)
-    def block_sums(x, code, obs, w, mean, out):  # noqa: ANN001, ANN202
+    def block_window(x, code, obs, w, stat, out):  # noqa: ANN001, ANN202
+        # block sums of d = x - K (and d * d for the std): K = 0 for a sum or mean; for the std,
+        # the first row of the window's last block (a row of the window, so d is of the window's
+        # spread and the squares do not cancel against its level). stat: 0 sum, 1 mean, 2 std.
         n = x.size
-        suffix = np.empty(n)
+        suffix1 = np.empty(n)
+        suffix2 = np.empty(n) if stat == 2 else suffix1
         start = 0
         while start < n:
             end = start + 1
@@ -85,68 +89,28 @@ def _kernels() -> dict[str, Any]:
             # suffix sums to each block's last row (blocks of w rows of the code's whole history;
             # ``pos`` is a row's place in its block, counted once per slice, not divided per row)
             pos = (int(obs[end - 1]) - 1) % w
-            acc = 0.0
-            for t in range(end - 1, start - 1, -1):
-                if t == end - 1 or pos == w - 1:
-                    acc = 0.0
-                acc += x[t] if x[t] == x[t] else 0.0
-                suffix[t] = acc
-                pos = pos - 1 if pos > 0 else w - 1
-            # prefix sums from each block's first row, and the window: suffix + prefix
-            pos = (int(obs[start]) - 1) % w
-            acc = 0.0
-            missing = 0
-            for t in range(start, end):
-                if t == start or pos == 0:
-                    acc = 0.0
-                v = x[t]
-                if v == v:
-                    acc += v
-                else:
-                    missing += 1
-                if t - start >= w and x[t - w] != x[t - w]:
-                    missing -= 1
-                if t - start < w - 1 or missing > 0:
-                    out[t] = np.nan
-                else:
-                    s = acc if pos == w - 1 else suffix[t - w + 1] + acc
-                    out[t] = s / w if mean else s
-                pos = pos + 1 if pos < w - 1 else 0
-            start = end
-
-    @numba.njit(nogil=True)
-    def block_std(x, code, obs, w, out):  # noqa: ANN001, ANN202
-        # block sums of d = x - K and d * d, K the first row of the window's last block (a row of
-        # the window, so d is of the window's spread: no cancellation against its level)
-        n = x.size
-        suffix1 = np.empty(n)
-        suffix2 = np.empty(n)
-        start = 0
-        while start < n:
-            end = start + 1
-            while end < n and code[end] == code[start]:
-                end += 1
-            pos = (int(obs[end - 1]) - 1) % w
-            k = np.nan
+            k = 0.0
             s1 = s2 = 0.0
             for t in range(end - 1, start - 1, -1):
                 if t == end - 1 or pos == w - 1:
-                    # a block's suffix sums serve windows ending in the next block: its reference
-                    k = x[t + 1] if t + 1 < end else np.nan
+                    if stat == 2:  # a block's suffix sums serve windows ending in the next block
+                        k = x[t + 1] if t + 1 < end else np.nan
                     s1 = s2 = 0.0
                 d = x[t] - k if x[t] == x[t] else 0.0
                 s1 += d
-                s2 += d * d
                 suffix1[t] = s1
-                suffix2[t] = s2
+                if stat == 2:
+                    s2 += d * d
+                    suffix2[t] = s2
                 pos = pos - 1 if pos > 0 else w - 1
+            # prefix sums from each block's first row, and the window: suffix + prefix
             pos = (int(obs[start]) - 1) % w
-            k = np.nan
             p1 = p2 = 0.0
             missing = 0
             for t in range(start, end):
                 if t == start or pos == 0:
-                    k = x[t]
+                    if stat == 2:
+                        k = x[t]
                     p1 = p2 = 0.0
                 v = x[t]
                 if v == v:
@@ -159,13 +123,20 @@ def _kernels() -> dict[str, Any]:
                     missing -= 1
                 if t - start < w - 1 or missing > 0:
                     out[t] = np.nan
+                    pos = pos + 1 if pos < w - 1 else 0
+                    continue
+                a1 = p1 if pos == w - 1 else suffix1[t - w + 1] + p1
+                if stat == 0:
+                    out[t] = a1
+                elif stat == 1:
+                    out[t] = a1 / w
                 else:
-                    a1, a2 = (p1, p2) if pos == w - 1 else (suffix1[t - w + 1] + p1, suffix2[t - w + 1] + p2)
+                    a2 = p2 if pos == w - 1 else suffix2[t - w + 1] + p2
                     out[t] = np.sqrt(max(a2 - a1 * a1 / w, 0.0) / (w - 1))
                 pos = pos + 1 if pos < w - 1 else 0
             start = end
 
-    return {"ema": ema, "carried": carried, "block_sums": block_sums, "block_std": block_std}
+    return {"ema": ema, "carried": carried, "block_window": block_window}
 
 
 def _values(s: pl.Series) -> np.ndarray:
@@ -214,10 +185,7 @@ def rolling_values(x: pl.Series, code: np.ndarray, obs: np.ndarray, window: int,
         )
     xs = _values(x)
     out = np.empty(xs.size)
-    if stat == "std":
-        _kernels()["block_std"](xs, code, obs, window, out)
-    else:
-        _kernels()["block_sums"](xs, code, obs, window, stat == "mean", out)
+    _kernels()["block_window"](xs, code, obs, window, STATS.index(stat), out)
     return _result(out)
 
 
