@@ -328,13 +328,13 @@ def build_features_to_lake(
     # Checkpoints describe the whole history: only a build over it writes or resumes from them.
     whole_history = lo == days[0]
     planned = plan_resume(lake, start, lo, engine) if whole_history else "history_start given"
-    resume = planned[1] if isinstance(planned, tuple) else None
+    first, resume = planned if isinstance(planned, tuple) else (lo, None)
     if resume is None:
         log.info("features: reading daily_quotes from %s, the whole history (%s)", lo, planned)
     else:
         log.info(
             "features: resuming from the checkpoint of %s; reading daily_quotes from it (%d trading days before %s)",
-            planned[0],
+            first,
             LOOKBACK_ROWS,
             start,
         )
@@ -347,8 +347,7 @@ def build_features_to_lake(
     }
     timings = BuildTimings()
 
-    def build(resume: Resume | None) -> pl.DataFrame:
-        first = planned[0] if resume is not None and isinstance(planned, tuple) else lo
+    def build(first: dt.date, resume: Resume | None) -> pl.DataFrame:
         return build_features(
             lake.read_range("raw", "daily_quotes", first, end),
             listed_info=listed,
@@ -367,10 +366,10 @@ def build_features_to_lake(
         )
 
     try:
-        out = build(resume)
+        out = build(first, resume)
     except CheckpointMismatchError as e:
         log.warning("features: not resuming from checkpoints (%s); reading the whole history from %s", e, lo)
-        out = build(None)
+        out = build(lo, None)
     log.info(
         "features: built %d rows x %d columns for %s..%s on %s (prepare %.2fs, features %.2fs, targets %.2fs)",
         out.height,
@@ -421,20 +420,20 @@ def plan_resume(
 def write_checkpoints(lake: Lake, checkpoints: pl.DataFrame, *, source: str) -> list[Manifest]:
     """Write each day's checkpoint rows as ``features/checkpoints/date=D/`` (atomically, sorted by
     Code)."""
-    return [
-        lake.write_partition(
-            LAYER, CHECKPOINTS, day, part, source=source, sort_by=("Code",), date_column="Date"
-        )
-        for (day,), part in checkpoints.partition_by("Date", as_dict=True, maintain_order=True).items()
-    ]
+    return _write_days(lake, CHECKPOINTS, checkpoints, source=source, sort_by=("Code",))
 
 
 def write_features(lake: Lake, built: pl.DataFrame, *, source: str) -> list[Manifest]:
     """Write a built frame as one ``features/features/date=D/`` partition per Date (atomically, each
     sorted by (Date, Code)); returns the manifests in date order."""
+    return _write_days(lake, DATASET, built, source=source, sort_by=("Date", "Code"))
+
+
+def _write_days(
+    lake: Lake, dataset: str, frame: pl.DataFrame, *, source: str, sort_by: tuple[str, ...]
+) -> list[Manifest]:
+    """One ``features/<dataset>/date=D/`` partition per Date of ``frame``, in its date order."""
     return [
-        lake.write_partition(
-            LAYER, DATASET, day, part, source=source, sort_by=("Date", "Code"), date_column="Date"
-        )
-        for (day,), part in built.partition_by("Date", as_dict=True, maintain_order=True).items()
+        lake.write_partition(LAYER, dataset, day, part, source=source, sort_by=sort_by, date_column="Date")
+        for (day,), part in frame.partition_by("Date", as_dict=True, maintain_order=True).items()
     ]
