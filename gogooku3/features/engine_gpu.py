@@ -162,7 +162,7 @@ class _Frame:
     (:class:`gogooku3.features.ops.CudfFrame`): NumPy for ufuncs, ``obs_count``, the sector mask,
     the per-code EMA scan and group-bys."""
 
-    def __init__(self, cudf: Any, cupy: Any, df: Any) -> None:
+    def __init__(self, cudf: Any, cupy: Any, df: Any, *, keep_states: bool = False) -> None:
         import numpy as np
 
         self.cudf, self.cp, self.np, self.df = cudf, cupy, np, df
@@ -175,7 +175,9 @@ class _Frame:
         self.resumes = (self.obs.values[self.starts] > 1).astype(cupy.uint8)
         self._kernel = cupy.RawKernel(_EMA_KERNEL_SRC, "ema_scan")
         self.sector_ok = df["date_sector"].notna()
-        #: state column -> each stateful feature's state after every row (for a checkpoint)
+        #: state column -> each stateful feature's state after every row, kept only for a
+        #: checkpoint (``keep_states``): otherwise 14 device columns would live through the build
+        self.keep_states = keep_states
         self.states: dict[str, Any] = {}
 
     def ema(self, s: Any, f: Feature) -> Any:
@@ -214,7 +216,8 @@ class _Frame:
                 carried,
             ),
         )
-        self.states[name] = self.cudf.Series(carried, index=s.index).nans_to_nulls()
+        if self.keep_states:
+            self.states[name] = self.cudf.Series(carried, index=s.index).nans_to_nulls()
         return self.cudf.Series(out, index=s.index).nans_to_nulls()
 
     def group(self, x: Any, by: list[str]) -> Any:
@@ -252,7 +255,7 @@ def compute_features_gpu(
     )
     df = cudf.DataFrame.from_arrow(shipped.to_arrow())
     del shipped
-    frame = _Frame(cudf, cupy, df)
+    frame = _Frame(cudf, cupy, df, keep_states=states)
     for layer in LAYERS:
         for f in layer:
             s = frame.evaluate(f)
