@@ -265,16 +265,10 @@ def compute_features_gpu(
         df[name] = column
     order = date_order(panel, start)
     # take() keeps the taken rows' index labels; a non-range index would travel back as a column
-    picked = (
-        df[[*carry, *checkpoint, *outputs]]
-        .take(cupy.asarray(order.cast(pl.Int64).to_numpy()))
-        .reset_index(drop=True)
-    )
+    picked = df[[*carry, *checkpoint, *outputs]].take(cupy.asarray(order.rows)).reset_index(drop=True)
     del df, frame
     result = pl.from_arrow(picked.to_arrow())
     del picked
     result = result.with_columns(f.stored for f in FEATURES if f.output)
-    keys = panel.select(pl.col(c).gather(order) for c in KEY_COLUMNS).with_columns(
-        pl.col("Date").set_sorted()
-    )
+    keys = order.gather(panel.select(KEY_COLUMNS)).with_columns(pl.col("Date").set_sorted())
     return pl.concat([keys, result], how="horizontal")
