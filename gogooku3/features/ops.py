@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import polars as pl
 
 from gogooku3.features.series_kernels import Stat, ema_expr, rolling_expr
+from gogooku3.features.slice_kernels import Stat as SliceStat
+from gogooku3.features.slice_kernels import slice_expr
 
 if TYPE_CHECKING:
     from gogooku3.features.spec import Feature
@@ -145,17 +147,6 @@ def _flag(e: pl.Expr) -> pl.Expr:
     return e.cast(pl.Int8)
 
 
-def _varies(x: pl.Expr, over: str) -> pl.Expr:
-    """The group's non-null values are not all equal. A constant group's z-score is null (spec),
-    but its rounded std need not be 0: three 0.1s have mean 0.10000000000000002 and std 1.7e-17,
-    and (x - mean) / std would give -0.82 for each instead of null."""
-    return x.max().over(over) > x.min().over(over)
-
-
-def _sector_stat(x: pl.Expr, stat: str) -> pl.Expr:
-    return (x.mean() if stat == "mean" else x.std()).over(SECTOR_SLICE)
-
-
 def _cu_finite(s: Any) -> Any:
     s = s.nans_to_nulls()
     return s.where((s.abs() != math.inf).fillna(False))
@@ -256,23 +247,14 @@ def _cu_compare(name: str) -> Callable[..., Any]:
 
 
 # cross-sections: the CPU engine's rows are in day order, each day (and each day's sector) a
-# contiguous slice; the GPU engine groups the whole panel
+# contiguous slice, and its kernels take one slice at a time (gogooku3.features.slice_kernels);
+# the GPU engine groups the whole panel
 
 
-def _pl_cs_z(f: Feature, x: pl.Expr) -> pl.Expr:
-    return pl.when(_varies(x, "Date")).then(_finite((x - x.mean().over("Date")) / x.std().over("Date")))
-
-
-def _pl_cs_winsor(f: Feature, x: pl.Expr) -> pl.Expr:
-    k = f.param("k")
-    mu, sd = x.mean().over("Date"), x.std().over("Date")
-    hi, lo = mu + k * sd, mu - k * sd
-    return pl.when(x > hi).then(hi).when(x < lo).then(lo).otherwise(x)
-
-
-def _pl_sec_z(f: Feature, x: pl.Expr) -> pl.Expr:
-    z = _finite((x - _sector_stat(x, "mean")) / _sector_stat(x, "std"))
-    return pl.when(pl.col("date_sector").is_not_null() & _varies(x, SECTOR_SLICE)).then(z)
+def _pl_sector(x: pl.Expr, stat: SliceStat) -> pl.Expr:
+    """``stat`` over the (day, sector) slices, null for a row without a sector (which the slice key
+    puts in one more slice at the end of its day)."""
+    return pl.when(pl.col("date_sector").is_not_null()).then(slice_expr(x, SECTOR_SLICE, stat))
 
 
 def _cu_z(d: CudfFrame, x: Any, by: list[str]) -> Any:
@@ -534,7 +516,7 @@ OPERATIONS: dict[str, Op] = _table(
         1,
         "(x - mean) / std (ddof=1) over the date's rows",
         OWN_ROW,
-        polars=_pl_cs_z,
+        polars=lambda f, x: slice_expr(x, "Date", "z"),
         cudf=lambda d, f, x: _cu_z(d, x, ["Date"]),
     ),
     Op(
@@ -543,7 +525,7 @@ OPERATIONS: dict[str, Op] = _table(
         1,
         "average rank / non-null count over the date's rows, in (0, 1]",
         OWN_ROW,
-        polars=lambda f, x: x.rank("average").over("Date") / x.count().over("Date"),
+        polars=lambda f, x: slice_expr(x, "Date", "rank"),
         cudf=lambda d, f, x: d.group(x, ["Date"]).rank(method="average", pct=True, na_option="keep"),
     ),
     Op(
@@ -552,7 +534,7 @@ OPERATIONS: dict[str, Op] = _table(
         1,
         "x clipped to mean +- k std (ddof=1) of the date's rows (params k)",
         OWN_ROW,
-        polars=_pl_cs_winsor,
+        polars=lambda f, x: slice_expr(x, "Date", "winsor", f.param("k")),
         cudf=_cu_cs_winsor,
     ),
     Op(
@@ -561,7 +543,7 @@ OPERATIONS: dict[str, Op] = _table(
         1,
         "x - mean over the date's rows of the same Sector33Code",
         OWN_ROW,
-        polars=lambda f, x: pl.when(pl.col("date_sector").is_not_null()).then(x - _sector_stat(x, "mean")),
+        polars=lambda f, x: _pl_sector(x, "demean"),
         cudf=lambda d, f, x: (x - d.group(x, ["date_sector"]).transform("mean")).where(d.sector_ok),
     ),
     Op(
@@ -570,7 +552,7 @@ OPERATIONS: dict[str, Op] = _table(
         1,
         "(x - mean) / std (ddof=1) over the date's rows of the same sector",
         OWN_ROW,
-        polars=_pl_sec_z,
+        polars=lambda f, x: _pl_sector(x, "z"),
         cudf=lambda d, f, x: _cu_z(d, x, ["date_sector"]).where(d.sector_ok),
     ),
 )

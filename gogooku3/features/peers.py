@@ -214,23 +214,31 @@ def peer_stats(
 def daily_returns(panel: pl.DataFrame) -> pl.Series:
     """The catalogue's ``ret_1d`` of every panel row as the lake stores it (rounded to its stored
     Float32, returned as Float64; null where undefined), computed by its own expressions (its raw
-    1-day return, then its per-day winsorisation) on the panel, which is sorted by (code_id, Date).
+    1-day return over the panel, sorted by (code_id, Date); then its per-day winsorisation over the
+    rows in day order, as the engine runs it) and returned in the panel's row order.
 
     The rounding is what makes the graph the model builds from the lake's column the same graph:
     a correlation from unrounded returns could swap two near-tied peers."""
     from gogooku3.features.catalogue import feature
     from gogooku3.features.engine_cpu import expr
+    from gogooku3.features.reorder import date_order
 
     raw, winsorised = feature("_ret_1d_raw"), feature("ret_1d")
-    return (
-        panel.lazy()
-        .select("Date", "obs_count", *raw.inputs)
-        .with_columns(expr(raw))
+    returns = panel.lazy().select("obs_count", "code_id", *raw.inputs).select(expr(raw)).collect()
+    order = date_order(panel, None)
+    by_day = order.gather(pl.concat([panel.select("Date"), returns], how="horizontal"))
+    rounded = (
+        by_day.lazy()
         .select(expr(winsorised))
         .select(winsorised.stored.cast(pl.Float64))
         .collect()
         .to_series()
+        .fill_null(np.nan)
+        .to_numpy()
     )
+    values = np.empty(panel.height)
+    values[order.rows] = rounded
+    return pl.Series(winsorised.name, values, nan_to_null=True)
 
 
 def peer_columns(panel: pl.DataFrame, since: dt.date | None = None) -> pl.DataFrame:
