@@ -39,9 +39,7 @@ def full(inputs):
     for layer in SERIES_LAYERS:
         lf = lf.with_columns([expr(f) for f in layer])
     series = lf.collect()
-    by_date = date_order(series, None).gather(series).with_columns(
-        pl.col("Date").set_sorted()
-    )
+    by_date = date_order(series, None).gather(series).with_columns(pl.col("Date").set_sorted())
     return compute_cross_sections_lazy(by_date.lazy()).collect()
 
 
