@@ -102,8 +102,20 @@ def test_gather_reads_a_sliced_column_from_its_offset():
 def test_date_order_refuses_rows_out_of_code_order_naming_the_row():
     panel = _panel()
     shuffled = pl.concat([panel.slice(100), panel.head(100)])
-    with pytest.raises(ValueError, match=r"sorted by code_id .*row \d+ has code_id 1 after \d+"):
+    with pytest.raises(
+        ValueError, match=r"sorted by \(code_id, Date\) .*row \d+ has \(code_id 1, 2024-01-0\d\) after"
+    ):
         date_order(shuffled, None)
+
+
+@pytest.mark.parametrize("copied", [3, 4], ids=["a date back", "a duplicate"])
+def test_date_order_refuses_a_code_whose_dates_do_not_rise(copied):
+    panel = _panel()
+    # code 1's row ``copied`` again as row 5 (the code has more rows)
+    broken = pl.concat([panel.head(5), panel.slice(copied, 1), panel.slice(5)])
+    assert broken.get_column("code_id")[6] == 1
+    with pytest.raises(ValueError, match=r"row 5 has \(code_id 1, "):
+        date_order(broken, None)
 
 
 def test_gather_refuses_a_frame_of_another_height():

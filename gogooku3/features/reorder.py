@@ -116,8 +116,9 @@ _ITEM = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 def date_order(df: pl.DataFrame, start: dt.date | None) -> DayOrder:
     """The rows of ``df`` dated >= ``start``, in (Date, date_sector, code_id) order (rows without a
-    sector last in their day). ``df`` must be sorted by (code_id, Date), the prepared panel's order
-    (``ValueError`` otherwise): the counting sort relies on it for the code_id order in a bucket."""
+    sector last in their day). ``df`` must be sorted by (code_id, Date) with one row per pair, the
+    prepared panel's order (``ValueError`` naming the first row out of it otherwise): the counting
+    sort relies on it for the code_id order in a bucket, and the CPU engine's series phase on it."""
     n = df.height
     if n >= 2**31:
         raise ValueError(f"date_order: {n} rows is more than the int32 positions hold")
@@ -130,9 +131,11 @@ def date_order(df: pl.DataFrame, start: dt.date | None) -> DayOrder:
     dst = np.empty(n, np.int32)
     kept, unsorted = _order_kernel()(date, key, code, first, SECTOR_BASE, TILE_SHIFT, rows, src, dst)
     if unsorted >= 0:
+        was, now = df.row(unsorted - 1, named=True), df.row(unsorted, named=True)
         raise ValueError(
-            f"date_order: rows must be sorted by code_id (prepare_panel's order); row {unsorted} has "
-            f"code_id {code[unsorted]} after {code[unsorted - 1]}"
+            "feature panel must be sorted by (code_id, Date) with unique rows (prepare_panel's order): "
+            f"row {unsorted} has (code_id {now['code_id']}, {now['Date']}) after "
+            f"(code_id {was['code_id']}, {was['Date']})"
         )
     return DayOrder(rows[:kept], src[:kept], dst[:kept], n)
 
@@ -146,7 +149,7 @@ def _order_kernel() -> Any:
     def order(date, key, code, first, base, shift, rows, src, dst):  # noqa: ANN001, ANN202
         n = key.size
         for j in range(1, n):
-            if code[j] < code[j - 1]:
+            if code[j] < code[j - 1] or (code[j] == code[j - 1] and date[j] <= date[j - 1]):
                 return 0, j
         # buckets: (day - first kept day) * sectors + the sector's rank among the sectors present;
         # ``bucket`` is -1 for a row not kept

@@ -45,12 +45,15 @@ def _kernels() -> dict[str, Any]:
 
     @numba.njit(nogil=True)
     def ema(x, code, obs, state, alpha, out):  # noqa: ANN001, ANN202
+        # returns -1, or the first row of a continuation when no state was given (state is None)
         y = 0.0
         have = False
         for t in range(x.size):
             if t == 0 or code[t] != code[t - 1]:
                 have = False
                 if obs[t] > 1.0:  # a continuation: the checkpoint row carries the state after it
+                    if state is None:
+                        return t
                     y = state[t]
                     have = y == y
                     out[t] = y
@@ -62,6 +65,7 @@ def _kernels() -> dict[str, Any]:
                 out[t] = y
             else:
                 out[t] = np.nan
+        return -1
 
     @numba.njit(nogil=True)
     def carried(y, code, out):  # noqa: ANN001, ANN202
@@ -78,62 +82,59 @@ def _kernels() -> dict[str, Any]:
         # block sums of d = x - K (and d * d for the std): K = 0 for a sum or mean; for the std,
         # the first row of the window's last block (a row of the window, so d is of the window's
         # spread and the squares do not cancel against its level). stat: 0 sum, 1 mean, 2 std.
+        # Blocks are w rows of the code's whole history (aligned to obs_count); entering a block,
+        # the suffix sums of the block before it (still in cache) go to a buffer of w + 1.
         n = x.size
-        suffix1 = np.empty(n)
-        suffix2 = np.empty(n) if stat == 2 else suffix1
+        suffix1 = np.zeros(w + 1)
+        suffix2 = np.zeros(w + 1)
         start = 0
         while start < n:
             end = start + 1
             while end < n and code[end] == code[start]:
                 end += 1
-            # suffix sums to each block's last row (blocks of w rows of the code's whole history;
-            # ``pos`` is a row's place in its block, counted once per slice, not divided per row)
-            pos = (int(obs[end - 1]) - 1) % w
-            k = 0.0
-            s1 = s2 = 0.0
-            for t in range(end - 1, start - 1, -1):
-                if t == end - 1 or pos == w - 1:
-                    if stat == 2:  # a block's suffix sums serve windows ending in the next block
-                        k = x[t + 1] if t + 1 < end else np.nan
-                    s1 = s2 = 0.0
-                d = x[t] - k if x[t] == x[t] else 0.0
-                s1 += d
-                suffix1[t] = s1
-                if stat == 2:
-                    s2 += d * d
-                    suffix2[t] = s2
-                pos = pos - 1 if pos > 0 else w - 1
-            # prefix sums from each block's first row, and the window: suffix + prefix
-            pos = (int(obs[start]) - 1) % w
-            p1 = p2 = 0.0
             missing = 0
-            for t in range(start, end):
-                if t == start or pos == 0:
+            t = start
+            while t < end:
+                first = t - (int(obs[t]) - 1) % w  # the block's first row (before ``start`` if cut)
+                k = 0.0
+                if stat == 2 and first >= start:
+                    k = x[first]
+                s1 = s2 = 0.0
+                for p in range(w - 1, -1, -1):  # suffix sums of the block before, from its end
+                    r = first - w + p
+                    if r < start:
+                        break
+                    d = x[r] - k if x[r] == x[r] else 0.0
+                    s1 += d
+                    suffix1[p] = s1
                     if stat == 2:
-                        k = x[t]
-                    p1 = p2 = 0.0
-                v = x[t]
-                if v == v:
-                    d = v - k
-                    p1 += d
-                    p2 += d * d
-                else:
-                    missing += 1
-                if t - start >= w and x[t - w] != x[t - w]:
-                    missing -= 1
-                if t - start < w - 1 or missing > 0:
-                    out[t] = np.nan
-                    pos = pos + 1 if pos < w - 1 else 0
-                    continue
-                a1 = p1 if pos == w - 1 else suffix1[t - w + 1] + p1
-                if stat == 0:
-                    out[t] = a1
-                elif stat == 1:
-                    out[t] = a1 / w
-                else:
-                    a2 = p2 if pos == w - 1 else suffix2[t - w + 1] + p2
-                    out[t] = np.sqrt(max(a2 - a1 * a1 / w, 0.0) / (w - 1))
-                pos = pos + 1 if pos < w - 1 else 0
+                        s2 += d * d
+                        suffix2[p] = s2
+                p1 = p2 = 0.0
+                stop = min(first + w, end)
+                for u in range(t, stop):
+                    v = x[u]
+                    if v == v:
+                        d = v - k
+                        p1 += d
+                        p2 += d * d
+                    else:
+                        missing += 1
+                    if u - start >= w and x[u - w] != x[u - w]:
+                        missing -= 1
+                    if u - start < w - 1 or missing > 0:
+                        out[u] = np.nan
+                        continue
+                    pos = u - first
+                    a1 = p1 if pos == w - 1 else suffix1[pos + 1] + p1
+                    if stat == 0:
+                        out[u] = a1
+                    elif stat == 1:
+                        out[u] = a1 / w
+                    else:
+                        a2 = p2 if pos == w - 1 else suffix2[pos + 1] + p2
+                        out[u] = np.sqrt(max(a2 - a1 * a1 / w, 0.0) / (w - 1))
+                t = stop
             start = end
 
     return {"ema": ema, "carried": carried, "block_window": block_window}
@@ -159,19 +160,13 @@ def ema_values(
     """Per-code EMA of ``x`` (see the module docstring); ``state`` is needed where a code's slice
     starts at ``obs`` > 1, and read only on those rows."""
     xs = _values(x)
-    if state is None:
-        starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
-        resumed = starts[obs[starts] > 1]
-        if resumed.size:
-            raise ValueError(
-                f"EMA: the slice of code_id {code[resumed[0]]} starts at obs_count {obs[resumed[0]]} "
-                "(a continuation) but no checkpoint state was given"
-            )
-        sv = xs  # never read: every slice starts at obs_count 1
-    else:
-        sv = _values(state)
     out = np.empty(xs.size)
-    _kernels()["ema"](xs, code, obs, sv, alpha, out)
+    first = _kernels()["ema"](xs, code, obs, None if state is None else _values(state), alpha, out)
+    if first >= 0:
+        raise ValueError(
+            f"EMA: the slice of code_id {code[first]} starts at obs_count {obs[first]} "
+            "(a continuation) but no checkpoint state was given"
+        )
     return _result(out)
 
 
