@@ -53,6 +53,17 @@ def test_every_op_has_both_engines_and_a_lookback_rule(name: str) -> None:
     assert OPS[name] == (op.grouping, op.arity, op.meaning)
 
 
+@pytest.mark.parametrize("name", list(OPERATIONS))
+def test_the_kernel_flag_says_which_polars_implementations_are_python_functions(name: str) -> None:
+    """The CPU engine evaluates kernels in a step of their own: the flag must match what the
+    implementation builds (a Python function inside the Polars expression)."""
+    op = OPERATIONS[name]
+    n = op.arity if op.arity > 0 else 2
+    f = _feature("t", name, tuple(f"x{i}" for i in range(n)), 3, k=2.0, value=0.5, lo=0.0, hi=1.0, alpha=0.5)
+    built = op.polars(f, *(pl.col(c) for c in f.inputs))
+    assert ("python_udf" in str(built)) == op.kernel, name
+
+
 def test_the_spec_view_lists_exactly_the_table() -> None:
     assert list(OPS) == list(OPERATIONS) and len(OPS) == len(OPERATIONS)
 

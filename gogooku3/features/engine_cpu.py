@@ -64,6 +64,13 @@ def reads(f: Feature) -> tuple[str, ...]:
     return (*f.inputs, state_column(f.name)) if f.operation.stateful else f.inputs
 
 
+def kernels_first(layer: Sequence[Feature]) -> list[list[Feature]]:
+    """A layer's features in the steps the engine evaluates them in: its compiled kernels, then its
+    native Polars expressions (:attr:`~gogooku3.features.ops.Op.kernel`); empty steps left out."""
+    steps = [[f for f in layer if f.operation.kernel], [f for f in layer if not f.operation.kernel]]
+    return [step for step in steps if step]
+
+
 def _catalogue_order(names: set[str]) -> list[str]:
     position = {f.name: k for k, f in enumerate(FEATURES)}
     return sorted(names, key=lambda n: position.get(n, 0))
@@ -149,7 +156,8 @@ def compute_series_in_day_order(
 
     frame = move_and_drop(frame, -1)
     for i, layer in enumerate(layers):
-        frame = frame.lazy().with_columns([expr(f, frame.columns) for f in layer]).collect(engine=ENGINE)
+        for step in kernels_first(layer):
+            frame = frame.lazy().with_columns([expr(f, frame.columns) for f in step]).collect(engine=ENGINE)
         if states and (stateful := [f.name for f in layer if f.operation.stateful]):
             frame = frame.with_columns(carried_expr(pl.col(n)).alias(state_column(n)) for n in stateful)
         frame = move_and_drop(frame, i)
