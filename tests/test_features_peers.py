@@ -15,6 +15,7 @@ from gogooku3.features.peers import (
     correlated_peers,
     daily_returns,
     peer_stats,
+    slice_workers,
 )
 from gogooku3.features.prepare import prepare_panel
 from gogooku3.features.testing import market_inputs
@@ -170,7 +171,7 @@ def test_the_selection_finds_each_rows_k_largest_ordered_with_ties_by_position(n
 
 
 def test_correlated_peers_equal_a_full_sort_of_the_whole_correlation_matrix() -> None:
-    """Over several slices of rows, each shared among threads: every code's peers and their
+    """Over several slices of rows: every code's peers and their
     correlations are those of a plain sort of its row of the whole matrix (mean-imputed returns,
     unusable codes excluded both ways, the code itself left out)."""
     rng = np.random.default_rng(11)
@@ -197,3 +198,34 @@ def test_correlated_peers_equal_a_full_sort_of_the_whole_correlation_matrix() ->
     np.testing.assert_array_equal(np.where(linked, peers, -1), np.where(linked, want, -1))
     np.testing.assert_allclose(corr[linked], want_corr[linked], rtol=0, atol=1e-6)
     assert not np.isfinite(corr[~linked]).any()
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_slice_workers_give_the_same_bits_with_blas_on_one_thread_each(threads: int) -> None:
+    """The workers share the row slices (interleaved; 3 workers over 5 slices leave one a single
+    slice) and the result is bit for bit the one thread's; inside, BLAS runs on one thread, and
+    its own count is back afterwards."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    rng = np.random.default_rng(3)
+    n = 1100  # five slices of rows, the last one short
+    returns = rng.standard_normal((60, 3)) @ rng.standard_normal((3, n)) * 0.01
+    returns += rng.standard_normal((60, n)) * 0.02
+    returns[rng.uniform(size=(60, n)) < 0.05] = np.nan
+    alone = correlated_peers(returns, 10, PEER_MIN_PERIODS)
+    before = blas_threads()
+    with slice_workers(threads) as workers:
+        assert workers is not None and workers.threads == threads
+        assert blas_threads() == {1}
+        shared = correlated_peers(returns, 10, PEER_MIN_PERIODS, workers=workers)
+    assert blas_threads() == before
+    np.testing.assert_array_equal(shared[0], alone[0])
+    np.testing.assert_array_equal(shared[1], alone[1])
+
+
+def test_one_core_gets_no_workers() -> None:
+    with slice_workers(1) as workers:
+        assert workers is None
