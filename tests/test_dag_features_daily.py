@@ -190,6 +190,10 @@ def test_an_s3_container_receives_the_credentials_and_never_renders_them(monkeyp
     assert env["AWS_SECRET_ACCESS_KEY"] == "s3-secret-never-rendered"
     assert env["GOGOOKU3_S3_ENDPOINT_URL"] == "http://127.0.0.1:9000"
     assert env["AWS_DEFAULT_REGION"] == "ap-northeast-1" and env["RMM_POOL_SIZE"] == str(70 * 2**30)
+    # the build's process starts with its allocator settings (read once, at start)
+    from gogooku3.allocator import BUILD_ENVIRONMENT
+
+    assert {k: env.get(k) for k in BUILD_ENVIRONMENT} == BUILD_ENVIRONMENT
     assert "CUDA_VISIBLE_DEVICES" in env
     host = created["host_config"]
     assert host["network_mode"] == "host" and host["mounts"] == []

@@ -75,6 +75,10 @@ class TaskContainerOperator(DockerOperator):
         raise NotImplementedError
 
     # -- the container ---------------------------------------------------------------------------
+    def process_environment(self) -> Mapping[str, str]:
+        """Environment the container's process must start with (set before the settings' own)."""
+        return {}
+
     def configure(self, plan: Mapping[str, Any], settings: Any, user: tuple[int, int]) -> None:
         """Set the container up from the runtime ``plan``, the lake ``settings`` and the (non-root)
         ``user`` it runs as."""
@@ -86,7 +90,7 @@ class TaskContainerOperator(DockerOperator):
         self.image = plan["image"]
         self.user = f"{user[0]}:{user[1]}"
         self.device_requests = gpu_device_requests() if gpu else None
-        self.environment = {"PYTHONUNBUFFERED": "1"}
+        self.environment = {**self.process_environment(), "PYTHONUNBUFFERED": "1"}
         if gpu:
             self.environment["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES", "0")
             if settings.rmm_pool_size:
@@ -185,6 +189,12 @@ class FeatureBuildOperator(TaskContainerOperator):
             "--lake",
             lake,
         ]
+
+    def process_environment(self) -> Mapping[str, str]:
+        """The feature build's allocator settings (:data:`gogooku3.allocator.BUILD_ENVIRONMENT`)."""
+        from gogooku3.allocator import BUILD_ENVIRONMENT
+
+        return BUILD_ENVIRONMENT
 
     def written_dirs(self, plan: Mapping[str, Any], lake_root: Path) -> list[Path]:
         """``features/features`` and ``features/checkpoints`` (new partitions) and the partitions

@@ -315,6 +315,33 @@ def _gpu_reason() -> str | None:
 
 
 def run(quick: bool) -> list[dict]:
+    from gogooku3.allocator import missing_settings
+
+    missing = missing_settings()
+    if missing:
+        return _in_build_environment(quick, missing)
+    return _run(quick)
+
+
+def _in_build_environment(quick: bool, missing: dict[str, str]) -> list[dict]:
+    """The rows, measured in a child process started with the allocator settings the feature
+    task's container gets (:data:`gogooku3.allocator.BUILD_ENVIRONMENT`), which this process lacks."""
+    import json
+    import subprocess
+    import sys
+
+    code = "import json, sys; from gogooku3.bench.features_build import run; print(json.dumps(run(sys.argv[1] == '1')))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "1" if quick else "0"],
+        env=os.environ | missing,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _run(quick: bool) -> list[dict]:
     from gogooku3.features import BuildTimings, build_features
     from gogooku3.features.catalogue import OUTPUT_FEATURES
     from gogooku3.features.engine_cpu import compute_features
@@ -346,7 +373,8 @@ def run(quick: bool) -> list[dict]:
                 built.height,
                 mem,
                 f"{note}; {_stages(timings)}; {cpus} CPUs, Polars threads {pl.thread_pool_size()}, "
-                f"load average {os.getloadavg()[0]:.1f}; {size}",
+                f"load average {os.getloadavg()[0]:.1f}; allocator settings of the feature container "
+                f"(gogooku3.allocator); {size}",
             )
         )
 

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 
 from gogooku3.calendar import trading_days
-from gogooku3.features.allocator import keep_freed_blocks
 from gogooku3.features.catalogue import OUTPUT_FEATURES
 from gogooku3.features.checkpoint import (
     CHECKPOINT_COLUMNS,
@@ -147,7 +146,6 @@ def build_features(
     _check_engine(engine)
     if start is not None and end is not None and start > end:
         raise ValueError(f"build_features: start {start} is after end {end}")
-    keep_freed_blocks()  # the panel is prepared on the CPU whichever engine computes it
     t = timings or BuildTimings()
 
     def upto(df: pl.DataFrame | None, column: str) -> pl.DataFrame | None:

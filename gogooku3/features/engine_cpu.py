@@ -34,7 +34,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import polars as pl
 
-from gogooku3.features.allocator import keep_freed_blocks
 from gogooku3.features.catalogue import CROSS_LAYERS, FEATURES, LAYERS
 from gogooku3.features.checkpoint import CHECKPOINT_COLUMNS, state_column
 from gogooku3.features.ops import SECTOR_SLICE
@@ -208,7 +207,6 @@ def compute_features(
     # the order's counting sort checks the panel is sorted by (code_id, Date), one row per pair:
     # the series phase tells Polars code_id is sorted, and a wrong claim would silently mix codes
     order = date_order(panel, start)
-    keep_freed_blocks()
     series, cross = split_phases([list(layer) for layer in layers])
     outputs = _catalogue_order({f.name for layer in layers for f in layer if f.output})
     stored = {f.name: f.stored for layer in layers for f in layer if f.output}
