@@ -143,9 +143,9 @@ def date_order(df: pl.DataFrame, start: dt.date | None) -> DayOrder:
 @functools.cache
 def _order_kernel() -> Any:
     """The compiled counting sort (numba, compiled on first use: importing stays cheap)."""
-    import numba
+    from gogooku3.features.compiled import kernel
 
-    @numba.njit(nogil=True)
+    @kernel()
     def order(date, key, code, first, base, shift, rows, src, dst):  # noqa: ANN001, ANN202
         n = key.size
         for j in range(1, n):
@@ -212,9 +212,9 @@ def _order_kernel() -> Any:
 @functools.cache
 def _gather_kernel() -> Any:
     """``out[dst[k]] = values[src[k]]`` for every pair, in the pairs' (tiled) order."""
-    import numba
+    from gogooku3.features.compiled import kernel
 
-    @numba.njit(nogil=True)
+    @kernel()
     def gather(values, src, dst, out):  # noqa: ANN001, ANN202
         for k in range(src.size):
             out[dst[k]] = values[src[k]]

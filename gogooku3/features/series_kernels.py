@@ -41,9 +41,9 @@ STATS: tuple[Stat, ...] = ("sum", "mean", "std")
 @functools.cache
 def _kernels() -> dict[str, Any]:
     """The compiled kernels (numba, compiled on first use: importing this module stays cheap)."""
-    import numba
+    from gogooku3.features.compiled import kernel
 
-    @numba.njit(nogil=True)
+    @kernel()
     def ema(x, code, obs, state, alpha, out):  # noqa: ANN001, ANN202
         # returns -1, or the first row of a continuation when no state was given (state is None)
         y = 0.0
@@ -67,7 +67,7 @@ def _kernels() -> dict[str, Any]:
                 out[t] = np.nan
         return -1
 
-    @numba.njit(nogil=True)
+    @kernel()
     def carried(y, code, out):  # noqa: ANN001, ANN202
         last = np.nan
         for t in range(y.size):
@@ -77,7 +77,7 @@ def _kernels() -> dict[str, Any]:
                 last = y[t]
             out[t] = last
 
-    @numba.njit(nogil=True)
+    @kernel()
     def block_window(x, code, obs, w, stat, out):  # noqa: ANN001, ANN202
         # block sums of d = x - K (and d * d for the std): K = 0 for a sum or mean; for the std,
         # the first row of the window's last block (a row of the window, so d is of the window's
