@@ -132,3 +132,21 @@ def test_no_row_on_or_after_start_gives_an_empty_order():
     order = date_order(panel, DAY0 + dt.timedelta(days=400))
     assert order.height == 0
     assert order.gather(panel.select("f64", "Code")).height == 0
+
+
+def test_a_sector_code_beyond_the_key_is_refused_naming_the_row():
+    panel = _panel()
+    bad = panel.with_columns(
+        pl.when(pl.int_range(pl.len()) == 17)
+        .then(pl.col("Date").cast(pl.Int64) * 100_000 + 123_456)
+        .otherwise(pl.col("date_sector"))
+        .alias("date_sector"),
+        pl.when(pl.int_range(pl.len()) == 17)
+        .then(pl.lit("123456"))
+        .otherwise(pl.col("Sector33Code"))
+        .alias("Sector33Code"),
+    )
+    with pytest.raises(
+        ValueError, match=r"row 17 \(code_id \d+, .*\) has Sector33Code '123456', outside the 0..99999"
+    ):
+        date_order(bad, None)

@@ -129,7 +129,15 @@ def date_order(df: pl.DataFrame, start: dt.date | None) -> DayOrder:
     rows = np.empty(n, np.int64)
     src = np.empty(n, np.int32)
     dst = np.empty(n, np.int32)
-    kept, unsorted = _order_kernel()(date, key, code, first, SECTOR_BASE, TILE_SHIFT, rows, src, dst)
+    kept, unsorted, bad_sector = _order_kernel()(
+        date, key, code, first, SECTOR_BASE, TILE_SHIFT, rows, src, dst
+    )
+    if bad_sector >= 0:
+        row = df.row(bad_sector, named=True)
+        raise ValueError(
+            f"date_order: row {bad_sector} (code_id {row['code_id']}, {row['Date']}) has Sector33Code "
+            f"{row.get('Sector33Code')!r}, outside the 0..{SECTOR_BASE - 1} a day's sector key holds"
+        )
     if unsorted >= 0:
         was, now = df.row(unsorted - 1, named=True), df.row(unsorted, named=True)
         raise ValueError(
@@ -150,7 +158,7 @@ def _order_kernel() -> Any:
         n = key.size
         for j in range(1, n):
             if code[j] < code[j - 1] or (code[j] == code[j - 1] and date[j] <= date[j - 1]):
-                return 0, j
+                return 0, j, -1
         # buckets: (day - first kept day) * sectors + the sector's rank among the sectors present;
         # ``bucket`` is -1 for a row not kept
         lo_day, hi_day = 2**31, -(2**31)
@@ -159,14 +167,17 @@ def _order_kernel() -> Any:
             if date[j] >= first:
                 lo_day = min(lo_day, date[j])
                 hi_day = max(hi_day, date[j])
-                rank[key[j] - date[j] * base] = 1
+                sector = key[j] - date[j] * base
+                if sector < 0 or sector >= base:
+                    return 0, -1, j
+                rank[sector] = 1
         sectors = 0
         for s in range(base):
             if rank[s]:
                 rank[s] = sectors
                 sectors += 1
         if sectors == 0:
-            return 0, -1
+            return 0, -1, -1
         bucket = np.empty(n, np.int64)
         counts = np.zeros((hi_day - lo_day + 1) * sectors + 1, np.int64)
         for j in range(n):
@@ -204,7 +215,7 @@ def _order_kernel() -> Any:
         # panel order would miss the cache on every row)
         for k in range(kept):
             rows[dst[k]] = src[k]
-        return kept, -1
+        return kept, -1, -1
 
     return order
 
