@@ -15,10 +15,13 @@ a daily run started at a checkpoint are all bit-exact.
 (:func:`gogooku3.features.reorder.date_order`), moving only the columns still needed, each as soon
 as no later series layer reads it (:func:`compute_series_in_day_order`).
 
-**Cross-section phase** over those rows: each day is a contiguous slice, so ``.over("Date")`` is
-a cheap slice aggregation instead of a hash group-by and a scatter over the whole history, and so
-is ``.over`` a (day, sector) group, since the rows of a day are ordered by sector
-(:mod:`gogooku3.features.reorder`).
+**Cross-section phase** over those rows: each day is a contiguous slice, and so is each (day,
+sector) group, since the rows of a day are ordered by sector (:mod:`gogooku3.features.reorder`);
+the cross-section kernels take one slice at a time (:mod:`gogooku3.features.slice_kernels`)
+instead of a hash group-by and a scatter over the whole history.
+
+Compiled kernels (ops flagged ``kernel``) are Python functions to Polars; each layer runs its
+kernels in a step of their own, then its native expressions (:func:`kernels_first`).
 
 Each feature's expression is its op's Polars implementation in the operation table
 (:data:`gogooku3.features.ops.OPERATIONS`, where the lag, window and cross-section rules above
