@@ -12,6 +12,7 @@ this module runs, and a moving source hash would leave "unchanged sources are no
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -242,3 +243,30 @@ def test_docker_stop_reaches_the_cli_through_tini(task_image: str) -> None:
         )
     finally:
         _run(["docker", "rm", "-f", name], timeout=60)
+
+
+def test_the_feature_kernels_come_compiled_with_the_image(task_image: str) -> None:
+    """The image compiled the feature build's kernels when it was built: a container, as any uid,
+    loads every one from the image's numba cache and compiles none."""
+    probe = (ROOT / "tests" / "test_features_compiled.py").read_text()
+    code = probe.split('PROBE = """', 1)[1].split('"""', 1)[0]
+    ran = _run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            "4242:4242",
+            "--entrypoint",
+            "python3",
+            task_image,
+            "-c",
+            code,
+        ],
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    stats = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert all(s["misses"] == 0 and s["hits"] > 0 for s in stats.values()), stats
