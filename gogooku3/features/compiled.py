@@ -2,13 +2,13 @@
 
 The CPU engine's kernels (:mod:`~gogooku3.features.series_kernels`,
 :mod:`~gogooku3.features.slice_kernels`, :mod:`~gogooku3.features.reorder`, the peer table's top-k in
-:mod:`~gogooku3.features.peers`) are compiled by numba on first use: a resumed daily run at 4,000 codes took 8.7 s in a
-fresh process compiling them, 2.6 s loading them from the cache, 1.7 s once loaded. :func:`kernel` compiles with numba's cache, which
-keeps the machine code next to the module's source (``__pycache__``) or, where that is not
-writable, in ``NUMBA_CACHE_DIR`` (the task images set it to a directory any uid can write), keyed
-by the source file and the CPU; a changed module or another CPU compiles again. The task images
-run :func:`warm_kernels` when they are built, so a task starts with every kernel compiled:
-``python -m gogooku3.features.compiled``.
+:mod:`~gogooku3.features.peers`) are compiled by numba on first use: a resumed daily run at 4,000
+codes took 8.7 s in a fresh process compiling them, 2.6 s loading them from the cache, 1.7 s once
+loaded. :func:`kernel` compiles with numba's cache, which keeps the machine code next to the
+module's source (``__pycache__``) or, where that is not writable, in ``NUMBA_CACHE_DIR`` (the task
+images set it to a directory any uid can write), keyed by the source file and the CPU; a changed
+module or another CPU compiles again. The task images run :func:`warm_kernels` when they are
+built, so a task starts with every kernel compiled: ``python -m gogooku3.features.compiled``.
 """
 
 from __future__ import annotations
