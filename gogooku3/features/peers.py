@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -146,9 +145,9 @@ _ROWS = 256
 _LANES = 16
 
 
-@functools.cache
 def _top_k_kernel():  # noqa: ANN202 - a numba dispatcher
-    """The compiled selection (numba, compiled on first use: importing this module stays cheap).
+    """The compiled selection (:mod:`gogooku3.features.kernels.top_k`, imported on first use:
+    importing this module stays cheap).
 
     ``select(corr, excluded, usable, lo, peers, weight)`` writes, for each row ``i`` of the
     ``(rows, width)`` slice ``corr`` (code ``lo + i``'s correlations, ``width`` a multiple of
