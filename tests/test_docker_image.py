@@ -23,6 +23,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from test_features_compiled import PROBE as KERNEL_CACHE_PROBE
 
 from gogooku3 import containers
 
@@ -248,8 +249,6 @@ def test_docker_stop_reaches_the_cli_through_tini(task_image: str) -> None:
 def test_the_feature_kernels_come_compiled_with_the_image(task_image: str) -> None:
     """The image compiled the feature build's kernels when it was built: a container, as any uid,
     loads every one from the image's numba cache and compiles none."""
-    probe = (ROOT / "tests" / "test_features_compiled.py").read_text()
-    code = probe.split('PROBE = """', 1)[1].split('"""', 1)[0]
     ran = _run(
         [
             "docker",
@@ -263,7 +262,7 @@ def test_the_feature_kernels_come_compiled_with_the_image(task_image: str) -> No
             "python3",
             task_image,
             "-c",
-            code,
+            KERNEL_CACHE_PROBE,
         ],
         timeout=300,
     )
