@@ -48,7 +48,7 @@ def slice_values(x: pl.Series, key: pl.Series, stat: Stat, k: float = 0.0) -> pl
     if stat not in STATS:
         raise ValueError(f"slice stat {stat!r}: expected one of {', '.join(STATS)}")
     xs = x.cast(pl.Float64).fill_null(np.nan).to_numpy()
-    keys = key.to_physical().cast(pl.Int64).to_numpy()  # one compiled specialisation for every key
+    keys = key.to_physical().to_numpy()  # Date as its Int32 days, uncopied; the sector key Int64
     out = np.empty(xs.size)
     unsorted = _kernels()(xs, keys, STATS.index(stat), float(k), out)
     if unsorted >= 0:
